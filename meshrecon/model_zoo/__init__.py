@@ -1,0 +1,1 @@
+"""meshrecon.model_zoo"""

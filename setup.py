@@ -1,0 +1,44 @@
+"""Install meshrecon: ``pip install -e .`` (add ``[dev]`` for the test and lint tools)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    init = Path(__file__).parent / "meshrecon" / "__init__.py"
+    for line in init.read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("meshrecon/__init__.py defines no __version__")
+
+
+setup(
+    name="meshrecon",
+    version=_version(),
+    description="Learning 3D shape from images, mesh first: six methods in one PyTorch framework",
+    long_description=Path(__file__).with_name("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
+    include_package_data=True,
+    package_data={"meshrecon.model_zoo": ["configs/**/*.yaml"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "numpy>=1.23",
+        "scipy>=1.10",
+        "h5py>=3.8",
+        "Pillow>=9.0",
+        "trimesh>=4.0",
+        "pycocotools>=2.0.6",
+        "tqdm>=4.60",
+        "tensorboard>=2.12",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.6"],
+    },
+)
