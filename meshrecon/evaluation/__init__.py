@@ -1,1 +1,29 @@
-"""meshrecon.evaluation"""
+"""Evaluators, the inference loop, and helpers to present metrics."""
+
+from .evaluator import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    build_evaluator,
+    inference_context,
+    inference_on_dataset,
+    register_evaluator,
+    registered_evaluator_types,
+)
+from .testing import create_small_table, flatten_results_dict, print_csv_format, verify_results
+
+__all__ = [
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "build_evaluator",
+    "create_small_table",
+    "flatten_results_dict",
+    "inference_context",
+    "inference_on_dataset",
+    "print_csv_format",
+    "register_evaluator",
+    "registered_evaluator_types",
+    "verify_results",
+]
+
+# --- section: mesh metrics (compare_meshes, compute_sampling_metrics; owner: metrics) ---
+# --- end section ---

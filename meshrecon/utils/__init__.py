@@ -1,1 +1,1 @@
-"""meshrecon.utils"""
+"""meshrecon.utils: distributed helpers, events and writers, logging, environment."""

@@ -1,0 +1,459 @@
+"""The standard ways to run meshrecon: argument parser, setup, trainer, predictor.
+
+``DefaultTrainer`` and ``DefaultPredictor`` encode the usual choices; for others, subclass them
+(every ``build_*`` is an overridable classmethod) or assemble the parts yourself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from iopath.common.file_io import PathManager as _PathManagerCls
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import MetadataCatalog, build_test_loader, build_train_loader
+from ..evaluation import (
+    DatasetEvaluator,
+    DatasetEvaluators,
+    inference_on_dataset,
+    print_csv_format,
+    verify_results,
+)
+from ..evaluation import build_evaluator as _build_evaluator_from_registry
+from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
+from ..utils import comm
+from ..utils.env import collect_env_info, seed_all_rng
+from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from ..utils.logger import setup_logger
+from . import hooks
+from .train_loop import SimpleTrainer, TrainerBase
+
+__all__ = [
+    "DefaultPredictor",
+    "DefaultTrainer",
+    "create_ddp_model",
+    "default_argument_parser",
+    "default_setup",
+    "default_writers",
+]
+
+_PATH_MANAGER = _PathManagerCls()
+logger = logging.getLogger(__name__)
+
+
+def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    """Return the command-line parser that ``tools/train_net.py`` and similar scripts share."""
+    parser = argparse.ArgumentParser(
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to a config file")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in OUTPUT_DIR (iteration, optimizer, scheduler, "
+        "data order); without it, start from MODEL.WEIGHTS at iteration 0",
+    )
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS")
+    parser.add_argument(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="processes per machine: one per GPU; on a machine without CUDA, CPU processes "
+        "that train together over gloo",
+    )
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument(
+        "--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)"
+    )
+    parser.add_argument(
+        "--dist-url",
+        default="auto",
+        help="where the processes meet, e.g. tcp://HOST:PORT of machine 0; 'auto' picks a free "
+        "local port (one machine only)",
+    )
+    parser.add_argument(
+        "opts",
+        default=None,
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. SOLVER.BASE_LR 0.01",
+    )
+    return parser
+
+
+def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
+    """Prepare a run: output directory, logging, config dump, seeds, environment report.
+
+    Rank 0 creates ``cfg.OUTPUT_DIR`` and writes ``config.yaml`` there. Every process seeds its
+    generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that ranks
+    draw different random augmentations while a run stays reproducible.
+    """
+    output_dir = cfg.OUTPUT_DIR
+    rank = comm.get_rank()
+    if comm.is_main_process() and output_dir:
+        _PATH_MANAGER.mkdirs(output_dir)
+    setup_logger(output_dir or None, distributed_rank=rank, name="fvcore")
+    log = setup_logger(output_dir or None, distributed_rank=rank, name="meshrecon")
+
+    log.info("Rank of this process: %d; world size: %d", rank, comm.get_world_size())
+    log.info("Environment info:\n%s", collect_env_info())
+    if args is not None:
+        log.info("Command line arguments: %s", args)
+        config_file = getattr(args, "config_file", "")
+        if config_file:
+            with _PATH_MANAGER.open(config_file) as f:
+                log.info("Contents of the config file %s:\n%s", config_file, f.read())
+
+    if comm.is_main_process() and output_dir:
+        path = os.path.join(output_dir, "config.yaml")
+        with _PATH_MANAGER.open(path, "w") as f:
+            f.write(cfg.dump())
+        log.info("Full config saved to %s", path)
+
+    seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
+    log.info("Seed of this process: %d", seed)
+    if not (args is not None and getattr(args, "eval_only", False)):
+        torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+    precision = cfg.get("FLOAT32_PRECISION", "")
+    if precision:
+        torch.set_float32_matmul_precision(precision)
+
+
+def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventWriter]:
+    """Return the usual writers: console (with ETA), ``metrics.json`` and TensorBoard."""
+    _PATH_MANAGER.mkdirs(output_dir)
+    return [
+        CommonMetricPrinter(max_iter),
+        JSONWriter(os.path.join(output_dir, "metrics.json")),
+        TensorboardXWriter(output_dir),
+    ]
+
+
+def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
+    """Wrap ``model`` in ``DistributedDataParallel`` when there are several processes.
+
+    DDP averages the gradients over processes, so with a per-process loss that is a mean over
+    the process's batch, the update equals that of one process with the whole batch.
+    """
+    if comm.get_world_size() == 1:
+        return model
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        kwargs.setdefault("device_ids", [comm.get_local_rank()])
+    return DistributedDataParallel(model, **kwargs)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class DefaultPredictor:
+    """Run a model from a config on one image: ``predictor(image) -> predictions``.
+
+    Builds ``cfg.MODEL`` in eval mode, loads ``cfg.MODEL.WEIGHTS``, and for each call converts
+    the image from BGR to ``cfg.INPUT.FORMAT``, resizes its shorter side to
+    ``INPUT.MIN_SIZE_TEST`` (longer side at most ``INPUT.MAX_SIZE_TEST``) and returns the
+    model's output for it. Predictions are in the original image's coordinates when the model
+    uses the ``height`` / ``width`` it is given, as Detectron2-style models do.
+    """
+
+    def __init__(self, cfg) -> None:
+        from ..checkpoint import Checkpointer
+        from ..modeling import build_model
+
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        if len(cfg.DATASETS.TEST):
+            self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.min_size = cfg.INPUT.MIN_SIZE_TEST
+        self.max_size = cfg.INPUT.MAX_SIZE_TEST
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        if self.min_size <= 0:
+            return image
+        scale = self.min_size / min(h, w)
+        if self.max_size > 0 and max(h, w) * scale > self.max_size:
+            scale = self.max_size / max(h, w)
+        new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
+        if (new_h, new_w) == (h, w):
+            return image
+        return F.interpolate(image[None], size=(new_h, new_w), mode="bilinear")[0]
+
+    def __call__(self, original_image: np.ndarray) -> dict:
+        """Return the model's predictions for one ``(H, W, 3)`` BGR image (uint8 or float)."""
+        if not isinstance(original_image, np.ndarray) or original_image.ndim != 3:
+            raise ValueError(
+                "DefaultPredictor expects one image as a numpy array of shape (H, W, 3), got "
+                f"{getattr(original_image, 'shape', type(original_image).__name__)}"
+            )
+        if original_image.shape[2] != 3:
+            raise ValueError(f"expected 3 channels (BGR), got shape {original_image.shape}")
+        height, width = original_image.shape[:2]
+        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
+        tensor = torch.as_tensor(np.ascontiguousarray(image).astype("float32")).permute(2, 0, 1)
+        tensor = self._resize(tensor)
+        with torch.no_grad():
+            return self.model([{"image": tensor, "height": height, "width": width}])[0]
+
+
+class DefaultTrainer(TrainerBase):
+    """The standard trainer: a :class:`SimpleTrainer` plus the usual hooks, from a config.
+
+    It builds the model, optimizer, scheduler and loaders from the config (each through an
+    overridable ``build_*`` classmethod), wraps the model in DDP when distributed, checkpoints
+    to ``OUTPUT_DIR`` (model, optimizer, scheduler, AMP scaler and data-sampler seed), and
+    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end. Typical use::
+
+        trainer = DefaultTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        trainer.train()
+    """
+
+    def __init__(self, cfg) -> None:
+        from ..checkpoint import Checkpointer
+
+        super().__init__()
+        meshrecon_logger = logging.getLogger("meshrecon")
+        if not meshrecon_logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, broadcast_buffers=False)
+
+        amp = bool(cfg.SOLVER.AMP.ENABLED)
+        device = next(_unwrap(model).parameters()).device
+        if amp and device.type != "cuda":
+            logger.warning("SOLVER.AMP.ENABLED is ignored: the model is on %s, not CUDA", device)
+            amp = False
+        self._trainer = SimpleTrainer(
+            model, data_loader, optimizer, grad_clipper=build_gradient_clipper(cfg), amp=amp
+        )
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+
+        checkpointables: dict[str, Any] = {"optimizer": optimizer, "scheduler": self.scheduler}
+        if self._trainer.grad_scaler is not None:
+            checkpointables["grad_scaler"] = self._trainer.grad_scaler
+        batch_sampler = getattr(data_loader, "batch_sampler", None)
+        if hasattr(batch_sampler, "state_dict") and hasattr(batch_sampler, "load_state_dict"):
+            checkpointables["data_sampler"] = batch_sampler
+        self.checkpointer = Checkpointer(
+            _unwrap(model),
+            cfg.OUTPUT_DIR,
+            save_to_disk=comm.is_main_process(),
+            **checkpointables,
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self._last_eval_results: dict[str, Any] | None = None
+        self.register_hooks(self.build_hooks())
+
+    @property
+    def model(self) -> nn.Module:
+        return self._trainer.model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._trainer.optimizer
+
+    @property
+    def data_loader(self):
+        return self._trainer.data_loader
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        """Resume from the last checkpoint of ``OUTPUT_DIR`` or load ``MODEL.WEIGHTS``.
+
+        With ``resume`` and a checkpoint present, everything checkpointed is restored and
+        training continues at the iteration after the checkpoint's, with the data stream moved
+        past the batches already used. Otherwise only the model weights are loaded (if
+        ``MODEL.WEIGHTS`` is set) and training starts at iteration 0.
+        """
+        extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        self.start_iter = 0
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = int(extra.get("iteration", -1)) + 1
+            logger.info("Resuming training at iteration %d", self.start_iter)
+        batch_sampler = getattr(self.data_loader, "batch_sampler", None)
+        if hasattr(batch_sampler, "set_start_iter"):
+            batch_sampler.set_start_iter(self.start_iter)
+
+    def build_hooks(self) -> list[hooks.HookBase]:
+        """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
+        cfg = self.cfg
+        result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if comm.is_main_process():
+            result.append(
+                hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
+            )
+        # A weak reference: the hook must not keep the trainer alive.
+        trainer_ref = weakref.ref(self)
+
+        def test_and_save_results() -> dict[str, Any]:
+            trainer = trainer_ref()
+            trainer._last_eval_results = trainer.test(trainer.cfg, trainer.model)
+            return trainer._last_eval_results
+
+        if len(cfg.DATASETS.TEST):
+            result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+        if comm.is_main_process():
+            result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
+        return result
+
+    def build_writers(self) -> list[EventWriter]:
+        """Return the writers of the main process (see :func:`default_writers`)."""
+        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+
+    def train(self) -> dict[str, Any] | None:
+        """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results."""
+        super().train(self.start_iter, self.max_iter)
+        if self._last_eval_results and comm.is_main_process():
+            verify_results(self.cfg, self._last_eval_results)
+        return self._last_eval_results
+
+    def run_step(self) -> None:
+        self._trainer.iter = self.iter
+        self._trainer.run_step()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    @classmethod
+    def build_model(cls, cfg) -> nn.Module:
+        """Return ``meshrecon.modeling.build_model(cfg)``."""
+        from ..modeling import build_model
+
+        model = build_model(cfg)
+        logger.info("Model:\n%s", model)
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
+        """Return ``meshrecon.solver.build_optimizer(cfg, model)``."""
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer: torch.optim.Optimizer):
+        """Return ``meshrecon.solver.build_lr_scheduler(cfg, optimizer)``."""
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """Return ``meshrecon.data.build_train_loader(cfg)``."""
+        return build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        """Return ``meshrecon.data.build_test_loader(cfg, dataset_name)``."""
+        return build_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str) -> DatasetEvaluator:
+        """Return the evaluator named by the dataset's ``evaluator_type`` metadata.
+
+        Raises:
+            NotImplementedError: when the dataset names none (``test`` then skips it).
+        """
+        if MetadataCatalog.get(dataset_name).get("evaluator_type") is None:
+            raise NotImplementedError(
+                f"dataset {dataset_name!r} has no evaluator_type metadata; override "
+                "DefaultTrainer.build_evaluator or pass evaluators to DefaultTrainer.test"
+            )
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return _build_evaluator_from_registry(cfg, dataset_name, output_dir)
+
+    @classmethod
+    def test(cls, cfg, model: nn.Module, evaluators=None) -> dict[str, Any]:
+        """Evaluate ``model`` on every dataset of ``cfg.DATASETS.TEST``.
+
+        Args:
+            evaluators: None (build one per dataset with ``build_evaluator``), one evaluator, or
+                a list with one evaluator per dataset of ``DATASETS.TEST``.
+
+        Returns:
+            ``{dataset_name: results}``, or just the results when there is one dataset.
+        """
+        names = list(cfg.DATASETS.TEST)
+        if isinstance(evaluators, DatasetEvaluator) and not isinstance(
+            evaluators, DatasetEvaluators
+        ):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(names):
+            raise ValueError(
+                f"{len(evaluators)} evaluators given for {len(names)} datasets in DATASETS.TEST"
+            )
+        results: OrderedDict[str, Any] = OrderedDict()
+        for idx, name in enumerate(names):
+            data_loader = cls.build_test_loader(cfg, name)
+            if evaluators is not None:
+                evaluator = evaluators[idx]
+            else:
+                try:
+                    evaluator = cls.build_evaluator(cfg, name)
+                except NotImplementedError as err:
+                    logger.warning("No evaluator for %s, skipping it: %s", name, err)
+                    results[name] = {}
+                    continue
+            results[name] = inference_on_dataset(model, data_loader, evaluator)
+            if comm.is_main_process():
+                logger.info("Evaluation results for %s in csv format:", name)
+                print_csv_format(results[name])
+        if len(results) == 1:
+            return next(iter(results.values()))
+        return results
+
+    @staticmethod
+    def auto_scale_workers(cfg, num_workers: int):
+        """Scale the batch size, LR and schedule linearly from ``SOLVER.REFERENCE_WORLD_SIZE``.
+
+        Returns ``cfg`` unchanged when the reference is 0 or equals ``num_workers``; otherwise a
+        modified copy in which the same number of epochs is trained with the per-process batch
+        of the reference setup.
+        """
+        old_world_size = cfg.SOLVER.REFERENCE_WORLD_SIZE
+        if old_world_size == 0 or old_world_size == num_workers:
+            return cfg
+        cfg = cfg.clone()
+        was_frozen = cfg.is_frozen()
+        cfg.defrost()
+        if cfg.SOLVER.IMS_PER_BATCH % old_world_size != 0:
+            raise ValueError("SOLVER.IMS_PER_BATCH must be divisible by REFERENCE_WORLD_SIZE")
+        scale = num_workers / old_world_size
+        cfg.SOLVER.IMS_PER_BATCH = int(round(cfg.SOLVER.IMS_PER_BATCH * scale))
+        cfg.SOLVER.BASE_LR = cfg.SOLVER.BASE_LR * scale
+        cfg.SOLVER.MAX_ITER = int(round(cfg.SOLVER.MAX_ITER / scale))
+        cfg.SOLVER.WARMUP_ITERS = int(round(cfg.SOLVER.WARMUP_ITERS / scale))
+        cfg.SOLVER.STEPS = tuple(int(round(s / scale)) for s in cfg.SOLVER.STEPS)
+        cfg.TEST.EVAL_PERIOD = int(round(cfg.TEST.EVAL_PERIOD / scale))
+        cfg.SOLVER.CHECKPOINT_PERIOD = int(round(cfg.SOLVER.CHECKPOINT_PERIOD / scale))
+        cfg.SOLVER.REFERENCE_WORLD_SIZE = num_workers
+        logger.info(
+            "Auto-scaled the config from %d to %d processes: IMS_PER_BATCH=%d, BASE_LR=%g, "
+            "MAX_ITER=%d",
+            old_world_size,
+            num_workers,
+            cfg.SOLVER.IMS_PER_BATCH,
+            cfg.SOLVER.BASE_LR,
+            cfg.SOLVER.MAX_ITER,
+        )
+        if was_frozen:
+            cfg.freeze()
+        return cfg
