@@ -39,6 +39,6 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.6"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff==0.17.6"],
     },
 )
