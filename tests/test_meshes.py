@@ -447,6 +447,7 @@ def test_invalid_inputs_raise():
         (([v.long()], [f]), {}, "floating"),
         (([v], [f + 2]), {}, "mesh 0"),
         (([v], [f - 1]), {}, "mesh 0"),
+        ((v[None].expand(2, -1, -1), torch.stack([f, f + 2])), {}, "mesh 1"),
         (([v], f[None]), {}, "both"),
         ((v[None], f[None, :, :2]), {}, "faces"),
         ((v[None].expand(2, -1, -1), f[None]), {}, "batch size"),

@@ -159,16 +159,24 @@ class Meshes(_BatchStructure):
         self.equisized = len(set(nv)) <= 1 and len(set(nf)) <= 1
 
     def _check_face_indices(self) -> None:
-        self._compute_faces_packed()
-        faces, owner = self._faces_packed, self._faces_packed_to_mesh_idx
-        lo = self._mesh_to_verts_packed_first_idx[owner].unsqueeze(1)
-        hi = lo + self._num_verts_per_mesh[owner].unsqueeze(1)
-        bad = ((faces < lo) | (faces >= hi)).any(1)
+        # Validated on the form the faces came in: packing every face only to check it would
+        # cost as much as the whole construction for large batches such as cubify's output.
+        if self._faces_list is not None:
+            for i, (f, nv) in enumerate(zip(self._faces_list, self._num_verts_list)):
+                if f.numel() == 0:
+                    continue
+                lo, hi = torch.aminmax(f)
+                if int(lo) < 0 or int(hi) >= nv:
+                    self._raise_bad_faces(i)
+            return
+        faces = self._faces_padded
+        # Rows holding a -1 are padding; real rows are non-negative by construction.
+        bad = faces.ge(self._V).any(2) & faces.gt(-1).all(2)
         if bool(bad.any()):
-            i = int(owner[bad.nonzero()[0, 0]])
-            raise ValueError(
-                f"faces of mesh {i} must index vertices in [0, {self._num_verts_list[i]})"
-            )
+            self._raise_bad_faces(int(bad.any(1).nonzero()[0, 0]))
+
+    def _raise_bad_faces(self, i: int) -> None:
+        raise ValueError(f"faces of mesh {i} must index vertices in [0, {self._num_verts_list[i]})")
 
     def _set_verts_normals(self, normals: Sequence[torch.Tensor] | torch.Tensor) -> None:
         if torch.is_tensor(normals):
