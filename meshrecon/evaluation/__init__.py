@@ -26,4 +26,7 @@ __all__ = [
 ]
 
 # --- section: mesh metrics (compare_meshes, compute_sampling_metrics; owner: metrics) ---
+from .shape_metrics import compare_meshes, compute_sampling_metrics  # noqa: E402
+
+__all__ += ["compare_meshes", "compute_sampling_metrics"]
 # --- end section ---
