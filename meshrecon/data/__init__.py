@@ -9,6 +9,8 @@ from .build import (
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset
+from .mappers import DepthMapper, MeshRCNNMapper, MultiViewMapper, ShapeNetMapper
+from .readers import VoxelData, read_depth, read_image, read_mask, read_mesh, read_voxel
 from .samplers import (
     GroupedBatchSampler,
     InferenceSampler,
@@ -17,6 +19,16 @@ from .samplers import (
 )
 
 __all__ = [
+    "DepthMapper",
+    "MeshRCNNMapper",
+    "MultiViewMapper",
+    "ShapeNetMapper",
+    "VoxelData",
+    "read_depth",
+    "read_image",
+    "read_mask",
+    "read_mesh",
+    "read_voxel",
     "DatasetCatalog",
     "DatasetFromList",
     "GroupedBatchSampler",

@@ -32,3 +32,9 @@ from .instances import Instances  # noqa: E402
 
 __all__ += ["Boxes", "ImageList", "Instances", "pairwise_intersection", "pairwise_iou"]
 # --- end section ---
+# --- section: masks and per-instance shapes (owner: data) ---
+from .masks import BitMasks  # noqa: E402
+from .shape_instances import MeshInstances, VoxelInstances  # noqa: E402
+
+__all__ += ["BitMasks", "MeshInstances", "VoxelInstances"]
+# --- end section ---
