@@ -1,1 +1,22 @@
-"""meshrecon.layers"""
+"""Layers shared by the models: Detectron2-compatible normalization, convolution wrappers,
+``ShapeSpec`` and ``ROIAlign``."""
+
+from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm
+from meshrecon.layers.mask_ops import paste_masks_in_image
+from meshrecon.layers.roi_align import ROIAlign
+from meshrecon.layers.shape_spec import ShapeSpec
+from meshrecon.layers.wrappers import Conv2d, ConvTranspose2d, cat, nonzero_tuple, shapes_to_tensor
+
+__all__ = [
+    "Conv2d",
+    "ConvTranspose2d",
+    "FrozenBatchNorm2d",
+    "LayerNorm",
+    "ROIAlign",
+    "ShapeSpec",
+    "cat",
+    "get_norm",
+    "nonzero_tuple",
+    "paste_masks_in_image",
+    "shapes_to_tensor",
+]

@@ -1,0 +1,156 @@
+"""Normalization layers: ``FrozenBatchNorm2d`` (Detectron2-compatible), ``LayerNorm`` over
+channels, and ``get_norm`` which maps a config string (``"FrozenBN"``, ``"GN"``, ...) to one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["FrozenBatchNorm2d", "LayerNorm", "get_norm"]
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch normalization with fixed statistics and affine parameters.
+
+    Computes ``(x - running_mean) / sqrt(running_var + eps) * weight + bias`` per channel.
+    All four tensors are buffers (never trained, always saved), initialized to the identity.
+    This is what Detectron2 and Mesh R-CNN use in pretrained backbones, whose batch statistics
+    would be meaningless with the small per-GPU batches of detection training.
+
+    Loading: Caffe2/MSRA backbones hold only ``weight`` and ``bias`` (the statistics are
+    folded into them); for a state_dict without version metadata, missing ``running_mean`` /
+    ``running_var`` are filled with the identity (0 and 1). A ``num_batches_tracked`` entry,
+    present when the source was a trainable ``BatchNorm2d``, is ignored.
+
+    Args:
+        num_features: number of channels ``C``.
+        eps: added to the variance.
+
+    Input ``(N, C, H, W)`` (or ``(N, C)``), output of the same shape and dtype.
+    """
+
+    # 3: Detectron2's current format (the 4 buffers as above); <2 had no running statistics.
+    _version = 3
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if num_features <= 0:
+            raise ValueError(f"num_features must be positive, got {num_features}")
+        self.num_features = num_features
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features) - eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # One fused op, differentiable w.r.t. x; the buffers never receive gradients.
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            training=False,
+            eps=self.eps,
+        )
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
+        version = local_metadata.get("version", None)
+        if version is None or version < 2:
+            if prefix + "running_mean" not in state_dict:
+                state_dict[prefix + "running_mean"] = torch.zeros_like(self.running_mean)
+            if prefix + "running_var" not in state_dict:
+                state_dict[prefix + "running_var"] = torch.ones_like(self.running_var)
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def extra_repr(self) -> str:
+        return f"num_features={self.num_features}, eps={self.eps}"
+
+    @classmethod
+    def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
+        """Replace every ``BatchNorm2d`` / ``SyncBatchNorm`` in ``module`` by a frozen copy.
+
+        Returns:
+            A new ``FrozenBatchNorm2d`` if ``module`` itself is a batch norm; otherwise
+            ``module``, converted in place.
+        """
+        if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+            frozen = cls(module.num_features, eps=module.eps)
+            if module.affine:
+                frozen.weight.data = module.weight.detach().clone()
+                frozen.bias.data = module.bias.detach().clone()
+            if module.track_running_stats:
+                frozen.running_mean.data = module.running_mean.detach().clone()
+                frozen.running_var.data = module.running_var.detach().clone()
+            else:
+                frozen.running_var.data.fill_(1.0)
+            return frozen
+        for name, child in module.named_children():
+            new_child = cls.convert_frozen_batchnorm(child)
+            if new_child is not child:
+                module.add_module(name, new_child)
+        return module
+
+
+class LayerNorm(nn.Module):
+    """Normalization over the channel dimension of ``(N, C, H, W)`` maps, per pixel.
+
+    Args:
+        normalized_shape: ``C``.
+        eps: added to the variance.
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(normalized_shape))
+        self.bias = nn.Parameter(torch.zeros(normalized_shape))
+        self.eps = eps
+        self.normalized_shape = (normalized_shape,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+_NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "BN": nn.BatchNorm2d,
+    "SyncBN": nn.SyncBatchNorm,
+    "nnSyncBN": nn.SyncBatchNorm,
+    "FrozenBN": FrozenBatchNorm2d,
+    "GN": lambda channels: nn.GroupNorm(32, channels),
+    "LN": LayerNorm,
+}
+
+
+def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -> nn.Module | None:
+    """Build the normalization layer named by a config value.
+
+    Args:
+        norm: ``""``/``None`` (no normalization), one of ``"BN"``, ``"SyncBN"``,
+            ``"FrozenBN"``, ``"GN"`` (32 groups), ``"LN"``, or a callable ``channels -> module``.
+        out_channels: channels of the normalized tensor.
+
+    Returns:
+        The module, or ``None``.
+
+    Raises:
+        ValueError: if ``norm`` is an unknown name.
+    """
+    if norm is None or norm == "":
+        return None
+    if isinstance(norm, str):
+        if norm not in _NORMS:
+            raise ValueError(f"norm={norm!r} is not one of {sorted(_NORMS)} (or '' for none)")
+        norm = _NORMS[norm]
+    return norm(out_channels)
