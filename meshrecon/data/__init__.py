@@ -44,3 +44,7 @@ __all__ = [
     "trivial_batch_collator",
     "worker_init_reset_seed",
 ]
+
+# Registers the built-in splits (synthetic ones, and real ones found under $MESHRECON_DATASETS),
+# as importing detectron2.data does; last, because the dataset modules use the names above.
+from . import datasets  # noqa: E402, F401

@@ -120,6 +120,11 @@ def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
 
     seed = seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     log.info("Seed of this process: %d", seed)
+    # The synthetic splits are registered at import time with the environment's sizes; the run's
+    # config decides what is generated and loaded, in every process, before any data is read.
+    from meshrecon.data.datasets import configure_synthetic
+
+    configure_synthetic(cfg)
     if not (args is not None and getattr(args, "eval_only", False)):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     precision = cfg.get("FLOAT32_PRECISION", "")

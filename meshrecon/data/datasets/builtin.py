@@ -1,0 +1,68 @@
+"""Register every built-in dataset split in ``DatasetCatalog`` and ``MetadataCatalog``.
+
+Synthetic splits (``synthetic_shapenet_{train,val,test}``, ``synthetic_pix3d_{train,test}``,
+``synthetic_nyu_{train,test}``) are generated on first ``DatasetCatalog.get`` and cached under
+``$MESHRECON_DATASETS/synthetic``; see :mod:`meshrecon.data.datasets.synthetic.generator`.
+Real datasets (Pix3D, ShapeNet, NYU Depth v2, KITTI) are registered by their own modules:
+``register_all(root)`` for the splits whose files exist under ``$MESHRECON_DATASETS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
+
+from . import kitti, nyu, pix3d, shapenet
+from .synthetic import CATEGORIES, SPLITS, dataset_name, get_synthetic_config, load_synthetic
+from .synthetic.generator import _update_dataset_root
+
+__all__ = ["register_all_real", "register_all_synthetic"]
+
+# Evaluator of each kind of split (docs/DATA_FORMATS.md).
+_EVALUATOR_TYPES = {"shapenet": "shapenet", "pix3d": "pix3d", "nyu": "depth"}
+
+
+def register_all_synthetic() -> list[str]:
+    """Register every synthetic split that is not registered yet; return the names registered."""
+    registered = []
+    for kind, splits in SPLITS.items():
+        for split in splits:
+            name = dataset_name(kind, split)
+            if name in DatasetCatalog:
+                continue
+            # No config argument: the loader reads the active config when it is called, so a
+            # trainer's configure_synthetic(cfg) after import still applies.
+            DatasetCatalog.register(name, functools.partial(load_synthetic, kind, split))
+            meta = MetadataCatalog.get(name)
+            meta.set(evaluator_type=_EVALUATOR_TYPES[kind])
+            if kind in ("shapenet", "pix3d"):
+                meta.set(thing_classes=list(CATEGORIES))
+            if kind == "shapenet":
+                # Synthetic "synsets" are the category names themselves.
+                meta.set(synset_to_name={c: c for c in CATEGORIES})
+            _update_dataset_root(kind, split, get_synthetic_config())
+            registered.append(name)
+    return registered
+
+
+register_all_synthetic()
+
+
+# --- section: real datasets ---
+def register_all_real(root: str | None = None) -> list[str]:
+    """Register the real datasets found under ``root``; return the names registered.
+
+    ``root`` defaults to ``$MESHRECON_DATASETS``, else ``./datasets``. Each module registers
+    only the splits whose files exist there (see each module's ``register_all``).
+    """
+    root = root or os.environ.get("MESHRECON_DATASETS", "") or "datasets"
+    names: list[str] = []
+    for module in (pix3d, shapenet, nyu, kitti):
+        names += module.register_all(root)
+    return names
+
+
+register_all_real()
+# --- end section ---

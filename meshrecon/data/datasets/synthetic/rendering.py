@@ -1,0 +1,168 @@
+"""Rendering for the synthetic datasets: objects placed in a camera frame, one z-buffer.
+
+:func:`render_scene` composes several meshes (objects, floor, walls) into one call of
+:func:`meshrecon.render.render_meshes`, each with per-face colours or a procedural texture that
+is evaluated on its own model-frame points (so patterns stick to surfaces), and returns numpy
+arrays: RGB, coverage mask, depth and the instance id of the visible object per pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from meshrecon.render import (
+    TextureFn,
+    checker_texture,
+    render_meshes,
+    stripes_texture,
+    value_noise_texture,
+)
+from meshrecon.structures import Meshes
+
+from .writers import to_numpy
+
+__all__ = ["SceneObject", "floor_texture", "pick_color", "render_scene", "wall_texture"]
+
+_FLOOR_COLORS = ((0.55, 0.40, 0.26), (0.70, 0.62, 0.50), (0.35, 0.35, 0.36), (0.62, 0.55, 0.45))
+_WALL_COLORS = ((0.90, 0.88, 0.82), (0.80, 0.84, 0.86), (0.86, 0.80, 0.70), (0.75, 0.78, 0.72))
+
+
+def pick_color(rng: np.random.Generator, surface: int) -> np.ndarray:
+    palette = _FLOOR_COLORS if surface == 0 else _WALL_COLORS
+    base = np.asarray(palette[int(rng.integers(len(palette)))])
+    return np.clip(base * rng.uniform(0.85, 1.15), 0.0, 1.0)
+
+
+def floor_texture(rng: np.random.Generator) -> TextureFn:
+    """Tiles (a checkerboard) or a mottled carpet, fixed to the floor's model frame."""
+    a = pick_color(rng, 0)
+    b = np.clip(a * rng.uniform(0.6, 0.85), 0, 1)
+    if rng.random() < 0.6:
+        return checker_texture(rng.uniform(0.25, 0.6), a.tolist(), b.tolist())
+    seed = int(rng.integers(1 << 30))
+    return value_noise_texture(rng.uniform(0.1, 0.4), a.tolist(), b.tolist(), seed=seed)
+
+
+def wall_texture(rng: np.random.Generator) -> TextureFn:
+    """Vertical stripes (wallpaper) or a faint noise (plaster), fixed to the wall."""
+    a = pick_color(rng, 2)
+    b = np.clip(a * rng.uniform(0.8, 0.95), 0, 1)
+    if rng.random() < 0.5:
+        return stripes_texture(rng.uniform(0.15, 0.5), (1.0, 0.0, 0.0), a.tolist(), b.tolist())
+    seed = int(rng.integers(1 << 30))
+    return value_noise_texture(rng.uniform(0.3, 1.0), a.tolist(), b.tolist(), seed=seed)
+
+
+class SceneObject:
+    """A mesh placed in the camera frame, with per-face colours or a texture, and an id.
+
+    Args:
+        verts: (V, 3) model-frame vertices.
+        faces: (F, 3) vertex indices.
+        R, t: model -> camera transform (``X = R v + t``).
+        colors: (F, 3) RGB in [0, 1] per face, or None when ``texture`` is given.
+        texture: a :data:`meshrecon.render.TextureFn`, evaluated on model-frame points so that
+            the pattern sticks to the object.
+        id: instance id written into the instance map (0: not an annotated object).
+    """
+
+    def __init__(self, verts, faces, R, t, colors=None, texture=None, id: int = 0) -> None:
+        if (colors is None) == (texture is None):
+            raise ValueError("give exactly one of colors and texture")
+        self.verts = np.asarray(verts, dtype=np.float64)
+        self.faces = np.asarray(faces, dtype=np.int64)
+        R, t = to_numpy(R).astype(np.float64), to_numpy(t).astype(np.float64)
+        self.verts_cam = self.verts @ R.T + t
+        self.colors = None if colors is None else np.asarray(colors, dtype=np.float64)
+        self.texture = texture
+        self.id = int(id)
+
+
+# Direction towards the light in the camera frame: from the upper left, behind the viewer.
+_LIGHT = (0.35, 0.6, -0.72)
+
+
+def render_scene(
+    objects: list[SceneObject], K: Any, image_size: tuple[int, int], background=(1.0, 1.0, 1.0)
+) -> dict[str, np.ndarray]:
+    """Render objects together with :func:`meshrecon.render.render_meshes` (one z-buffer).
+
+    Returns:
+        dict of numpy arrays: ``rgb`` (H, W, 3) in [0, 1], ``mask`` (H, W) bool (any surface),
+        ``depth`` (H, W) camera Z (0 where empty) and ``instance`` (H, W) int (the visible
+        object's id; -1 where empty).
+    """
+    offsets = np.cumsum([0] + [len(o.verts) for o in objects[:-1]])
+    faces = np.concatenate([o.faces + off for o, off in zip(objects, offsets)])
+    owner = np.repeat(np.arange(len(objects)), [len(o.faces) for o in objects])
+    colors = np.concatenate(
+        [o.colors if o.colors is not None else np.zeros((len(o.faces), 3)) for o in objects]
+    )
+    face_colors = torch.from_numpy(colors)
+    owner_t = torch.from_numpy(owner)
+    textured = [(k, o.texture) for k, o in enumerate(objects) if o.texture is not None]
+
+    def texture_fn(points: torch.Tensor, face_idx: torch.Tensor) -> torch.Tensor:
+        out = face_colors.to(points.dtype).index_select(0, face_idx)
+        for k, texture in textured:
+            sel = owner_t.index_select(0, face_idx) == k
+            if bool(sel.any()):
+                out[sel] = torch.as_tensor(texture(points[sel], face_idx[sel]), dtype=out.dtype)
+        return out
+
+    meshes = Meshes(
+        verts=[torch.from_numpy(np.concatenate([o.verts_cam for o in objects]))],
+        faces=[torch.from_numpy(faces)],
+    )
+    with torch.no_grad():
+        out = render_meshes(
+            meshes,
+            torch.as_tensor(to_numpy(K), dtype=torch.float64),
+            image_size,
+            face_colors=face_colors,
+            face_instance_ids=torch.as_tensor([o.id for o in objects])[owner_t],
+            texture_fn=texture_fn if textured else None,
+            texture_verts=torch.from_numpy(np.concatenate([o.verts for o in objects])),
+            light_dir=_LIGHT,
+            background=background,
+        )
+    return {key: to_numpy(out[key][0]) for key in ("rgb", "mask", "depth", "instance")}
+
+
+def render_views(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    colors: np.ndarray,
+    K: torch.Tensor,
+    R: torch.Tensor,
+    t: torch.Tensor,
+    image_size: tuple[int, int],
+    background=(1.0, 1.0, 1.0),
+) -> dict[str, np.ndarray]:
+    """Render one model from N cameras in a single batched call (faster than N calls).
+
+    Args:
+        verts, faces, colors: model-frame (V, 3) vertices, (F, 3) faces, (F, 3) face colours.
+        K, R, t: (N, 4), (N, 3, 3), (N, 3) cameras.
+
+    Returns:
+        dict of numpy arrays ``rgb`` (N, H, W, 3), ``mask`` (N, H, W), ``depth`` (N, H, W).
+    """
+    R_np, t_np = to_numpy(R).astype(np.float64), to_numpy(t).astype(np.float64)
+    verts_cam = np.einsum("nij,vj->nvi", R_np, np.asarray(verts, dtype=np.float64)) + t_np[:, None]
+    n = len(verts_cam)
+    faces_t = torch.from_numpy(np.asarray(faces, dtype=np.int64))
+    meshes = Meshes(verts=list(torch.from_numpy(verts_cam)), faces=[faces_t] * n)
+    with torch.no_grad():
+        out = render_meshes(
+            meshes,
+            torch.as_tensor(to_numpy(K), dtype=torch.float64),
+            image_size,
+            face_colors=torch.from_numpy(np.tile(np.asarray(colors, dtype=np.float64), (n, 1))),
+            light_dir=_LIGHT,
+            background=background,
+        )
+    return {key: to_numpy(out[key]) for key in ("rgb", "mask", "depth")}
