@@ -9,6 +9,7 @@ from .build import (
 )
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset
+from .mapper_registry import MAPPER_REGISTRY, build_mapper
 from .mappers import DepthMapper, MeshRCNNMapper, MultiViewMapper, ShapeNetMapper
 from .readers import VoxelData, read_depth, read_image, read_mask, read_mesh, read_voxel
 from .samplers import (
@@ -19,6 +20,8 @@ from .samplers import (
 )
 
 __all__ = [
+    "MAPPER_REGISTRY",
+    "build_mapper",
     "DepthMapper",
     "MeshRCNNMapper",
     "MultiViewMapper",

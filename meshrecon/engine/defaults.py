@@ -20,7 +20,7 @@ from iopath.common.file_io import PathManager as _PathManagerCls
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import MetadataCatalog, build_test_loader, build_train_loader
+from ..data import MetadataCatalog, build_mapper, build_test_loader, build_train_loader
 from ..evaluation import (
     DatasetEvaluator,
     DatasetEvaluators,
@@ -362,13 +362,14 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        """Return ``meshrecon.data.build_train_loader(cfg)``."""
-        return build_train_loader(cfg)
+        """Return the training loader, its records mapped by ``build_mapper(cfg, True)``."""
+        return build_train_loader(cfg, mapper=build_mapper(cfg, is_train=True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name: str):
-        """Return ``meshrecon.data.build_test_loader(cfg, dataset_name)``."""
-        return build_test_loader(cfg, dataset_name)
+        """Return the loader of ``dataset_name``, mapped by ``build_mapper(cfg, False)``."""
+        mapper = build_mapper(cfg, is_train=False, dataset_names=dataset_name)
+        return build_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str) -> DatasetEvaluator:

@@ -15,10 +15,11 @@ import os
 from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
 
 from . import kitti, nyu, pix3d, shapenet
+from .shapenet import group_views_by_model
 from .synthetic import CATEGORIES, SPLITS, dataset_name, get_synthetic_config, load_synthetic
 from .synthetic.generator import _update_dataset_root
 
-__all__ = ["register_all_real", "register_all_synthetic"]
+__all__ = ["MULTIVIEW_SUFFIX", "register_all_real", "register_all_synthetic", "register_multiview"]
 
 # Evaluator of each kind of split (docs/DATA_FORMATS.md).
 _EVALUATOR_TYPES = {"shapenet": "shapenet", "pix3d": "pix3d", "nyu": "depth"}
@@ -66,3 +67,29 @@ def register_all_real(root: str | None = None) -> list[str]:
 
 register_all_real()
 # --- end section ---
+
+# Multi-view methods (R2N2, OptimizeMVS) read one record per object with all its views.
+MULTIVIEW_SUFFIX = "_multiview"
+
+
+def register_multiview(name: str) -> str:
+    """Register ``<name>_multiview``: the view records of ``name`` grouped by model.
+
+    The twin's records are :func:`group_views_by_model` of ``name``'s; its metadata keeps
+    ``thing_classes`` and sets ``evaluator_type = "multiview"``. Returns the twin's name.
+    """
+    twin = name + MULTIVIEW_SUFFIX
+    if twin not in DatasetCatalog:
+        DatasetCatalog.register(twin, lambda: group_views_by_model(DatasetCatalog.get(name)))
+        source = MetadataCatalog.get(name)
+        meta = MetadataCatalog.get(twin)
+        meta.set(evaluator_type="multiview", source_dataset=name)
+        for key in ("thing_classes", "synset_to_name"):
+            if source.get(key) is not None:
+                meta.set(**{key: source.get(key)})
+    return twin
+
+
+for _name in DatasetCatalog.list():
+    if MetadataCatalog.get(_name).get("evaluator_type") == "shapenet":
+        register_multiview(_name)
