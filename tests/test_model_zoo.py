@@ -18,8 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def test_configs_ship_in_the_package():
     configs = model_zoo.list_configs()
-    assert "Base-RCNN-FPN.yaml" in configs and "synthetic/tiny_example.yaml" in configs
-    path = Path(model_zoo.get_config_file("synthetic/tiny_example.yaml"))
+    assert "Base-RCNN-FPN.yaml" in configs and "synthetic/meshrcnn_R18_FPN.yaml" in configs
+    path = Path(model_zoo.get_config_file("synthetic/meshrcnn_R18_FPN.yaml"))
     assert path.is_file() and path.parent.parent.name == "configs"
     assert model_zoo.get_config_file("configs/Base-RCNN-FPN.yaml").endswith("Base-RCNN-FPN.yaml")
 
@@ -31,8 +31,8 @@ def test_every_shipped_config_merges_into_the_defaults():
 
 
 def test_unknown_config_suggests_close_names():
-    with pytest.raises(FileNotFoundError, match="Did you mean synthetic/tiny_example.yaml"):
-        model_zoo.get_config_file("synthetic/tiny_exampel.yaml")
+    with pytest.raises(FileNotFoundError, match="Did you mean synthetic/meshrcnn_R18_FPN.yaml"):
+        model_zoo.get_config_file("synthetic/meshrcnn_R18_FNP.yaml")
 
 
 def test_repo_configs_symlink_points_into_package():
@@ -43,12 +43,13 @@ def test_repo_configs_symlink_points_into_package():
     assert link.resolve() == Path(model_zoo.get_config_file("Base-RCNN-FPN.yaml")).parent
 
 
-def test_tiny_example_values():
-    cfg = model_zoo.get_config("synthetic/tiny_example.yaml")
+def test_synthetic_meshrcnn_values():
+    cfg = model_zoo.get_config("synthetic/meshrcnn_R18_FPN.yaml")
     assert cfg.MODEL.WEIGHTS == ""
-    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"  # from the base
-    assert cfg.MODEL.ROI_HEADS.NAME == "MeshRCNNROIHeads"  # overridden
-    assert cfg.INPUT.MIN_SIZE_TRAIN == (128,) and cfg.SOLVER.MAX_ITER == 20
+    assert cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"  # from the bases
+    assert cfg.MODEL.ROI_HEADS.NAME == "MeshRCNNROIHeads"
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 9 and cfg.MODEL.ROI_VOXEL_HEAD.NUM_DEPTH == 24
+    assert cfg.INPUT.MIN_SIZE_TRAIN == (240,) and cfg.DATASETS.TRAIN == ("synthetic_pix3d_train",)
 
 
 def test_checkpoint_url_table():
@@ -65,7 +66,7 @@ def test_checkpoint_url_table():
         "mask_rcnn_R_50_FPN_3x/137849600/model_final_f10217.pkl"
     )
     with pytest.raises(KeyError, match="No released weights"):
-        model_zoo.get_checkpoint_url("synthetic/tiny_example.yaml")
+        model_zoo.get_checkpoint_url("synthetic/meshrcnn_R18_FPN.yaml")
 
 
 @pytest.fixture
@@ -88,11 +89,11 @@ def tiny_meta_arch():
 
 
 def test_get_builds_model_on_cpu(tiny_meta_arch):
-    model = model_zoo.get("synthetic/tiny_example.yaml", device="cpu")
+    model = model_zoo.get("synthetic/meshrcnn_R18_FPN.yaml", device="cpu")
     assert isinstance(model, nn.Module)
     assert next(model.parameters()).device == torch.device("cpu")
     if tiny_meta_arch is not None:
-        assert isinstance(model, tiny_meta_arch) and model.min_size == 128
+        assert isinstance(model, tiny_meta_arch) and model.min_size == 240
 
 
 @pytest.mark.slow
@@ -108,4 +109,4 @@ def test_wheel_contains_configs(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("meshrecon-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "meshrecon/model_zoo/configs/Base-RCNN-FPN.yaml" in names
-    assert "meshrecon/model_zoo/configs/synthetic/tiny_example.yaml" in names
+    assert "meshrecon/model_zoo/configs/synthetic/meshrcnn_R18_FPN.yaml" in names

@@ -207,9 +207,13 @@ def test_unknown_split():
 
 
 def test_registered_names_and_metadata(tmp_path):
-    names = set(DatasetCatalog.list())
+    names = {n for n in DatasetCatalog.list() if not n.endswith("_multiview")}
     for kind, splits in {"shapenet": 3, "pix3d": 2, "nyu": 2}.items():
         assert len([n for n in names if n.startswith(f"synthetic_{kind}_")]) == splits
+    # Each ShapeNet-style split also has its grouped, multi-view twin.
+    for split in ("train", "val", "test"):
+        twin = f"synthetic_shapenet_{split}_multiview"
+        assert MetadataCatalog.get(twin).evaluator_type == "multiview"
     assert MetadataCatalog.get("synthetic_pix3d_train").evaluator_type == "pix3d"
     assert MetadataCatalog.get("synthetic_shapenet_val").evaluator_type == "shapenet"
     assert MetadataCatalog.get("synthetic_nyu_train").evaluator_type == "depth"

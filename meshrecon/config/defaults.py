@@ -214,6 +214,107 @@ _C.MODEL.ROI_MASK_HEAD.NORM = ""
 _C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False
 # --- end section ---
 
+# --- section: Mesh R-CNN ROI heads (owner: Mesh R-CNN Pix3D) ---
+# Names and defaults are Mesh R-CNN's (meshrcnn/config/config.py); its released Pix3D yaml
+# files override them (configs/pix3d/*.yaml).
+# z head: regresses log(dz / box height), dz = (zmax - zmin) / zcenter * focal.
+_C.MODEL.ROI_Z_HEAD.NUM_FC = 2
+_C.MODEL.ROI_Z_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_Z_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_Z_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_Z_HEAD.POOLER_TYPE = "ROIAlign"
+# One dz for all classes instead of one per class.
+_C.MODEL.ROI_Z_HEAD.CLS_AGNOSTIC_Z_REG = False
+# Weight of the z loss and its smooth-L1 transition point (0: L1).
+_C.MODEL.ROI_Z_HEAD.Z_REG_WEIGHT = 5.0
+_C.MODEL.ROI_Z_HEAD.SMOOTH_L1_BETA = 0.0
+# voxel head: NUM_DEPTH^3 occupancy logits in the box's frustum (2x the pooled side).
+_C.MODEL.ROI_VOXEL_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_VOXEL_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_VOXEL_HEAD.POOLER_TYPE = "ROIAlign"
+# One voxel grid for all classes (required when MESH_ON: cubify needs one grid per box).
+_C.MODEL.ROI_VOXEL_HEAD.CLS_AGNOSTIC_VOXEL = False
+_C.MODEL.ROI_VOXEL_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_VOXEL_HEAD.CONV_DIM = 256
+# Normalization of the voxel head's convs ("": none, "GN").
+_C.MODEL.ROI_VOXEL_HEAD.NORM = ""
+_C.MODEL.ROI_VOXEL_HEAD.NUM_DEPTH = 28
+_C.MODEL.ROI_VOXEL_HEAD.LOSS_WEIGHT = 1.0
+# Voxels with probability >= this become cubes of the initial mesh.
+_C.MODEL.ROI_VOXEL_HEAD.CUBIFY_THRESH = 0.0
+# mesh head: NUM_STAGES refinement stages of NUM_GRAPH_CONVS graph convs each.
+_C.MODEL.ROI_MESH_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MESH_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_MESH_HEAD.POOLER_TYPE = "ROIAlign"
+_C.MODEL.ROI_MESH_HEAD.NUM_STAGES = 1
+_C.MODEL.ROI_MESH_HEAD.NUM_GRAPH_CONVS = 1
+_C.MODEL.ROI_MESH_HEAD.GRAPH_CONV_DIM = 256
+# Graph-conv weight initialisation: "normal" or "zero".
+_C.MODEL.ROI_MESH_HEAD.GRAPH_CONV_INIT = "normal"
+# Points sampled from ground-truth and predicted meshes for the losses.
+_C.MODEL.ROI_MESH_HEAD.GT_NUM_SAMPLES = 5000
+_C.MODEL.ROI_MESH_HEAD.PRED_NUM_SAMPLES = 5000
+_C.MODEL.ROI_MESH_HEAD.CHAMFER_LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_MESH_HEAD.NORMALS_LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_MESH_HEAD.EDGE_LOSS_WEIGHT = 1.0
+# Zero the mesh losses of a batch whose box-normalized targets exceed this (0: never).
+_C.MODEL.ROI_MESH_HEAD.GT_COORD_THRESH = 0.0
+# Ico-sphere level of the initial mesh when VOXEL_ON is False (Sphere-Init, Pixel2Mesh+).
+_C.MODEL.ROI_MESH_HEAD.ICO_SPHERE_LEVEL = -1
+
+# Detectron2 sections that Mesh R-CNN's released yaml files carry: accepted for compatibility;
+# not used. Values as in those files (Detectron2 0.6 defaults).
+_C.MODEL.RETINANET = CN()
+_C.MODEL.RETINANET.NUM_CLASSES = 80
+_C.MODEL.RETINANET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+_C.MODEL.RETINANET.NUM_CONVS = 4
+_C.MODEL.RETINANET.IOU_THRESHOLDS = [0.4, 0.5]
+_C.MODEL.RETINANET.IOU_LABELS = [0, -1, 1]
+_C.MODEL.RETINANET.PRIOR_PROB = 0.01
+_C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05
+_C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000
+_C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5
+_C.MODEL.RETINANET.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+_C.MODEL.RETINANET.FOCAL_LOSS_GAMMA = 2.0
+_C.MODEL.RETINANET.FOCAL_LOSS_ALPHA = 0.25
+_C.MODEL.RETINANET.SMOOTH_L1_LOSS_BETA = 0.1
+_C.MODEL.RETINANET.BBOX_REG_LOSS_TYPE = "smooth_l1"
+_C.MODEL.RETINANET.NORM = ""
+_C.MODEL.ROI_BOX_CASCADE_HEAD = CN()
+# Lists rather than nested tuples: a dumped config then loads back equal.
+_C.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = [
+    [10.0, 10.0, 5.0, 5.0],
+    [20.0, 20.0, 10.0, 10.0],
+    [30.0, 30.0, 15.0, 15.0],
+]
+_C.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = (0.5, 0.6, 0.7)
+_C.MODEL.ROI_KEYPOINT_HEAD = CN()
+_C.MODEL.ROI_KEYPOINT_HEAD.NAME = "KRCNNConvDeconvUpsampleHead"
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = tuple(512 for _ in range(8))
+_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17
+_C.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE = 1
+_C.MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS = True
+_C.MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE = "ROIAlignV2"
+_C.MODEL.SEM_SEG_HEAD = CN()
+_C.MODEL.SEM_SEG_HEAD.NAME = "SemSegFPNHead"
+_C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+_C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+_C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 54
+_C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 128
+_C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
+_C.MODEL.SEM_SEG_HEAD.NORM = "GN"
+_C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+_C.MODEL.PANOPTIC_FPN = CN()
+_C.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT = 1.0
+_C.MODEL.PANOPTIC_FPN.COMBINE = CN({"ENABLED": True})
+_C.MODEL.PANOPTIC_FPN.COMBINE.OVERLAP_THRESH = 0.5
+_C.MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT = 4096
+_C.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = 0.5
+# --- end section ---
+
 # ---------------------------------------------------------------------------- #
 # Whole-image heads (single- and multi-view reconstructors); empty name: not used
 # ---------------------------------------------------------------------------- #
@@ -231,6 +332,35 @@ _C.MODEL.DEPTH_HEAD.NAME = ""
 
 _C.MODEL.MULTIVIEW_HEAD = CN()
 _C.MODEL.MULTIVIEW_HEAD.NAME = ""
+
+# --- section: 3D-R2N2 (owner: R2N2; MODEL.MULTIVIEW_HEAD.NAME "R2N2Head") ---
+# How many views an item gets is INPUT.MULTIVIEW.NUM_VIEWS / RANDOM_NUM_VIEWS (training draws
+# 1..NUM_VIEWS in random order); evaluation scores every view count 1..NUM_VIEWS.
+_C.MODEL.R2N2 = CN()
+# 2D encoder: "shallow" (conv-pool-lReLU blocks) or "residual" (conv pairs with shortcuts).
+_C.MODEL.R2N2.ENCODER = "residual"
+# Widths of the encoder's six conv blocks (7x7 first, then 3x3) and of its final FC layer.
+_C.MODEL.R2N2.ENCODER_DIMS = [96, 128, 256, 256, 256, 256]
+_C.MODEL.R2N2.FC_DIM = 1024
+# Recurrent unit over the 3D hidden grid: "gru" or "lstm" (the paper's 3D-LSTM, no output gate).
+_C.MODEL.R2N2.RNN = "gru"
+# Kernel of the recurrent 3D convolutions (3 or 1; the paper compares 3x3x3 and 1x1x1).
+_C.MODEL.R2N2.KERNEL = 3
+# Hidden grid: GRID^3 cells of HIDDEN channels (paper: 4^3 x 128).
+_C.MODEL.R2N2.HIDDEN = 128
+_C.MODEL.R2N2.GRID = 4
+# 3D decoder: "shallow" or "residual"; widths of its conv stages after the hidden grid (one
+# per unpooling x2 stage, then one at full resolution), before the 2-way output.
+_C.MODEL.R2N2.DECODER = "residual"
+_C.MODEL.R2N2.DECODER_DIMS = [128, 128, 64, 32]
+# Output grid side; must be GRID * 2^(len(DECODER_DIMS) - 1).
+_C.MODEL.R2N2.VOXEL_SIZE = 32
+# A voxel counts as occupied when its probability is >= IOU_THRESH (R2N2 evaluates at 0.4);
+# the same threshold cubifies predictions into meshes for the mesh metrics.
+_C.MODEL.R2N2.IOU_THRESH = 0.4
+# Surface points sampled per mesh for the mesh metrics (0: voxel IoU only).
+_C.MODEL.R2N2.EVAL_MESH_SAMPLES = 10000
+# --- end section ---
 
 # -----------------------------------------------------------------------------
 # INPUT
@@ -251,6 +381,10 @@ _C.INPUT.RANDOM_FLIP = "horizontal"
 _C.INPUT.FORMAT = "BGR"
 # Instance masks as "polygon" or "bitmask".
 _C.INPUT.MASK_FORMAT = "polygon"
+# Name in MAPPER_REGISTRY of the mapper that turns records into model inputs
+# (MeshRCNNMapper, ShapeNetMapper, MultiViewMapper, DepthMapper); "" picks it from the
+# datasets' record format (their evaluator_type), see meshrecon/data/mapper_registry.py.
+_C.INPUT.MAPPER = ""
 
 _C.INPUT.CROP = CN({"ENABLED": False})
 # "relative_range", "relative", "absolute" or "absolute_range", as in Detectron2.
@@ -445,3 +579,123 @@ _C.VIS_PERIOD = 0
 # Scratch space for experiments that need a value without a proper key (Detectron2 compat).
 _C.GLOBAL = CN()
 _C.GLOBAL.HACK = 1.0
+
+# --- section: monocular depth, Eigen et al. (owner: depth; DepthEstimator, EigenMultiScaleHead) ---
+_C.MODEL.DEPTH = CN()
+# "coarse": train the coarse net alone; "fine": coarse frozen (load its checkpoint through
+# MODEL.WEIGHTS), train the fine net; "joint": train both (sum of both losses).
+_C.MODEL.DEPTH.PHASE = "coarse"
+# Scale-invariant log loss weight: 0 plain L2 of log depth, 1 scale invariant, 0.5 the paper's.
+_C.MODEL.DEPTH.LAMBDA = 0.5
+# (H, W) the networks take (images are resized to it) and of the predicted log-depth map.
+_C.MODEL.DEPTH.INPUT_SIZE = [228, 304]
+_C.MODEL.DEPTH.OUTPUT_SIZE = [55, 74]
+# Coarse convolutions: "alexnet" (the paper's widths, random init), "torchvision_alexnet",
+# resnet18/34/50/101, vgg11..vgg19[_bn]; PRETRAINED e.g. "torchvision://resnet18" ("": none).
+_C.MODEL.DEPTH.BACKBONE = "alexnet"
+_C.MODEL.DEPTH.PRETRAINED = ""
+# Coarse hidden FC width, its dropout, and the output layer's initial bias (log metres).
+_C.MODEL.DEPTH.FC_DIM = 4096
+_C.MODEL.DEPTH.DROPOUT = 0.5
+_C.MODEL.DEPTH.INIT_LOG_DEPTH = 0.0
+# The fine net adds its output to the coarse map instead of replacing it (not the paper's).
+_C.MODEL.DEPTH.FINE_RESIDUAL = False
+# Per-layer LR = SOLVER.BASE_LR x factor (paper at BASE_LR 1e-3: conv 1e-3, FC 0.1, fine
+# 1e-3 / 1e-2 / 1e-3); used by DepthEstimator.optimizer_param_groups.
+_C.MODEL.DEPTH.COARSE_CONV_LR_FACTOR = 1.0
+_C.MODEL.DEPTH.COARSE_FC_LR_FACTOR = 100.0
+_C.MODEL.DEPTH.FINE_LR_FACTORS = [1.0, 10.0, 1.0]
+# DepthEvaluator: median-scale predictions to the GT per image (monocular KITTI protocols);
+# write colour-depth pictures and point-cloud PLYs of the first NUM_VIS test images.
+_C.TEST.DEPTH = CN()
+_C.TEST.DEPTH.MEDIAN_SCALING = False
+_C.TEST.DEPTH.NUM_VIS = 0
+# --- end section ---
+
+# --- section: single-view reconstruction (owner: single-view; SingleViewReconstructor) ---
+# Mesh R-CNN's ShapeNet voxel head (names as in its shapenet config): a VOXEL_SIZE^3 grid over
+# the view frustum from the last backbone map. NAME "" means "VoxelHead" when VOXEL_ON.
+_C.MODEL.VOXEL_HEAD.VOXEL_SIZE = 48
+_C.MODEL.VOXEL_HEAD.CONV_DIM = 256
+_C.MODEL.VOXEL_HEAD.NUM_CONV = 4
+_C.MODEL.VOXEL_HEAD.NORM = ""
+_C.MODEL.VOXEL_HEAD.LOSS_WEIGHT = 1.0
+# Voxels with probability >= this become cubes; "topleft" is Mesh R-CNN's placement of the
+# cubes (each one voxel off the targets' centres), "center" the geometrically exact one.
+_C.MODEL.VOXEL_HEAD.CUBIFY_THRESH = 0.2
+_C.MODEL.VOXEL_HEAD.CUBIFY_ALIGN = "topleft"
+# Train only the voxel loss for this many iterations (VoxMesh).
+_C.MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS = 0
+# Written by Mesh R-CNN at build time; accepted so its yaml files merge, not read.
+_C.MODEL.VOXEL_HEAD.COMPUTED_INPUT_CHANNELS = 0
+# Mesh R-CNN's ShapeNet refinement heads: VoxMeshHead, SphereInitHead, Pixel2MeshHead (its
+# Pixel2Mesh+), and Pixel2MeshGResNetHead / MeanShapeHead below.
+_C.MODEL.MESH_HEAD.NUM_STAGES = 3
+_C.MODEL.MESH_HEAD.NUM_GRAPH_CONVS = 3
+_C.MODEL.MESH_HEAD.GRAPH_CONV_DIM = 128
+_C.MODEL.MESH_HEAD.GRAPH_CONV_INIT = "normal"
+# Initial icosphere of SphereInitHead (4) and Pixel2MeshHead (2).
+_C.MODEL.MESH_HEAD.ICO_SPHERE_LEVEL = -1
+_C.MODEL.MESH_HEAD.CHAMFER_LOSS_WEIGHT = 1.0
+_C.MODEL.MESH_HEAD.NORMALS_LOSS_WEIGHT = 0.0
+_C.MODEL.MESH_HEAD.EDGE_LOSS_WEIGHT = 0.2
+_C.MODEL.MESH_HEAD.GT_NUM_SAMPLES = 5000
+_C.MODEL.MESH_HEAD.PRED_NUM_SAMPLES = 5000
+_C.MODEL.MESH_HEAD.COMPUTED_INPUT_CHANNELS = 0
+# The original Pixel2Mesh (MESH_HEAD.NAME "Pixel2MeshGResNetHead"): ellipsoid (levels 0..2 =
+# 156 / 618 / 2466 verts), NUM_BLOCKS G-ResNet blocks of NUM_GCONVS graph convs (shortcut
+# every 2), perceptual pooling from every backbone output, unpooling between blocks.
+_C.MODEL.PIXEL2MESH = CN()
+_C.MODEL.PIXEL2MESH.NUM_BLOCKS = 3
+_C.MODEL.PIXEL2MESH.NUM_GCONVS = 14
+_C.MODEL.PIXEL2MESH.HIDDEN_DIM = 256
+# Initial ellipsoid: semi-axes and centre (camera frame, +Z forward).
+_C.MODEL.PIXEL2MESH.ELLIPSOID_AXES = [0.276, 0.194, 0.199]
+_C.MODEL.PIXEL2MESH.ELLIPSOID_CENTER = [0.0, 0.0, 0.8]
+# Loss weights of the authors' code (relative to Chamfer: normal 1.67e-4, edge 0.1, Laplacian
+# 0.5; the paper quotes 1.6e-4, 0.1, 0.3). Chamfer = mean gt->pred + CHAMFER_PRED_WEIGHT *
+# mean pred->gt over the vertices; Laplacian x LAPLACIAN_FIRST_BLOCK in block 1; vertex move
+# from block 2 on.
+_C.MODEL.PIXEL2MESH.CHAMFER_WEIGHT = 3000.0
+_C.MODEL.PIXEL2MESH.CHAMFER_PRED_WEIGHT = 0.55
+_C.MODEL.PIXEL2MESH.NORMAL_WEIGHT = 0.5
+_C.MODEL.PIXEL2MESH.EDGE_WEIGHT = 300.0
+_C.MODEL.PIXEL2MESH.LAPLACIAN_WEIGHT = 1500.0
+_C.MODEL.PIXEL2MESH.LAPLACIAN_FIRST_BLOCK = 0.1
+_C.MODEL.PIXEL2MESH.MOVE_WEIGHT = 100.0
+# PSGN (POINT_HEAD.NAME "PSGNHead"): NUM_FC_POINTS from the FC branch plus one point per cell
+# of a CONV_GRID (H, W) map from the deconv branch (256 + 24 x 32 = 1024).
+_C.MODEL.PSGN = CN()
+_C.MODEL.PSGN.NUM_FC_POINTS = 256
+_C.MODEL.PSGN.CONV_GRID = [24, 32]
+_C.MODEL.PSGN.FC_DIMS = [2048, 1024]
+_C.MODEL.PSGN.DECONV_DIM = 128
+# Random input r ~ N(0, I) of this size (0: none); Min-of-N trains with MON_SAMPLES draws per
+# image and keeps the lowest loss. Inference uses r = 0.
+_C.MODEL.PSGN.NOISE_DIM = 32
+_C.MODEL.PSGN.MON_SAMPLES = 2
+# "chamfer" (mean squared NN distance both ways) or "emd" (auction matching; slow on CPU).
+_C.MODEL.PSGN.LOSS = "chamfer"
+_C.MODEL.PSGN.LOSS_WEIGHT = 1.0
+# Points are predicted around this camera-frame centre (R2N2 cameras sit 1.1-1.7 away).
+_C.MODEL.PSGN.CENTER = [0.0, 0.0, 1.4]
+# Mean-shape baseline (MESH_HEAD.NAME "MeanShapeHead"): majority vote of the training models'
+# solid VOXEL_SIZE^3 occupancy in the model frame, cubified, placed in each view with (R, t).
+_C.MODEL.MEAN_SHAPE = CN()
+_C.MODEL.MEAN_SHAPE.VOXEL_SIZE = 32
+_C.MODEL.MEAN_SHAPE.BOUNDS = [-0.5, 0.5]
+_C.MODEL.MEAN_SHAPE.MAX_MODELS = 500
+# ShapeNetEvaluator: Mesh R-CNN's protocol (each pair scaled so the GT box's longest edge is
+# 10, NUM_SAMPLES points per surface, F1 at THRESHOLDS) and, with P2M_PROTOCOL, Pixel2Mesh's
+# (x0.57, F1 at sqrt(1e-4), sqrt(2e-4)); voxel IoU at VOXEL_IOU_THRESH.
+_C.TEST.SHAPENET = CN()
+_C.TEST.SHAPENET.NUM_SAMPLES = 10000
+_C.TEST.SHAPENET.THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5]
+_C.TEST.SHAPENET.GT_SCALE = 10.0
+_C.TEST.SHAPENET.P2M_PROTOCOL = True
+_C.TEST.SHAPENET.P2M_SCALE = 0.57
+_C.TEST.SHAPENET.P2M_THRESHOLDS = [0.01, 0.014142]
+_C.TEST.SHAPENET.VOXEL_IOU_THRESH = 0.4
+# Seed of the surface sampling, so a checkpoint always gets the same numbers.
+_C.TEST.SHAPENET.SEED = 0
+# --- end section ---

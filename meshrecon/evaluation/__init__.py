@@ -30,3 +30,21 @@ from .shape_metrics import compare_meshes, compute_sampling_metrics  # noqa: E40
 
 __all__ += ["compare_meshes", "compute_sampling_metrics"]
 # --- end section ---
+
+# --- section: Pix3D detection + mesh AP (owner: Mesh R-CNN Pix3D) ---
+from .pix3d_evaluation import Pix3DEvaluator, voc_ap  # noqa: E402
+
+__all__ += ["Pix3DEvaluator", "voc_ap"]
+# --- end section ---
+
+# --- section: ShapeNet single-object evaluation (owner: single-view) ---
+from .shapenet_evaluation import ShapeNetEvaluator, shapenet_pair_metrics  # noqa: E402
+
+__all__ += ["ShapeNetEvaluator", "shapenet_pair_metrics"]
+# --- end section ---
+
+# --- section: depth (owner: depth) ---
+from .depth_evaluation import DepthEvaluator  # noqa: E402
+
+__all__ += ["DepthEvaluator"]
+# --- end section ---

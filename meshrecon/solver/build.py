@@ -75,16 +75,26 @@ def get_default_optimizer_params(
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Build the optimizer named by ``cfg.SOLVER.OPTIMIZER`` (``"SGD"`` or ``"ADAM"``)."""
+    """Build the optimizer named by ``cfg.SOLVER.OPTIMIZER`` (``"SGD"`` or ``"ADAM"``).
+
+    Parameter groups come from the model's ``optimizer_param_groups(cfg)`` when it defines one,
+    else from :func:`get_default_optimizer_params`.
+    """
     solver = cfg.SOLVER
-    params = get_default_optimizer_params(
-        model,
-        base_lr=solver.BASE_LR,
-        weight_decay=solver.WEIGHT_DECAY,
-        weight_decay_norm=solver.WEIGHT_DECAY_NORM,
-        bias_lr_factor=solver.BIAS_LR_FACTOR,
-        weight_decay_bias=solver.get("WEIGHT_DECAY_BIAS", None),
-    )
+    # A model whose paper trains its layers at different rates (Eigen et al.'s depth network)
+    # says so by defining optimizer_param_groups(cfg); the trainer stays the same for all.
+    custom_groups = getattr(getattr(model, "module", model), "optimizer_param_groups", None)
+    if custom_groups is not None:
+        params = custom_groups(cfg)
+    else:
+        params = get_default_optimizer_params(
+            model,
+            base_lr=solver.BASE_LR,
+            weight_decay=solver.WEIGHT_DECAY,
+            weight_decay_norm=solver.WEIGHT_DECAY_NORM,
+            bias_lr_factor=solver.BIAS_LR_FACTOR,
+            weight_decay_bias=solver.get("WEIGHT_DECAY_BIAS", None),
+        )
     if not params:
         raise ValueError("the model has no trainable parameters: nothing to optimize")
     name = str(solver.get("OPTIMIZER", "SGD")).upper()

@@ -9,6 +9,11 @@ from meshrecon.modeling.heads.build import (
     VOXEL_HEAD_REGISTRY,
     build_head,
 )
+from meshrecon.modeling.heads.shared import (
+    MeshRefinementHead,
+    MeshRefinementStage,
+    VoxelConvHead,
+)
 
 __all__ = [
     "VOXEL_HEAD_REGISTRY",
@@ -18,4 +23,28 @@ __all__ = [
     "MULTIVIEW_HEAD_REGISTRY",
     "HEAD_REGISTRIES",
     "build_head",
+    "VoxelConvHead",
+    "MeshRefinementStage",
+    "MeshRefinementHead",
 ]
+
+# --- section: single-view heads (owner: single-view) ---
+from meshrecon.modeling.heads.mean_shape import MeanShapeHead  # noqa: E402
+from meshrecon.modeling.heads.pixel2mesh import Pixel2MeshGResNetHead  # noqa: E402
+from meshrecon.modeling.heads.psgn import PSGNHead  # noqa: E402
+from meshrecon.modeling.heads.sphere_init import Pixel2MeshHead, SphereInitHead  # noqa: E402
+from meshrecon.modeling.heads.voxmesh import VoxelHead, VoxMeshHead  # noqa: E402
+
+__all__ += [
+    "MeanShapeHead",
+    "Pixel2MeshGResNetHead",
+    "PSGNHead",
+    "Pixel2MeshHead",
+    "SphereInitHead",
+    "VoxelHead",
+    "VoxMeshHead",
+]
+# --- end section ---
+from meshrecon.modeling.heads.depth_eigen import EigenMultiScaleHead  # noqa: E402
+
+__all__ += ["EigenMultiScaleHead"]

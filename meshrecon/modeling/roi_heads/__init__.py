@@ -63,3 +63,37 @@ __all__ += [
     "select_foreground_proposals",
 ]
 # --- end section ---
+
+# --- section: Mesh R-CNN shape heads (owner: Mesh R-CNN Pix3D) ---
+from meshrecon.modeling.roi_heads.mesh_head import (  # noqa: E402
+    MeshRCNNGraphConvHead,
+    MeshRCNNGraphConvSubdHead,
+    mesh_rcnn_inference,
+    mesh_rcnn_loss,
+)
+from meshrecon.modeling.roi_heads.mesh_rcnn_roi_heads import MeshRCNNROIHeads  # noqa: E402
+from meshrecon.modeling.roi_heads.voxel_head import (  # noqa: E402
+    VoxelRCNNConvUpsampleHead,
+    voxel_rcnn_inference,
+    voxel_rcnn_loss,
+)
+from meshrecon.modeling.roi_heads.z_head import (  # noqa: E402
+    FastRCNNFCHead,
+    z_rcnn_inference,
+    z_rcnn_loss,
+)
+
+__all__ += [
+    "MeshRCNNGraphConvHead",
+    "MeshRCNNGraphConvSubdHead",
+    "mesh_rcnn_inference",
+    "mesh_rcnn_loss",
+    "MeshRCNNROIHeads",
+    "VoxelRCNNConvUpsampleHead",
+    "voxel_rcnn_inference",
+    "voxel_rcnn_loss",
+    "FastRCNNFCHead",
+    "z_rcnn_inference",
+    "z_rcnn_loss",
+]
+# --- end section ---

@@ -1,0 +1,204 @@
+"""PSGN, the point set generation network (Fan, Su, Guibas, CVPR 2017), on backbone features.
+
+Two branches predict the point set (1024 points by default):
+
+* FC branch: the globally pooled last feature map, concatenated with the random vector r, goes
+  through fully connected layers (``FC_DIMS``) to ``NUM_FC_POINTS`` x 3 coordinates; it is good
+  at the thin, intricate parts.
+* Deconv branch: a top-down path over the backbone maps (upsample, add a 1x1 lateral of the
+  finer map, 3x3 conv; PSGN's hourglass with additive skips) with r tiled over the map, read
+  out at a ``CONV_GRID`` (H, W) resolution as one point per cell; it covers large smooth
+  surfaces.
+
+The points are camera-frame coordinates around ``CENTER``.
+
+Training uses Min-of-N (MoN): every image is decoded with ``MON_SAMPLES`` draws of r ~ N(0, I)
+and only the best draw's loss counts, ``E_I[min_j D(G(I, r_j), S_gt)]``, so the network can
+spread its guesses over the shapes an image leaves ambiguous. D is Chamfer (mean squared
+nearest-neighbour distance both ways) or EMD (against as many ground-truth points, drawn at
+random). Inference decodes r = 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from meshrecon.config import configurable
+from meshrecon.layers import ShapeSpec
+from meshrecon.modeling.heads.build import POINT_HEAD_REGISTRY
+from meshrecon.ops import chamfer_distance, earth_movers_distance
+
+__all__ = ["PSGNHead", "min_of_n"]
+
+_LOSSES = ("chamfer", "emd")
+
+
+def min_of_n(losses: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min-of-N reduction of per-sample losses.
+
+    Args:
+        losses: (B * n,) losses ordered image by image: the n draws of image 0, then image 1...
+        n: draws per image.
+
+    Returns:
+        (mean over images of the smallest loss of each image's draws, (B,) index of that draw).
+    """
+    if losses.dim() != 1 or losses.numel() % n:
+        raise ValueError(f"losses must be (B * {n},), got {tuple(losses.shape)}")
+    best, idx = losses.view(-1, n).min(dim=1)
+    return best.mean(), idx
+
+
+@POINT_HEAD_REGISTRY.register()
+class PSGNHead(nn.Module):
+    """PSGN's two-branch point decoder with Min-of-N training (see the module docstring).
+
+    ``forward(features, views)``: ``{"loss_points": ...}`` in training, ``[{"points": (P, 3)}]``
+    in inference. ``decode(features, noise)`` maps features and (B, NOISE_DIM) noise to
+    (B, P, 3) points.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        feature_channels: Sequence[int],
+        num_fc_points: int = 256,
+        conv_grid: Sequence[int] = (24, 32),
+        fc_dims: Sequence[int] = (2048, 1024),
+        deconv_dim: int = 128,
+        noise_dim: int = 32,
+        mon_samples: int = 2,
+        loss: str = "chamfer",
+        loss_weight: float = 1.0,
+        center: Sequence[float] = (0.0, 0.0, 1.4),
+    ) -> None:
+        """
+        Args:
+            feature_channels: channels of the backbone maps, finest first.
+            num_fc_points: points of the FC branch (256).
+            conv_grid: (H, W) of the deconv branch's point map (24 x 32 = 768 points).
+            fc_dims: hidden widths of the FC branch.
+            deconv_dim: width of the top-down path.
+            noise_dim: size of r (0: deterministic network, MoN then needs mon_samples 1).
+            mon_samples: n of Min-of-N in training.
+            loss: "chamfer" or "emd".
+            loss_weight: multiplies the loss.
+            center: camera-frame point the predicted coordinates are offsets from.
+        """
+        super().__init__()
+        if loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
+        if mon_samples < 1:
+            raise ValueError(f"mon_samples must be >= 1, got {mon_samples}")
+        if noise_dim < 0:
+            raise ValueError(f"noise_dim must be >= 0, got {noise_dim}")
+        if len(conv_grid) != 2 or min(conv_grid) < 1:
+            raise ValueError(f"conv_grid must be (H, W) with H, W >= 1, got {conv_grid}")
+        if num_fc_points < 0 or not feature_channels:
+            raise ValueError("need num_fc_points >= 0 and at least one feature map")
+        self.num_fc_points = int(num_fc_points)
+        self.conv_grid = (int(conv_grid[0]), int(conv_grid[1]))
+        self.noise_dim = int(noise_dim)
+        self.mon_samples = int(mon_samples)
+        self.loss_name = loss
+        self.loss_weight = float(loss_weight)
+        self.register_buffer("center", torch.tensor(list(center), dtype=torch.float32))
+        # FC branch.
+        layers: list[nn.Module] = []
+        prev = feature_channels[-1] + self.noise_dim
+        for dim in fc_dims:
+            layers += [nn.Linear(prev, dim), nn.ReLU(inplace=True)]
+            prev = dim
+        self.fc = nn.Sequential(*layers)
+        self.fc_points = nn.Linear(prev, 3 * self.num_fc_points) if self.num_fc_points else None
+        # Deconv branch: laterals from coarse to fine.
+        self.laterals = nn.ModuleList(
+            nn.Conv2d(c, deconv_dim, 1) for c in reversed(list(feature_channels))
+        )
+        self.smooth = nn.ModuleList(
+            nn.Conv2d(deconv_dim, deconv_dim, 3, padding=1) for _ in feature_channels
+        )
+        self.noise_conv = nn.Conv2d(deconv_dim + self.noise_dim, deconv_dim, 3, padding=1)
+        self.conv_points = nn.Conv2d(deconv_dim, 3, 1)
+        for layer in (self.conv_points, self.fc_points):
+            if layer is not None:
+                nn.init.normal_(layer.weight, std=1e-3)
+                nn.init.zeros_(layer.bias)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Mapping[str, ShapeSpec]) -> dict[str, Any]:
+        p = cfg.MODEL.PSGN
+        return {
+            "feature_channels": [s.channels for s in input_shape.values()],
+            "num_fc_points": p.NUM_FC_POINTS,
+            "conv_grid": p.CONV_GRID,
+            "fc_dims": p.FC_DIMS,
+            "deconv_dim": p.DECONV_DIM,
+            "noise_dim": p.NOISE_DIM,
+            "mon_samples": p.MON_SAMPLES,
+            "loss": p.LOSS,
+            "loss_weight": p.LOSS_WEIGHT,
+            "center": p.CENTER,
+        }
+
+    @property
+    def num_points(self) -> int:
+        return self.num_fc_points + self.conv_grid[0] * self.conv_grid[1]
+
+    def decode(self, features: Sequence[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+        """(B, C_k, H_k, W_k) maps (finest first) and (B, noise_dim) noise -> (B, P, 3)."""
+        B = features[-1].shape[0]
+        if noise.shape != (B, self.noise_dim):
+            raise ValueError(
+                f"noise must have shape ({B}, {self.noise_dim}), got {tuple(noise.shape)}"
+            )
+        parts = []
+        if self.fc_points is not None:
+            g = torch.cat([features[-1].mean(dim=(2, 3)), noise], dim=1)
+            parts.append(self.fc_points(self.fc(g)).view(B, self.num_fc_points, 3))
+        x = None
+        for f, lateral, smooth in zip(reversed(list(features)), self.laterals, self.smooth):
+            lat = lateral(f)
+            x = lat if x is None else lat + F.interpolate(x, size=lat.shape[-2:], mode="nearest")
+            x = F.relu(smooth(x))
+        x = F.interpolate(x, size=self.conv_grid, mode="bilinear", align_corners=False)
+        tiled = noise[:, :, None, None].expand(-1, -1, *self.conv_grid)
+        x = F.relu(self.noise_conv(torch.cat([x, tiled], dim=1)))
+        parts.append(self.conv_points(x).flatten(2).transpose(1, 2))
+        return torch.cat(parts, dim=1) + self.center
+
+    def point_losses(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """(B, P, 3) predictions vs (B, Q, 3) ground truth -> (B,) per-cloud losses."""
+        if self.loss_name == "chamfer":
+            loss, _ = chamfer_distance(pred, gt, batch_reduction=None)
+            return loss
+        P = pred.shape[1]
+        pick = torch.stack([torch.randperm(gt.shape[1], device=gt.device)[:P] for _ in gt])
+        if pick.shape[1] < P:
+            raise ValueError(f"EMD needs >= {P} ground-truth points per cloud, got {gt.shape[1]}")
+        gt = torch.gather(gt, 1, pick[..., None].expand(-1, -1, 3))
+        return earth_movers_distance(pred, gt, batch_reduction=None)
+
+    def forward(
+        self, features: Sequence[torch.Tensor], views, **unused: Any
+    ) -> dict[str, torch.Tensor] | list[dict]:
+        B = features[-1].shape[0]
+        device = features[-1].device
+        if not self.training:
+            noise = torch.zeros(B, self.noise_dim, device=device)
+            return [{"points": p} for p in self.decode(features, noise)]
+        if views.points is None:
+            raise ValueError("training PSGN needs 'points' in every input")
+        n = self.mon_samples
+        feats = [f.repeat_interleave(n, dim=0) for f in features]
+        noise = torch.randn(B * n, self.noise_dim, device=device)
+        pred = self.decode(feats, noise)
+        gt = views.points.repeat_interleave(n, dim=0)
+        loss, _ = min_of_n(self.point_losses(pred, gt), n)
+        return {"loss_points": loss * self.loss_weight}

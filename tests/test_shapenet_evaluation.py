@@ -1,0 +1,122 @@
+"""ShapeNetEvaluator: analytic cases of both protocols, category means, voxels, registration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from meshrecon.config import get_cfg
+from meshrecon.data import MetadataCatalog
+from meshrecon.evaluation import build_evaluator
+from meshrecon.evaluation.shapenet_evaluation import ShapeNetEvaluator
+from meshrecon.ops import ico_sphere
+
+# The 8 corners of a unit cube: after Mesh R-CNN's rescaling (longest GT edge -> 10) a shift
+# by d moves every point by 10 d, and no corner comes closer to another corner than that.
+CORNERS = torch.tensor([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)]).float()
+
+
+def _evaluator(**kw):
+    args = dict(class_names=["chair", "table"], num_samples=2000, thresholds=(0.1, 0.3, 0.5))
+    args.update(kw)
+    return ShapeNetEvaluator(**args)
+
+
+def _shifted_points_item(d: float, category_id: int = 0):
+    inp = {"image_id": "x", "category_id": category_id, "points": CORNERS.clone()}
+    out = {"points": CORNERS + torch.tensor([d, 0.0, 0.0])}
+    return inp, out
+
+
+def test_identical_meshes():
+    ev = _evaluator(num_samples=10000)
+    sphere = ico_sphere(3)
+    mesh = (sphere.verts_packed() + torch.tensor([0.0, 0.0, 2.0]), sphere.faces_packed())
+    ev.process([{"category_id": 0, "mesh": mesh}], [{"mesh": mesh}])
+    res = ev.evaluate()
+    r = res["shapenet"]
+    # Two independent samplings of one surface: for N points on area A, each direction's
+    # mean squared nearest distance is about A / (pi N) = 0.01 (sphere of diameter 10).
+    assert 0.01 < r["Chamfer-L2"] < 0.03
+    assert r["F1@0.300000"] > 99.9 and r["F1@0.500000"] == pytest.approx(100.0)
+    assert r["AbsNormalConsistency"] > 0.99
+    # Same samples, scaled by 0.57 instead of 10 / 2 (the unit sphere's box edge is 2).
+    want = r["Chamfer-L2"] * (0.57 / 5.0) ** 2
+    assert res["shapenet_p2m"]["Chamfer-L2"] == pytest.approx(want, rel=1e-4)
+
+
+def test_shifted_points_give_known_values():
+    ev = _evaluator()
+    ev.process(*map(list, zip(_shifted_points_item(0.02))))
+    res = ev.evaluate()
+    r = res["shapenet"]
+    # Shift 0.02 of a unit box -> 0.2 after scaling to 10: Chamfer 2 * 0.2^2.
+    assert r["Chamfer-L2"] == pytest.approx(2 * 0.2**2, rel=1e-4)
+    assert r["F1@0.100000"] == 0.0
+    assert r["F1@0.300000"] == pytest.approx(100.0)
+    assert r["Precision@0.300000"] == pytest.approx(100.0)
+    assert "NormalConsistency" not in r  # points have no normals
+    # Pixel2Mesh protocol: x0.57 -> 0.0114, between its thresholds 0.01 and 0.014142.
+    p = res["shapenet_p2m"]
+    assert p["Chamfer-L2"] == pytest.approx(2 * (0.02 * 0.57) ** 2, rel=1e-4)
+    assert p["F1@0.010000"] == 0.0
+    assert p["F1@0.014142"] == pytest.approx(100.0)
+
+
+def test_category_mean_differs_from_instance_mean():
+    ev = _evaluator()
+    items = [
+        _shifted_points_item(0.02, 0),
+        _shifted_points_item(0.02, 0),
+        _shifted_points_item(0.04, 1),
+    ]
+    ev.process([i for i, _ in items], [o for _, o in items])
+    res = ev.evaluate()
+    chair, table = 2 * 0.2**2, 2 * 0.4**2
+    assert res["shapenet"]["Chamfer-L2"] == pytest.approx((2 * chair + table) / 3, rel=1e-4)
+    assert res["shapenet_category_mean"]["Chamfer-L2"] == pytest.approx(
+        (chair + table) / 2, rel=1e-4
+    )
+    assert res["shapenet_per_category"]["table/Chamfer-L2"] == pytest.approx(table, rel=1e-4)
+    assert res["shapenet"]["num_instances"] == 3
+
+
+def test_voxel_iou_and_empty_prediction():
+    ev = _evaluator()
+    gt = torch.zeros(4, 4, 4, dtype=torch.bool)
+    gt[:2] = True
+    pred = torch.zeros(4, 4, 4)
+    pred[:1] = 0.9
+    pred[3, 0, 0] = 0.3  # below the 0.4 threshold
+    empty = (torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64))
+    ev.process(
+        [{"category_id": 1, "points": CORNERS, "voxels": gt}],
+        [{"voxels": pred, "mesh": empty}],
+    )
+    res = ev.evaluate()
+    assert res["voxels"]["IoU"] == pytest.approx(0.5)
+    assert res["shapenet"]["F1@0.300000"] == 0.0
+    assert res["shapenet"]["EmptyPredictions"] == 1
+    assert math.isnan(res["shapenet"]["Chamfer-L2"])
+
+
+def test_missing_ground_truth_is_a_clear_error():
+    ev = _evaluator()
+    with pytest.raises(ValueError, match="LOAD_TEST_ANNOTATIONS"):
+        ev.process([{"image_id": "a"}], [{"points": CORNERS}])
+
+
+def test_registered_for_shapenet_datasets(tmp_path):
+    name = "test_shapenet_evaluation_dummy"
+    MetadataCatalog.get(name).set(evaluator_type="shapenet", thing_classes=["a", "b"])
+    cfg = get_cfg()
+    cfg.TEST.SHAPENET.NUM_SAMPLES = 123
+    ev = build_evaluator(cfg, name, str(tmp_path))
+    assert isinstance(ev, ShapeNetEvaluator)
+    assert ev.num_samples == 123 and ev.class_names == ["a", "b"]
+    ev.process(*map(list, zip(_shifted_points_item(0.02, 1))))
+    ev.evaluate()
+    text = (tmp_path / "shapenet_results.txt").read_text()
+    assert "b" in text and "Mesh R-CNN protocol" in text and "Pixel2Mesh protocol" in text
