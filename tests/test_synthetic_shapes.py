@@ -10,6 +10,7 @@ from meshrecon.data.datasets.synthetic import primitives as pr
 from meshrecon.data.datasets.synthetic.shapes import (
     CATEGORIES,
     MATERIAL_COLORS,
+    Part,
     Shape,
     make_shape,
     shape_seed_stream,
@@ -385,3 +386,21 @@ def test_sample_surface_area_weighted_on_surface():
     assert top_face.sum() > 100 and np.all(normals[top_face, 1] > 0.99)
     with pytest.raises(ValueError, match="num"):
         shape.sample_surface(0, np.random.default_rng(0))
+
+
+def test_shape_thinner_than_a_voxel_keeps_its_surface_voxels():
+    # A 0.01-thick slab at 32^3 (voxels 1/32 wide here) contains no voxel centre: parity alone
+    # would leave the grid empty. The surface fallback marks the voxels the slab crosses.
+    verts, faces = pr.box((0.9, 0.01, 0.6), center=(0.0, 0.013, 0.0))
+    shape = Shape("table", [Part("top", verts.astype(np.float32), faces, "wood")])
+    bounds = np.array([[-0.5, -0.5, -0.5], [0.5, 0.5, 0.5]])
+    occ = shape.voxelize(32, bounds=bounds)
+    assert occ.any()
+    zs, ys, xs = np.nonzero(occ)
+    # One layer of voxels at the slab's height, spanning its extent.
+    assert set(ys.tolist()) == {16}
+    assert xs.max() - xs.min() + 1 >= 28 and zs.max() - zs.min() + 1 >= 19
+    # A solid box is left to the inside test alone.
+    verts, faces = pr.box((0.5, 0.5, 0.5))
+    solid = Shape("misc", [Part("block", verts.astype(np.float32), faces, "wood")])
+    assert solid.voxelize(32, bounds=bounds).sum() == 16**3

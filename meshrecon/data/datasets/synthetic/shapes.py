@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from meshrecon.ops import voxelize_meshes
+from meshrecon.ops import points_to_voxel_coords, voxelize_meshes
 from meshrecon.structures import Meshes
 
 from .assembly import Assembly
@@ -149,7 +149,8 @@ class Shape:
         """Solid occupancy of the shape: each part filled by ray parity, then OR-ed.
 
         Parity over the concatenated parts would cancel where parts overlap, which is why every
-        part is voxelized on its own (all in one batched call).
+        part is voxelized on its own (all in one batched call). A shape too thin to contain any
+        voxel centre is represented by the voxels its surface crosses instead of vanishing.
 
         Args:
             grid_size: D, the number of voxels per axis (>= 2).
@@ -167,7 +168,39 @@ class Shape:
         if box.shape != (2, 3):
             raise ValueError(f"bounds must have shape (2, 3), got {box.shape}")
         occ = voxelize_meshes(self.parts_to_meshes(), int(grid_size), box=box, align=align)
-        return occ.any(dim=0).numpy()
+        occ = occ.any(dim=0)
+        if not bool(occ.any()):
+            # A shape whose parts are all thinner than a voxel (a thin table at 32^3) contains
+            # no voxel centre; an empty grid would be useless as a target, so such a shape is
+            # represented by the voxels its surface crosses.
+            for part in self.parts:
+                occ |= self._surface_voxels(part, int(grid_size), box, align)
+        return occ.numpy()
+
+    @staticmethod
+    def _surface_voxels(part: Part, grid_size: int, box: np.ndarray, align: str) -> torch.Tensor:
+        """(D, D, D) bool ``[z, y, x]``: the voxels that ``part``'s surface passes through."""
+        tri = part.verts.astype(np.float64)[part.faces]
+        area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+        voxel = float((box[1] - box[0]).max()) / grid_size
+        # About 16 samples per voxel face area, from a fixed seed: deterministic and dense
+        # enough that every crossed voxel gets one.
+        num = int(min(max(0.5 * area.sum() / (voxel / 4.0) ** 2, 1000), 200_000))
+        rng = np.random.default_rng(grid_size)
+        face = rng.choice(len(area), size=num, p=area / area.sum())
+        u, v = rng.random((2, num))
+        flip = u + v > 1
+        u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
+        t = tri[face]
+        points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
+        coords = points_to_voxel_coords(
+            torch.from_numpy(points), grid_size, box=torch.from_numpy(box), align=align
+        )
+        ijk = coords.round().long()
+        ijk = ijk[((ijk >= 0) & (ijk < grid_size)).all(dim=1)]
+        grid = torch.zeros(grid_size, grid_size, grid_size, dtype=torch.bool)
+        grid[ijk[:, 2], ijk[:, 1], ijk[:, 0]] = True
+        return grid
 
     def sample_surface(self, num: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Points drawn uniformly by area over all parts' surfaces, with their face normals.
