@@ -48,3 +48,9 @@ from .depth_evaluation import DepthEvaluator  # noqa: E402
 
 __all__ += ["DepthEvaluator"]
 # --- end section ---
+
+# --- section: multi-view voxels (owner: R2N2) ---
+from .voxel_evaluation import R2N2Evaluator  # noqa: E402
+
+__all__ += ["R2N2Evaluator"]
+# --- end section ---

@@ -48,3 +48,6 @@ __all__ += [
 from meshrecon.modeling.heads.depth_eigen import EigenMultiScaleHead  # noqa: E402
 
 __all__ += ["EigenMultiScaleHead"]
+from meshrecon.modeling.heads.r2n2 import R2N2Head  # noqa: E402
+
+__all__ += ["R2N2Head"]

@@ -13,3 +13,6 @@ __all__ += ["SingleViewReconstructor"]
 from meshrecon.modeling.meta_arch.depth import DepthEstimator  # noqa: E402
 
 __all__ += ["DepthEstimator"]
+from meshrecon.modeling.meta_arch.multi_view import MultiViewReconstructor  # noqa: E402
+
+__all__ += ["MultiViewReconstructor"]
