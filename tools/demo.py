@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg.merge_from_list(args.opts or [])
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    if cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor":
+        # One object per image (ShapeNet-style models): mesh, points or voxels of that object.
+        from meshrecon.utils.demo_single_view import run_single_view_demo
+
+        for kind, path in run_single_view_demo(cfg, args.input, args.output).items():
+            print(f"{kind}: {path}")
+        return 0
     model = build_model(cfg)
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
