@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from meshrecon.evaluation.evaluator import DatasetEvaluator, register_evaluator
-from meshrecon.evaluation.shape_metrics import compare_meshes
+from meshrecon.evaluation.shape_metrics import compare_meshes, threshold_key
 from meshrecon.ops import ico_sphere
 from meshrecon.structures import Boxes, Meshes, pairwise_iou
 from meshrecon.utils import comm
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 # Pix3D images whose masks do not match the image; Mesh R-CNN skips them.
 PIX3D_BAD_IMAGES = ("img/table/1749.jpg", "img/table/0045.png")
-F1_KEY = "F1@0.300000"
+F1_KEY = threshold_key("F1", 0.3)
 
 
 def voc_ap(scores: torch.Tensor, labels: torch.Tensor, npos: float) -> float:

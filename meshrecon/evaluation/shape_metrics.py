@@ -15,13 +15,19 @@ import torch.nn.functional as F
 from meshrecon.ops import knn_gather, knn_points, sample_points_from_meshes
 from meshrecon.structures import Meshes
 
-__all__ = ["DEFAULT_THRESHOLDS", "compare_meshes", "compute_sampling_metrics", "scale_mesh_pairs"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "compare_meshes",
+    "compute_sampling_metrics",
+    "scale_mesh_pairs",
+    "threshold_key",
+]
 
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def _threshold_key(name: str, t: float) -> str:
-    # Mesh R-CNN formats thresholds with "%f": "F1@0.300000".
+def threshold_key(name: str, t: float) -> str:
+    """Return the result key of a thresholded metric, as Mesh R-CNN writes it: "F1@0.300000"."""
     return f"{name}@{t:f}"
 
 
@@ -116,9 +122,9 @@ def compute_sampling_metrics(
     for t in thresholds:
         precision = 100.0 * _masked_mean((pred_to_gt < t).to(pred_points.dtype), len_pred)
         recall = 100.0 * _masked_mean((gt_to_pred < t).to(gt_points.dtype), len_gt)
-        metrics[_threshold_key("Precision", t)] = precision
-        metrics[_threshold_key("Recall", t)] = recall
-        metrics[_threshold_key("F1", t)] = 2.0 * precision * recall / (precision + recall + eps)
+        metrics[threshold_key("Precision", t)] = precision
+        metrics[threshold_key("Recall", t)] = recall
+        metrics[threshold_key("F1", t)] = 2.0 * precision * recall / (precision + recall + eps)
     return {k: v.cpu() for k, v in metrics.items()}
 
 

@@ -40,7 +40,7 @@ from meshrecon.structures import Meshes
 from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
-from .shape_metrics import DEFAULT_THRESHOLDS, compute_sampling_metrics
+from .shape_metrics import DEFAULT_THRESHOLDS, compute_sampling_metrics, threshold_key
 from .testing import create_small_table
 
 __all__ = ["ShapeNetEvaluator", "shapenet_pair_metrics"]
@@ -48,10 +48,6 @@ __all__ = ["ShapeNetEvaluator", "shapenet_pair_metrics"]
 logger = logging.getLogger(__name__)
 
 _P2M_THRESHOLDS = (0.01, 0.014142)
-
-
-def _key(name: str, t: float) -> str:
-    return f"{name}@{t:f}"
 
 
 def _surface(
@@ -118,7 +114,7 @@ def _empty_metrics(thresholds: Sequence[float]) -> dict[str, float]:
     out = {"Chamfer-L2": math.nan, "NormalConsistency": math.nan, "AbsNormalConsistency": math.nan}
     for t in thresholds:
         for n in ("Precision", "Recall", "F1"):
-            out[_key(n, t)] = 0.0
+            out[threshold_key(n, t)] = 0.0
     return out
 
 
@@ -357,7 +353,7 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 "units (x1000 is Pixel2Mesh's CD); F1 in % at unsquared thresholds "
                 + ", ".join(f"{t:g} (squared {t * t:.0e})" for t in ts)
             )
-        cols = ["Chamfer-L2", "AbsNormalConsistency"] + [_key("F1", t) for t in ts]
+        cols = ["Chamfer-L2", "AbsNormalConsistency"] + [threshold_key("F1", t) for t in ts]
         heads = ["category", "#", "Chamfer", "Normal"] + [f"F1@{t:g}" for t in ts]
 
         def row(name, n, m):
