@@ -170,6 +170,34 @@ def test_conv2d_with_norm_and_activation():
     assert conv(x[:0]).shape == (0, 4, 5, 5)
 
 
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_conv2d_folds_frozen_bn_exactly_with_same_gradients(conv_bias):
+    # The folded convolution (kernel * scale, shift as bias) equals conv followed by the frozen
+    # norm, and gradients reach the input and the kernel as through the two separate ops.
+    torch.manual_seed(0)
+    norm = FrozenBatchNorm2d(4, eps=1e-3)
+    norm.weight.uniform_(0.5, 2.0)
+    norm.bias.normal_()
+    norm.running_mean.normal_()
+    norm.running_var.uniform_(0.2, 3.0)
+    conv = Conv2d(3, 4, 3, padding=1, bias=conv_bias, norm=norm).double()
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    ref = norm(F.conv2d(x, conv.weight, conv.bias, padding=1))
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    g_out = torch.randn_like(out)
+    gx, gw = torch.autograd.grad(out, (x, conv.weight), g_out)
+    rx, rw = torch.autograd.grad(ref, (x, conv.weight), g_out)
+    torch.testing.assert_close(gx, rx, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gw, rw, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda t: conv(t), (x[:1, :, :4, :4].detach().requires_grad_(),)
+    )
+    scale, shift = norm.scale_and_shift()
+    y = torch.randn(1, 4, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(norm(y), y * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1))
+
+
 def test_conv_transpose2d_is_torch():
     deconv = ConvTranspose2d(4, 2, kernel_size=2, stride=2)
     assert deconv(torch.randn(1, 4, 3, 3)).shape == (1, 2, 6, 6)

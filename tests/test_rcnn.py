@@ -104,6 +104,31 @@ def test_preprocess_normalizes_and_pads():
         model.preprocess_image([{"image": torch.zeros(1, 8, 8)}])
 
 
+def test_memory_format_channels_last_gives_same_detections():
+    # MODEL.MEMORY_FORMAT only changes the activations' layout: same weights, same outputs.
+    results = {}
+    for fmt in ("contiguous", "channels_last"):
+        cfg = _cfg()
+        cfg.MODEL.MEMORY_FORMAT = fmt
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+        assert model.channels_last == (fmt == "channels_last")
+        images = model.preprocess_image(_batch())
+        assert images.tensor.is_contiguous(memory_format=torch.channels_last) == model.channels_last
+        with torch.no_grad():
+            results[fmt] = model(_batch())
+    for a, b in zip(results["contiguous"], results["channels_last"]):
+        a, b = a["instances"], b["instances"]
+        torch.testing.assert_close(a.pred_boxes.tensor, b.pred_boxes.tensor, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+    cfg = _cfg()
+    assert build_model(cfg).channels_last  # "auto" on a CPU device
+    cfg.MODEL.MEMORY_FORMAT = "nhwc"
+    with pytest.raises(ValueError, match="MEMORY_FORMAT"):
+        build_model(cfg)
+
+
 def test_training_losses_finite_with_gradients():
     torch.manual_seed(0)
     model = build_model(_cfg()).train()

@@ -19,6 +19,10 @@ _C.VERSION = 2
 _C.MODEL = CN()
 # "cpu", "cuda" or "cuda:N". Asking for CUDA on a machine without it is an error at build time.
 _C.MODEL.DEVICE = "cpu"
+# Layout of a detector's backbone activations: "channels_last" (NHWC; faster convolutions on
+# CPU), "contiguous" (NCHW) or "auto" (channels_last when MODEL.DEVICE is a CPU). Results are
+# the same up to rounding.
+_C.MODEL.MEMORY_FORMAT = "auto"
 # Name of a class in META_ARCH_REGISTRY (meshrecon/modeling/meta_arch).
 _C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
 # Initial weights: a path or a URL prefix understood by meshrecon.checkpoint.PathManager

