@@ -92,7 +92,7 @@ class BasicBlock(CNNBlockBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(F.relu_(self.conv1(x)))
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        return F.relu_(out.add_(shortcut))  # in place: the conv's output is not saved for backward
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -148,7 +148,7 @@ class BottleneckBlock(CNNBlockBase):
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        return F.relu_(out.add_(shortcut))  # in place: the conv's output is not saved for backward
 
 
 def make_stage(
