@@ -238,3 +238,26 @@ def test_torchvision_backbone_loads_a_torchvision_state_dict(tmp_path):
     assert torch.equal(features.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
     coarse = EigenCoarseNet(features, (64, 96), (16, 24), fc_dim=8)
     assert coarse.feature_shape == (512, 2, 3)
+
+
+def test_fine_identity_init_reproduces_coarse_and_still_learns():
+    # The "identity" init: the paper's fine layers output their coarse input exactly (for any
+    # image), and every layer still receives gradients, so training starts at the coarse result.
+    torch.manual_seed(0)
+    fine = EigenFineNet(init="identity")
+    images = torch.randn(2, 3, 114, 152)
+    coarse = torch.randn(2, 26, 36) * 0.5 + 0.9
+    out = fine(images, coarse)
+    torch.testing.assert_close(out, coarse, rtol=0, atol=1e-5)
+    target = coarse + torch.randn_like(coarse) * 0.1
+    opt = torch.optim.SGD(fine.parameters(), lr=1e-4)
+    for _ in range(2):  # step 1 moves conv3; from step 2 on every layer has gradients
+        opt.zero_grad()
+        ((fine(images, coarse) - target) ** 2).mean().backward()
+        opt.step()
+    for name, p in fine.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    random_init = EigenFineNet(init="random", init_log_depth=0.9)
+    assert (random_init(images, coarse) - coarse).abs().mean() > 0.1
+    with pytest.raises(ValueError, match="init"):
+        EigenFineNet(init="zeros")

@@ -604,6 +604,10 @@ _C.MODEL.DEPTH.DROPOUT = 0.5
 _C.MODEL.DEPTH.INIT_LOG_DEPTH = 0.0
 # The fine net adds its output to the coarse map instead of replacing it (not the paper's).
 _C.MODEL.DEPTH.FINE_RESIDUAL = False
+# Fine net initialization: "identity" (the paper's layers set up to output their coarse input
+# exactly at the start; training learns only the refinement) or "random" (the paper does not
+# say how it initialized them).
+_C.MODEL.DEPTH.FINE_INIT = "identity"
 # Per-layer LR = SOLVER.BASE_LR x factor (paper at BASE_LR 1e-3: conv 1e-3, FC 0.1, fine
 # 1e-3 / 1e-2 / 1e-3); used by DepthEstimator.optimizer_param_groups.
 _C.MODEL.DEPTH.COARSE_CONV_LR_FACTOR = 1.0

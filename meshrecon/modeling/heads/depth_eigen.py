@@ -268,14 +268,26 @@ class EigenFineNet(nn.Module):
             depth directly (not the paper's; off by default). With its last layer zeroed the
             fine network then starts as the coarse one.
         init_log_depth: initial bias of the last layer when not residual (log metres).
+        init: ``"identity"``: the paper's layers initialized so that the network starts by
+            reproducing its coarse input exactly (two channels of ``conv2`` carry the coarse
+            map's positive and negative parts through the ReLU, ``conv3`` adds them back and its
+            other weights start at zero), so that training only learns the refinement;
+            ``"random"``: every layer random, the last one near zero with bias
+            ``init_log_depth``. The paper does not say how its fine network was initialized.
 
     ``forward(images (N, 3, H, W), coarse_log_depth (N, h, w)) -> (N, h, w)`` log depth. When
     the pooled image features do not fall on the coarse grid (input sizes other than the
     paper's), they are resized to it bilinearly.
     """
 
-    def __init__(self, residual: bool = False, init_log_depth: float = 0.0) -> None:
+    INITS = ("identity", "random")
+
+    def __init__(
+        self, residual: bool = False, init_log_depth: float = 0.0, init: str = "random"
+    ) -> None:
         super().__init__()
+        if init not in self.INITS:
+            raise ValueError(f"fine network init must be one of {self.INITS}, got {init!r}")
         self.residual = bool(residual)
         self.conv1 = nn.Conv2d(3, 63, 9, stride=2)
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -288,6 +300,20 @@ class EigenFineNet(nn.Module):
         nn.init.constant_(self.conv3.bias, 0.0 if self.residual else float(init_log_depth))
         if self.residual:
             nn.init.zeros_(self.conv3.weight)
+        elif init == "identity":
+            with torch.no_grad():
+                # conv2's output channels 0 and 1 are relu(coarse) and relu(-coarse) (input
+                # channel 63 is the coarse map); conv3 = channel 0 - channel 1 = coarse. conv3's
+                # other weights start at zero (as a residual branch would); the first update
+                # gives them gradients, and through them conv1 and conv2.
+                self.conv2.weight[:2].zero_()
+                self.conv2.weight[0, 63, 2, 2] = 1.0
+                self.conv2.weight[1, 63, 2, 2] = -1.0
+                self.conv2.bias[:2].zero_()
+                self.conv3.weight.zero_()
+                self.conv3.weight[0, 0, 2, 2] = 1.0
+                self.conv3.weight[0, 1, 2, 2] = -1.0
+                self.conv3.bias.zero_()
 
     def forward(self, images: torch.Tensor, coarse_log_depth: torch.Tensor) -> torch.Tensor:
         if coarse_log_depth.dim() != 3 or coarse_log_depth.shape[0] != images.shape[0]:
@@ -356,7 +382,9 @@ class EigenMultiScaleHead(nn.Module):
         )
         fine = None
         if d.PHASE != "coarse":
-            fine = EigenFineNet(residual=d.FINE_RESIDUAL, init_log_depth=d.INIT_LOG_DEPTH)
+            fine = EigenFineNet(
+                residual=d.FINE_RESIDUAL, init_log_depth=d.INIT_LOG_DEPTH, init=d.FINE_INIT
+            )
         factors = dict(zip(("fine1", "fine2", "fine3"), (float(f) for f in d.FINE_LR_FACTORS)))
         if len(d.FINE_LR_FACTORS) != 3:
             raise ValueError(
