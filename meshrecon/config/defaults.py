@@ -707,3 +707,49 @@ _C.TEST.SHAPENET.VOXEL_IOU_THRESH = 0.4
 # Seed of the surface sampling, so a checkpoint always gets the same numbers.
 _C.TEST.SHAPENET.SEED = 0
 # --- end section ---
+
+# ---- OptimizeMVS ----
+# Conditional single-view generation + multi-view consistency (Wei et al., CVPR 2019;
+# MODEL.META_ARCHITECTURE "MultiViewReconstructor", MODEL.MULTIVIEW_HEAD.NAME "OptimizeMVSHead").
+# The backbone is MODEL.BACKBONE; views per object come from INPUT.MULTIVIEW.
+_C.MODEL.OPTIMIZE_MVS = CN()
+# Generator f(image, r): PSGN's two-branch decoder (keys as MODEL.PSGN), r ~ N(0, I) of NOISE_DIM.
+_C.MODEL.OPTIMIZE_MVS.NOISE_DIM = 128
+_C.MODEL.OPTIMIZE_MVS.NUM_FC_POINTS = 512
+_C.MODEL.OPTIMIZE_MVS.CONV_GRID = [24, 32]
+_C.MODEL.OPTIMIZE_MVS.FC_DIMS = [2048, 1024]
+_C.MODEL.OPTIMIZE_MVS.DECONV_DIM = 128
+_C.MODEL.OPTIMIZE_MVS.CENTER = [0.0, 0.0, 1.4]
+# Training draws of r per view (the authors: 5); the diversity term needs >= 2.
+_C.MODEL.OPTIMIZE_MVS.SAMPLES_PER_IMAGE = 5
+# Front constraint: points seen by a ZBUFFER_SIZE^2 z-buffer vs the view's depth lifted to 3D
+# (min-pooled to the same grid). FRONT_MODE "view": each view's own cloud (stage 1); "union":
+# the union of all views' clouds of the object, seen from each view (stage 2).
+# FRONT_DISTANCE: "emd" (stage 1 of the authors) or "chamfer" (stage 2).
+_C.MODEL.OPTIMIZE_MVS.ZBUFFER_SIZE = 56
+_C.MODEL.OPTIMIZE_MVS.FRONT_MODE = "view"
+_C.MODEL.OPTIMIZE_MVS.FRONT_DISTANCE = "chamfer"
+_C.MODEL.OPTIMIZE_MVS.FRONT_WEIGHT = 1.0
+# EMD compares sets of equal size: sets of different sizes are resampled to EMD_POINTS.
+_C.MODEL.OPTIMIZE_MVS.EMD_POINTS = 256
+# Diversity: mean over pairs of draws of max(0, MARGIN * |r_i - r_j| / sqrt(2 NOISE_DIM) -
+# D(S_i, S_j)), D = DIVERSITY_DISTANCE ("chamfer" or "emd").
+_C.MODEL.OPTIMIZE_MVS.DIVERSITY_WEIGHT = 10.0
+_C.MODEL.OPTIMIZE_MVS.DIVERSITY_MARGIN = 0.001
+_C.MODEL.OPTIMIZE_MVS.DIVERSITY_DISTANCE = "chamfer"
+# Optional Chamfer of every generated cloud to the full ground-truth surface (0: off).
+_C.MODEL.OPTIMIZE_MVS.FULL_SHAPE_WEIGHT = 0.0
+# Inference: NUM_CANDIDATES sets of r (also the N of the best-of-N oracle), the most consistent
+# kept, then REFINE_STEPS steps of REFINE_OPTIMIZER ("adam" or "sgd") with REFINE_LR on the r's.
+_C.MODEL.OPTIMIZE_MVS.NUM_CANDIDATES = 5
+_C.MODEL.OPTIMIZE_MVS.REFINE_STEPS = 30
+_C.MODEL.OPTIMIZE_MVS.REFINE_LR = 0.05
+_C.MODEL.OPTIMIZE_MVS.REFINE_OPTIMIZER = "adam"
+# Farthest-point sampling of the union to this many points (0: the whole union).
+_C.MODEL.OPTIMIZE_MVS.OUTPUT_POINTS = 0
+# Also reconstruct from the first k views for each k listed (scored per k by the evaluator).
+_C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
+# Evaluator (OptimizeMVSEvaluator, chosen for this head on "multiview" datasets): also score
+# the union thinned to each of these point counts by farthest-point sampling.
+_C.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS = [1024]
+# ---- end OptimizeMVS ----

@@ -17,6 +17,7 @@ from meshrecon.utils.registry import Registry
 
 from .catalog import MetadataCatalog
 from .mappers import DepthMapper, MeshRCNNMapper, MultiViewMapper, ShapeNetMapper
+from .multiview_depth_mapper import MultiViewDepthMapper
 
 __all__ = ["MAPPER_REGISTRY", "build_mapper", "mapper_name_for_dataset"]
 
@@ -26,6 +27,8 @@ MAPPER_REGISTRY = Registry("MAPPER")
 MAPPER_REGISTRY.__doc__ = "Mappers: record -> model input; built with (cfg, is_train)."
 for _mapper in (MeshRCNNMapper, ShapeNetMapper, MultiViewMapper, DepthMapper):
     MAPPER_REGISTRY.register(_mapper)
+# OptimizeMVS: multi-view items whose missing depth maps are rendered from the mesh.
+MAPPER_REGISTRY.register(MultiViewDepthMapper)
 
 # Record format (the dataset's evaluator_type) -> the mapper that reads it.
 _MAPPER_BY_EVALUATOR = {

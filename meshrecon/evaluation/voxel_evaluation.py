@@ -265,5 +265,10 @@ class R2N2Evaluator(DatasetEvaluator):
 
 @register_evaluator("multiview")
 def build_multiview_evaluator(cfg, dataset_name: str, output_dir: str | None = None):
-    """Builder of the ``"multiview"`` evaluator type: an :class:`R2N2Evaluator`."""
+    """Builder of the ``"multiview"`` evaluator type: an :class:`R2N2Evaluator`, or for the
+    point-set head ``OptimizeMVSHead`` an ``OptimizeMVSEvaluator``."""
+    if cfg.MODEL.MULTIVIEW_HEAD.NAME == "OptimizeMVSHead":
+        from .optimize_mvs_evaluation import OptimizeMVSEvaluator
+
+        return OptimizeMVSEvaluator(cfg, dataset_name, output_dir)
     return R2N2Evaluator(cfg, dataset_name)

@@ -51,3 +51,6 @@ __all__ += ["EigenMultiScaleHead"]
 from meshrecon.modeling.heads.r2n2 import R2N2Head  # noqa: E402
 
 __all__ += ["R2N2Head"]
+from meshrecon.modeling.heads.optimize_mvs import OptimizeMVSHead  # noqa: E402
+
+__all__ += ["OptimizeMVSHead"]
