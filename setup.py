@@ -39,6 +39,8 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff==0.17.6"],
+        # playwright drives the system's Chromium in the report's browser test (no browser
+        # download: the test passes the Chromium it finds as executable_path).
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff==0.17.6", "playwright>=1.40"],
     },
 )

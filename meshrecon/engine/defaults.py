@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import weakref
@@ -44,6 +45,7 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "write_results_json",
 ]
 
 _PATH_MANAGER = _PathManagerCls()
@@ -140,6 +142,39 @@ def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventW
         JSONWriter(os.path.join(output_dir, "metrics.json")),
         TensorboardXWriter(output_dir),
     ]
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tensors / numpy numbers as Python numbers and NaN or inf as None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def write_results_json(results: dict[str, Any] | None, output_dir: str) -> str:
+    """Write evaluation results to ``output_dir/results.json``; return the path.
+
+    The file holds the evaluator's nested dict as plain JSON (non-finite numbers as ``null``),
+    written atomically, so tools such as ``tools/benchmark_methods.py`` can read a run's final
+    metrics without parsing logs.
+    """
+    _PATH_MANAGER.mkdirs(output_dir)
+    path = os.path.join(output_dir, "results.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_jsonable(results or {}), f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+    return path
 
 
 def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
@@ -390,6 +425,9 @@ class DefaultTrainer(TrainerBase):
     def test(cls, cfg, model: nn.Module, evaluators=None) -> dict[str, Any]:
         """Evaluate ``model`` on every dataset of ``cfg.DATASETS.TEST``.
 
+        The main process also writes each dataset's results to
+        ``OUTPUT_DIR/inference/<dataset>/results.json`` (see :func:`write_results_json`).
+
         Args:
             evaluators: None (build one per dataset with ``build_evaluator``), one evaluator, or
                 a list with one evaluator per dataset of ``DATASETS.TEST``.
@@ -422,6 +460,10 @@ class DefaultTrainer(TrainerBase):
             if comm.is_main_process():
                 logger.info("Evaluation results for %s in csv format:", name)
                 print_csv_format(results[name])
+                if cfg.OUTPUT_DIR:
+                    write_results_json(
+                        results[name], os.path.join(cfg.OUTPUT_DIR, "inference", name)
+                    )
         if len(results) == 1:
             return next(iter(results.values()))
         return results

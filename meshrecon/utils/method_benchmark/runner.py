@@ -1,0 +1,480 @@
+"""Train and evaluate the benchmark's methods, one ``tools/train_net.py`` process each.
+
+Each method runs through the same code path as ``tools/train_net.py`` (``DefaultTrainer``), in
+its own process so that memory does not accumulate, with the thread count set through
+``OMP_NUM_THREADS``. A run whose ``OUTPUT_DIR`` already holds ``model_final.pth`` trained with
+the identical config (the ``config.yaml`` written by ``default_setup``, ``OUTPUT_DIR`` aside) is
+reused instead of retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .methods import METHODS, TASKS, MethodSpec, Row
+
+__all__ = [
+    "MethodPlan",
+    "RunRecord",
+    "config_fingerprint",
+    "count_parameters",
+    "iteration_overrides",
+    "load_curve",
+    "plan_methods",
+    "prepare_datasets",
+    "run_plan",
+]
+
+RUN_INFO = "benchmark_run.json"
+EVAL_SUBDIR = "benchmark_eval"
+# Config keys counted in iterations: scaled together with SOLVER.MAX_ITER.
+_ITERATION_KEYS = (
+    "SOLVER.WARMUP_ITERS",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "TEST.EVAL_PERIOD",
+    "MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS",
+)
+
+
+@dataclass
+class MethodPlan:
+    """What the tool will run for one method."""
+
+    spec: MethodSpec
+    config_file: str
+    output_dir: str
+    overrides: list[str]
+    cfg: Any = None  # the merged CfgNode (frozen)
+
+
+@dataclass
+class RunRecord:
+    """The outcome of one method: status, times, parameters, metrics."""
+
+    name: str
+    status: str  # "trained", "reused", "evaluated", "skipped", "failed"
+    reason: str = ""
+    wall_s: float | None = None  # this invocation's train + eval time
+    train_s: float | None = None  # the training's wall time (also for reused runs)
+    params: int | None = None
+    max_iter: int | None = None
+    row: Row = field(default_factory=dict)
+    output_dir: str = ""
+    log_path: str = ""
+    results: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("trained", "reused", "evaluated")
+
+
+def _get(cfg, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def iteration_overrides(cfg, scale: float = 1.0, max_iter: int | None = None) -> list[str]:
+    """Config overrides that shorten (or lengthen) a schedule.
+
+    ``SOLVER.MAX_ITER`` becomes ``max_iter`` when given, else ``round(MAX_ITER * scale)``; the
+    LR steps, warm-up, checkpoint and evaluation periods and a voxel-only phase scale by the
+    same factor, so the schedule keeps its shape.
+    """
+    if scale <= 0:
+        raise ValueError(f"the iteration scale must be positive, got {scale}")
+    if max_iter is not None and max_iter < 1:
+        raise ValueError(f"an iteration override must be at least 1, got {max_iter}")
+    old = int(cfg.SOLVER.MAX_ITER)
+    new = int(max_iter) if max_iter is not None else max(1, round(old * scale))
+    if new == old:
+        return []
+    factor = new / old
+    out = ["SOLVER.MAX_ITER", str(new)]
+    steps = tuple(max(1, round(s * factor)) for s in cfg.SOLVER.STEPS)
+    out += ["SOLVER.STEPS", repr(steps)]
+    for key in _ITERATION_KEYS:
+        value = _get(cfg, key)
+        if isinstance(value, int) and value > 0:
+            floor = 1 if key == "SOLVER.CHECKPOINT_PERIOD" else 0
+            out += [key, str(max(floor, round(value * factor)))]
+    return out
+
+
+def _merge(config_file: str, overrides: Sequence[str]):
+    from meshrecon.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(overrides))
+    return cfg
+
+
+def config_fingerprint(cfg_or_yaml: Any) -> str:
+    """Hash of a full config, ``OUTPUT_DIR`` aside (a run may move between folders)."""
+    text = cfg_or_yaml if isinstance(cfg_or_yaml, str) else cfg_or_yaml.dump()
+    data = yaml.safe_load(text) or {}
+    data.pop("OUTPUT_DIR", None)
+    blob = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan_methods(
+    methods: Sequence[MethodSpec] = METHODS,
+    *,
+    runs_dir: str = "",
+    iter_scale: float = 1.0,
+    iters: Mapping[str, int] | None = None,
+    opts: Sequence[str] = (),
+    method_opts: Mapping[str, Sequence[str]] | None = None,
+    tasks: Mapping[str, Any] = TASKS,
+) -> tuple[list[MethodPlan], list[RunRecord]]:
+    """Resolve every method's config, output folder and overrides.
+
+    Args:
+        runs_dir: folder of the runs (``<runs_dir>/<name>``); "" keeps each config's own
+            ``OUTPUT_DIR``, so that runs of ``tools/train_net.py`` with the same config are
+            reused.
+        iter_scale: multiplies every schedule (see :func:`iteration_overrides`).
+        iters: ``{method: MAX_ITER}`` overrides; they win over ``iter_scale``.
+        opts: ``KEY VALUE`` overrides for every method.
+        method_opts: ``{method: [KEY, VALUE, ...]}`` overrides for one method.
+
+    Returns:
+        ``(plans, skipped)``: plans in run order (a stage after the method it starts from) and
+        records of the methods that cannot run (config not in the model zoo).
+    """
+    from meshrecon.model_zoo import get_config_file
+
+    iters = dict(iters or {})
+    method_opts = dict(method_opts or {})
+    names = {m.name for m in methods}
+    for key in list(iters) + list(method_opts):
+        if key not in names:
+            raise KeyError(f"override for unknown method {key!r}; known: {', '.join(names)}")
+    if len(opts) % 2:
+        raise ValueError(f"config overrides must be KEY VALUE pairs, got {list(opts)}")
+    plans: dict[str, MethodPlan] = {}
+    skipped: list[RunRecord] = []
+    pending = list(methods)
+    requeued = 0
+    while pending:
+        spec = pending.pop(0)
+        if spec.task not in tasks:
+            raise KeyError(f"method {spec.name!r} has unknown task {spec.task!r}")
+        if spec.init_from and spec.init_from not in plans:
+            skipped_names = {r.name for r in skipped}
+            if spec.init_from not in names or spec.init_from in skipped_names:
+                reason = f"starts from {spec.init_from}, which does not run"
+                skipped.append(RunRecord(spec.name, "skipped", reason))
+            else:
+                requeued += 1
+                if requeued > len(methods):
+                    raise ValueError(f"method {spec.name!r}: its init_from chain has a cycle")
+                pending.append(spec)  # after the stage it starts from
+            continue
+        try:
+            config_file = get_config_file(spec.config)
+        except FileNotFoundError:
+            skipped.append(
+                RunRecord(spec.name, "skipped", f"config {spec.config} is not in the model zoo")
+            )
+            continue
+        base = _merge(config_file, list(opts) + list(spec.overrides))
+        overrides = list(opts) + list(spec.overrides)
+        overrides += iteration_overrides(base, iter_scale, iters.get(spec.name))
+        overrides += list(method_opts.get(spec.name, ()))
+        if len(method_opts.get(spec.name, ())) % 2:
+            raise ValueError(f"overrides of {spec.name} must be KEY VALUE pairs")
+        if spec.init_from:
+            weights = os.path.join(plans[spec.init_from].output_dir, "model_final.pth")
+            overrides += ["MODEL.WEIGHTS", weights]
+        cfg = _merge(config_file, overrides)
+        output_dir = os.path.join(runs_dir, spec.name) if runs_dir else cfg.OUTPUT_DIR
+        if not output_dir:
+            output_dir = os.path.join("output", "benchmark", spec.name)
+        cfg.OUTPUT_DIR = output_dir
+        cfg.freeze()
+        plans[spec.name] = MethodPlan(spec, config_file, output_dir, overrides, cfg)
+    return list(plans.values()), skipped
+
+
+def prepare_datasets(plans: Sequence[MethodPlan]) -> list[str]:
+    """Generate (or find) every split the plans train and test on; return their names.
+
+    Done once, up front, so that data generation is neither counted in a method's time nor
+    repeated by concurrent processes.
+    """
+    from meshrecon.data import DatasetCatalog
+    from meshrecon.data.datasets import configure_synthetic
+
+    done: list[str] = []
+    for plan in plans:
+        configure_synthetic(plan.cfg)
+        for name in list(plan.cfg.DATASETS.TRAIN) + list(plan.cfg.DATASETS.TEST):
+            if name not in done:
+                DatasetCatalog.get(name)
+                done.append(name)
+    return done
+
+
+def count_parameters(cfg) -> int:
+    """Number of parameters of the model a config builds (on CPU, weights not loaded)."""
+    from meshrecon.data.datasets import configure_synthetic
+    from meshrecon.modeling import build_model
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    configure_synthetic(cfg)
+    model = build_model(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def results_path(output_dir: str, dataset: str) -> str:
+    return os.path.join(output_dir, "inference", dataset, "results.json")
+
+
+def _read_json(path: str) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _saved_fingerprint(output_dir: str) -> str | None:
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return config_fingerprint(f.read())
+
+
+def _train_seconds(output_dir: str, fingerprint: str) -> float | None:
+    """The recorded training time of a finished run, else an estimate from file times."""
+    info_path = os.path.join(output_dir, RUN_INFO)
+    if os.path.isfile(info_path):
+        info = _read_json(info_path)
+        if info.get("fingerprint") == fingerprint and info.get("wall_s") is not None:
+            return float(info["wall_s"])
+    start = os.path.join(output_dir, "config.yaml")
+    end = os.path.join(output_dir, "model_final.pth")
+    if os.path.isfile(start) and os.path.isfile(end):
+        return max(0.0, os.path.getmtime(end) - os.path.getmtime(start))
+    return None
+
+
+def reusable(plan: MethodPlan) -> tuple[bool, str]:
+    """Whether the plan's folder holds a finished run of the identical config, and why not."""
+    saved = _saved_fingerprint(plan.output_dir)
+    if saved is None:
+        return False, "no earlier run"
+    if saved != config_fingerprint(plan.cfg):
+        return False, "the earlier run's config.yaml differs"
+    if plan.spec.train and not os.path.isfile(os.path.join(plan.output_dir, "model_final.pth")):
+        return False, "the earlier run did not finish (no model_final.pth)"
+    if not plan.spec.train and not os.path.isfile(
+        results_path(plan.output_dir, plan.cfg.DATASETS.TEST[0])
+    ):
+        return False, "the earlier evaluation wrote no results.json"
+    return True, ""
+
+
+_ITER_RE = re.compile(r"\biter: (\d+)")
+_INFER_RE = re.compile(r"inference:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
+    """Show a progress bar fed by the child's log until it exits."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
+    phase = "train"
+    try:
+        while proc.poll() is None:
+            time.sleep(1.0)
+            try:
+                with open(log_path, errors="replace") as f:
+                    f.seek(max(0, os.path.getsize(log_path) - 20000))
+                    tail = f.read()
+            except OSError:
+                continue
+            infer = _INFER_RE.findall(tail)
+            if infer or "Start inference" in tail:
+                if phase != "eval":
+                    phase = "eval"
+                    bar.set_description(f"{desc} (evaluating)")
+                    bar.reset(total=int(infer[-1][1]) if infer else None)
+                if infer:
+                    bar.n = int(infer[-1][0])
+            else:
+                iters = _ITER_RE.findall(tail)
+                if iters:
+                    bar.n = int(iters[-1])
+            bar.refresh()
+    finally:
+        bar.close()
+
+
+def _run_train_net(
+    plan: MethodPlan,
+    train_script: str,
+    log_path: str,
+    threads: int,
+    eval_only: bool,
+    output_dir: str,
+    overrides: Sequence[str],
+    desc: str,
+    total: int | None,
+) -> tuple[int, float]:
+    cmd = [sys.executable, train_script, "--config-file", plan.config_file]
+    if eval_only:
+        cmd.append("--eval-only")
+    cmd += [*overrides, "OUTPUT_DIR", output_dir]
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            _follow(proc, log_path, desc, total)
+        finally:
+            rc = proc.wait()
+    return rc, time.perf_counter() - start
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_plan(
+    plan: MethodPlan,
+    *,
+    train_script: str,
+    logs_dir: str,
+    threads: int = 1,
+    retrain: bool = False,
+    upstream_retrained: bool = False,
+) -> RunRecord:
+    """Train (or reuse) and evaluate one method; return its record.
+
+    Args:
+        train_script: path of ``tools/train_net.py``.
+        logs_dir: where ``<name>.log`` (the process's output) goes.
+        threads: ``OMP_NUM_THREADS`` of the process.
+        retrain: train even when a finished identical run exists.
+        upstream_retrained: the method it starts from was trained in this invocation, so an
+            earlier run of this one started from other weights.
+    """
+    spec, cfg = plan.spec, plan.cfg
+    dataset = cfg.DATASETS.TEST[0]
+    log_path = os.path.join(logs_dir, f"{spec.name}.log")
+    fingerprint = config_fingerprint(cfg)
+    record = RunRecord(
+        spec.name,
+        "failed",
+        output_dir=plan.output_dir,
+        log_path=log_path,
+        max_iter=int(cfg.SOLVER.MAX_ITER) if spec.train else 0,
+    )
+    ok, why = reusable(plan)
+    results_file = results_path(plan.output_dir, dataset)
+    if ok and not retrain and not upstream_retrained:
+        record.train_s = _train_seconds(plan.output_dir, fingerprint)
+        if not os.path.isfile(results_file):
+            # Trained before runs wrote results.json: evaluate into a side folder, so that the
+            # run's own config.yaml (the reuse key) stays as it is.
+            eval_dir = os.path.join(plan.output_dir, EVAL_SUBDIR)
+            weights = os.path.join(plan.output_dir, "model_final.pth")
+            rc, wall = _run_train_net(
+                plan,
+                train_script,
+                log_path,
+                threads,
+                True,
+                eval_dir,
+                [*plan.overrides, "MODEL.WEIGHTS", weights],
+                f"{spec.name} (eval)",
+                None,
+            )
+            record.wall_s = wall
+            if rc != 0:
+                record.reason = f"evaluation exited with {rc}:\n{_log_tail(log_path)}"
+                return record
+            results_file = results_path(eval_dir, dataset)
+        else:
+            record.wall_s = 0.0
+        record.status = "reused"
+    else:
+        rc, wall = _run_train_net(
+            plan,
+            train_script,
+            log_path,
+            threads,
+            not spec.train,
+            plan.output_dir,
+            plan.overrides,
+            spec.name,
+            record.max_iter or None,
+        )
+        record.wall_s = wall
+        if rc != 0:
+            record.reason = f"train_net.py exited with {rc}:\n{_log_tail(log_path)}"
+            return record
+        record.train_s = wall if spec.train else 0.0
+        record.status = "trained" if spec.train else "evaluated"
+        with open(os.path.join(plan.output_dir, RUN_INFO), "w") as f:
+            json.dump({"fingerprint": fingerprint, "wall_s": wall, "method": spec.name}, f)
+    if not os.path.isfile(results_file):
+        record.status = "failed"
+        record.reason = f"the run wrote no {results_file}"
+        return record
+    record.results = _read_json(results_file)
+    try:
+        record.row = dict(spec.read_metrics(record.results))
+    except KeyError as err:
+        record.status = "failed"
+        record.reason = f"cannot read the metrics: {err}"
+    return record
+
+
+def load_curve(output_dir: str, key: str = "total_loss") -> tuple[list[int], list[float]]:
+    """``(iterations, values)`` of one scalar in a run's ``metrics.json`` (JSONWriter lines)."""
+    path = os.path.join(output_dir, "metrics.json")
+    its: list[int] = []
+    vals: list[float] = []
+    if not os.path.isfile(path):
+        return its, vals
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            value = entry.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value) and "iteration" in entry:
+                its.append(int(entry["iteration"]))
+                vals.append(float(value))
+    return its, vals

@@ -1,0 +1,352 @@
+"""tools/benchmark_methods.py and meshrecon.utils.method_benchmark: plans, readers, reuse,
+results.json, and the whole pipeline at toy size checked file by file and in a real browser."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from meshrecon.config import get_cfg
+from meshrecon.engine import DefaultTrainer
+from meshrecon.engine.defaults import write_results_json
+from meshrecon.evaluation import DatasetEvaluator
+from meshrecon.utils.method_benchmark import methods as M
+from meshrecon.utils.method_benchmark.report import NOT_APPLICABLE, format_seconds
+from meshrecon.utils.method_benchmark.runner import (
+    config_fingerprint,
+    iteration_overrides,
+    plan_methods,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "benchmark_methods.py"
+
+
+# ----------------------------------------------------------------------------- results.json
+
+
+class _FixedEvaluator(DatasetEvaluator):
+    def reset(self):
+        self.n = 0
+
+    def process(self, inputs, outputs):
+        self.n += len(inputs)
+
+    def evaluate(self):
+        return {"task": {"AP": torch.tensor(12.5), "nan": math.nan, "n": self.n}}
+
+
+class _ListTrainer(DefaultTrainer):
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return [[{"image_id": 0}], [{"image_id": 1}]]
+
+
+class _Echo(nn.Module):
+    def forward(self, batch):
+        return [{} for _ in batch]
+
+
+def test_trainer_test_writes_results_json(tmp_path):
+    cfg = get_cfg()
+    cfg.DATASETS.TEST = ("toy_test",)
+    cfg.OUTPUT_DIR = str(tmp_path)
+    results = _ListTrainer.test(cfg, _Echo(), evaluators=[_FixedEvaluator()])
+    path = tmp_path / "inference" / "toy_test" / "results.json"
+    saved = json.loads(path.read_text())
+    assert saved == {"task": {"AP": 12.5, "nan": None, "n": 2}}
+    assert results["task"]["n"] == 2
+
+
+def test_write_results_json_plain_types(tmp_path):
+    import numpy as np
+
+    path = write_results_json({"a": np.float32(1.5), "b": [np.int64(2), float("inf")]}, tmp_path)
+    assert json.loads(Path(path).read_text()) == {"a": 1.5, "b": [2, None]}
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _cfg(max_iter=400, steps=(320,), warmup=50, checkpoint=500):
+    cfg = get_cfg()
+    cfg.SOLVER.MAX_ITER = max_iter
+    cfg.SOLVER.STEPS = steps
+    cfg.SOLVER.WARMUP_ITERS = warmup
+    cfg.SOLVER.CHECKPOINT_PERIOD = checkpoint
+    return cfg
+
+
+def test_iteration_overrides_scale_the_schedule():
+    ov = dict(zip(*[iter(iteration_overrides(_cfg(), scale=0.5))] * 2))
+    assert ov["SOLVER.MAX_ITER"] == "200"
+    assert ov["SOLVER.STEPS"] == "(160,)"
+    assert ov["SOLVER.WARMUP_ITERS"] == "25"
+    assert ov["SOLVER.CHECKPOINT_PERIOD"] == "250"
+    ov = dict(zip(*[iter(iteration_overrides(_cfg(), max_iter=40))] * 2))
+    assert ov["SOLVER.MAX_ITER"] == "40" and ov["SOLVER.STEPS"] == "(32,)"
+    assert iteration_overrides(_cfg(), scale=1.0) == []
+    with pytest.raises(ValueError, match="positive"):
+        iteration_overrides(_cfg(), scale=0)
+
+
+def test_fingerprint_ignores_output_dir_only():
+    a, b = _cfg(), _cfg()
+    b.OUTPUT_DIR = "elsewhere"
+    assert config_fingerprint(a) == config_fingerprint(b)
+    b.SOLVER.BASE_LR = 0.123
+    assert config_fingerprint(a) != config_fingerprint(b)
+    assert config_fingerprint(a.dump()) == config_fingerprint(a)
+
+
+def _spec(name, config="synthetic/psgn.yaml", **kw):
+    return M.MethodSpec(name, name, "single_view", config, M.shape_metrics_reader(), **kw)
+
+
+def test_plan_orders_stages_and_skips_missing_configs(tmp_path):
+    specs = (
+        _spec("second", init_from="first"),
+        _spec("first"),
+        _spec("absent", config="synthetic/not_there.yaml"),
+        _spec("orphan", init_from="absent"),
+    )
+    plans, skipped = plan_methods(
+        specs, runs_dir=str(tmp_path), iters={"first": 7}, opts=["SEED", "3"]
+    )
+    assert [p.spec.name for p in plans] == ["first", "second"]
+    first, second = plans
+    assert first.cfg.SOLVER.MAX_ITER == 7 and first.cfg.SEED == 3
+    assert first.output_dir == str(tmp_path / "first")
+    assert second.cfg.MODEL.WEIGHTS == str(tmp_path / "first" / "model_final.pth")
+    reasons = {r.name: r.reason for r in skipped}
+    assert "not in the model zoo" in reasons["absent"]
+    assert "absent" in reasons["orphan"]
+    with pytest.raises(KeyError, match="unknown method"):
+        plan_methods(specs, iters={"nope": 3})
+    with pytest.raises(ValueError, match="KEY VALUE"):
+        plan_methods(specs, opts=["SEED"])
+
+
+def test_every_method_config_and_task_exist():
+    from meshrecon.model_zoo import get_config_file
+
+    for m in M.METHODS:
+        assert m.task in M.TASKS
+        get_config_file(m.config)  # raises if a config is missing from the zoo
+        if m.real_config:
+            get_config_file(m.real_config)
+    assert len({m.name for m in M.METHODS}) == len(M.METHODS)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _shape(normals=True):
+    out = {"Chamfer-L2": 0.5, "F1@0.100000": 10.0, "F1@0.300000": 30.0, "F1@0.500000": 50.0}
+    if normals:
+        out["NormalConsistency"] = 0.7
+    return out
+
+
+def test_readers():
+    row = M.shape_metrics_reader(normals=False)({"shapenet": _shape(False)})
+    assert row["NormalConsistency"] is None and row["F1@0.3"] == 30.0
+    r2n2 = {"voxel": {"IoU@1": 0.1, "IoU@3": 0.3, "IoU@5": 0.5}, "mesh@1": _shape()}
+    r2n2["mesh@5"] = {**_shape(), "Chamfer-L2": 0.2}
+    row = M.multiview_reader(r2n2)
+    assert row["IoU@5"] == 0.5 and row["Chamfer-L2@all"] == 0.2 and row["Chamfer-L2@1"] == 0.5
+    row = M.multiview_reader({"single": _shape(False), "multiview": _shape(False)})
+    assert row["IoU@1"] is None and row["F1@0.3@all"] == 30.0
+    row = M.pix3d_reader({"shape": {"box_ap@0.5": 1.0, "mask_ap@0.5": 2.0}})
+    assert row == {"AP_box": 1.0, "AP_mask": 2.0, "AP_mesh": None}
+    with pytest.raises(KeyError, match="no 'depth' section"):
+        M.depth_reader({"other": {}})
+    assert format_seconds(3725) == "1 h 02 min" and format_seconds(None) == NOT_APPLICABLE
+
+
+# ----------------------------------------------------------------------------- toy pipeline
+
+
+def _run_tool(out: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TOOL), "--preset", "toy", "--output", str(out / "report")]
+    cmd += ["--runs-dir", str(out / "runs"), *args]
+    cmd += ["--opts", "DATASETS.SYNTHETIC.ROOT", str(out / "datasets")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def check_report(report_dir: Path, expected_methods: set[str]) -> dict:
+    """Every table cell is a number (or "—" where the metric does not apply to the method),
+    and every picture and mesh the report names exists and opens."""
+    from PIL import Image
+
+    from meshrecon.io import load_mesh, load_pointcloud_ply
+
+    payload = json.loads((report_dir / "report.json").read_text())
+    seen = set()
+    for task_key, task in payload["tasks"].items():
+        spec_task = M.TASKS[task_key]
+        ncols = len(spec_task.columns)
+        assert task["rows"], f"{task_key}: empty table"
+        for row in task["rows"]:
+            for cell in row[1 : 1 + ncols]:
+                assert cell == NOT_APPLICABLE or math.isfinite(float(cell)), (task_key, row)
+            assert row[1 + ncols] != NOT_APPLICABLE  # parameters
+            assert row[2 + ncols] != NOT_APPLICABLE  # wall time
+        for name, m in task["methods"].items():
+            assert m["status"] in ("trained", "reused", "evaluated"), (name, m["reason"])
+            seen.add(name)
+            for key, value in m["metrics"].items():
+                assert value is None or math.isfinite(value), (name, key, value)
+            spec = M.get_method(name)
+            if spec.train:
+                assert (Path(m["output_dir"]) / "model_final.pth").is_file()
+        for g in task["gallery"]:
+            for cell in g["cells"]:
+                with Image.open(report_dir / cell["image"]) as im:
+                    assert im.width > 0 and im.height > 0
+                for fmt, rel in cell["downloads"].items():
+                    path = report_dir / rel
+                    assert path.is_file(), path
+                    if (
+                        path.suffix == ".ply"
+                        and "ground_truth" not in rel
+                        and fmt == "PLY"
+                        and (len(cell["downloads"]) == 1)
+                    ):
+                        assert load_pointcloud_ply(path).points.shape[0] > 0
+                    else:
+                        verts, faces = load_mesh(path)
+                        assert verts.shape[0] > 0 and faces.shape[0] > 0
+        assert (report_dir / "figures" / f"curves_{task_key}.png").is_file() or all(
+            not M.get_method(n).train for n in task["methods"]
+        )
+    assert seen == expected_methods
+    html = (report_dir / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # offline: nothing external
+    assert (report_dir / "report.md").read_text().count("|") > 10
+    return payload
+
+
+@pytest.fixture(scope="module")
+def toy_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    first = _run_tool(out, "--methods", "mean_shape,psgn")
+    second = _run_tool(out, "--methods", "mean_shape,psgn")
+    return out / "report", first, second
+
+
+def test_toy_pipeline_single_view(toy_report):
+    report, first, second = toy_report
+    check_report(report, {"mean_shape", "psgn"})
+    assert "trained in" in first.stdout and "| PSGN |" in first.stdout
+    # The second invocation finds both runs finished with identical configs.
+    payload = json.loads((report / "report.json").read_text())
+    statuses = {n: m["status"] for n, m in payload["tasks"]["single_view"]["methods"].items()}
+    assert statuses == {"mean_shape": "reused", "psgn": "reused"}
+    assert "reused (trained in" in (report / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_toy_pipeline_every_method(tmp_path):
+    _run_tool(tmp_path)
+    check_report(tmp_path / "report", {m.name for m in M.METHODS})
+
+
+def test_tool_rejects_bad_input(tmp_path):
+    spec = importlib.util.spec_from_file_location("benchmark_methods", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with pytest.raises(SystemExit, match="unknown method"):
+        tool.main(["--methods", "nope", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match="METHOD=N"):
+        tool.main(["--methods", "psgn", "--iters", "psgn=x", "--output", str(tmp_path)])
+
+
+# ----------------------------------------------------------------------------- browser
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_in_headless_chromium(toy_report, tmp_path):
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no Chromium found (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    report, _, _ = toy_report
+    errors: list[str] = []
+    failed: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.goto((report / "report.html").as_uri(), wait_until="load")
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+        )
+        links = page.evaluate(
+            "Array.from(document.querySelectorAll('a[download]')).map(a => a.href)"
+        )
+        tables = page.evaluate("document.querySelectorAll('table').length")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert not failed, failed
+    assert images and all(done and width > 0 for _, done, width in images), images
+    assert links and all(Path(sync_url_to_path(u)).is_file() for u in links)
+    assert tables >= 2  # the metrics table and the gallery
+    assert shot.stat().st_size > 10_000
+
+
+def sync_url_to_path(url: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    return unquote(urlparse(url).path)
+
+
+# ----------------------------------------------------------------------------- README API
+
+
+def test_readme_python_api_five_lines(tmp_path):
+    """The README's five lines, offline: a random-weight synthetic Mesh R-CNN stands in for
+    the released weights (``trained=True`` downloads them)."""
+    import numpy as np
+
+    from meshrecon import model_zoo
+    from meshrecon.engine import DefaultPredictor
+    from meshrecon.io import load_mesh, save_mesh
+
+    torch.manual_seed(0)
+    model = model_zoo.get("synthetic/meshrcnn_R18_FPN.yaml", device="cpu")
+    weights = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    cfg = model_zoo.get_config("synthetic/meshrcnn_R18_FPN.yaml")
+    cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = str(weights), "cpu"
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # random weights score low
+    cfg.TEST.DETECTIONS_PER_IMAGE = 1
+    image_bgr = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)
+    predictor = DefaultPredictor(cfg)
+    save_mesh(tmp_path / "object.obj", *predictor(image_bgr)["instances"].pred_meshes.data[0])
+    verts, faces = load_mesh(tmp_path / "object.obj")
+    assert verts.shape[0] > 0 and faces.shape[0] > 0
