@@ -154,13 +154,15 @@ def test_every_method_config_and_task_exist():
 def _shape(normals=True):
     out = {"Chamfer-L2": 0.5, "F1@0.100000": 10.0, "F1@0.300000": 30.0, "F1@0.500000": 50.0}
     if normals:
-        out["NormalConsistency"] = 0.7
+        out["NormalConsistency"] = 0.6
+        out["AbsNormalConsistency"] = 0.7
     return out
 
 
 def test_readers():
     row = M.shape_metrics_reader(normals=False)({"shapenet": _shape(False)})
-    assert row["NormalConsistency"] is None and row["F1@0.3"] == 30.0
+    assert row["AbsNormalConsistency"] is None and row["F1@0.3"] == 30.0
+    assert M.shape_metrics_reader()({"shapenet": _shape()})["AbsNormalConsistency"] == 0.7
     r2n2 = {"voxel": {"IoU@1": 0.1, "IoU@3": 0.3, "IoU@5": 0.5}, "mesh@1": _shape()}
     r2n2["mesh@5"] = {**_shape(), "Chamfer-L2": 0.2}
     row = M.multiview_reader(r2n2)

@@ -102,3 +102,28 @@ def test_training_steps_lower_the_loss():
     with torch.no_grad():
         after = float(loss())
     assert after < 0.5 * before, (before, after)
+
+
+def test_init_spread_starts_every_point_at_its_own_place():
+    center = torch.tensor([0.0, 0.0, 1.4])
+    clumped = _head().eval()
+    with torch.no_grad():
+        pts = clumped.decode(_feats(), torch.zeros(2, 4))[0]
+    assert (pts - center).norm(dim=1).max() < 0.05  # all near CENTER: the old start
+    assert "point_offsets" not in clumped.state_dict()
+    spread = _head(init_spread=0.3).eval()
+    with torch.no_grad():
+        pts = spread.decode(_feats(), torch.zeros(2, 4))[0]
+    radius = (pts - center).norm(dim=1)
+    assert radius.max() < 0.3 + 0.05 and radius.mean() > 0.15  # uniform in the ball: mean 0.225
+    fc, grid = pts[:256], pts[256:]
+    for part in (fc, grid):  # both branches start spread out, every point apart
+        assert torch.cdist(part, part).add(torch.eye(len(part)) * 9).min() > 1e-4
+    assert spread.state_dict()["point_offsets"].shape == (1, 3, 24, 32)
+    # The offsets are learned: a Chamfer step moves them.
+    gt = torch.rand(2, 50, 3) + center
+    loss = spread.point_losses(spread.decode(_feats(), torch.zeros(2, 4)), gt).sum()
+    loss.backward()
+    assert spread.point_offsets.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="init_spread"):
+        _head(init_spread=-1.0)

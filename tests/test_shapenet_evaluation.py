@@ -65,6 +65,37 @@ def test_shifted_points_give_known_values():
     assert p["F1@0.014142"] == pytest.approx(100.0)
 
 
+def test_equal_density_protocol():
+    # Same point count on both sides: for 8 corners against 8 shifted corners it is Mesh
+    # R-CNN's protocol exactly; for a sparse cloud on the GT surface it removes the recall
+    # penalty that 10k dense GT samples give a 1024-point prediction.
+    ev = _evaluator(equal_points=8)
+    ev.process(*map(list, zip(_shifted_points_item(0.02))))
+    res = ev.evaluate()
+    for k in ("Chamfer-L2", "F1@0.100000", "F1@0.300000"):
+        assert res["shapenet_points"][k] == pytest.approx(res["shapenet"][k])
+    # A mesh and 1000 points sampled on that same mesh, each scored against the mesh: with 5k
+    # samples per surface the mesh wins by density alone; at 1000 points each they tie (up to
+    # sampling noise, which is smaller at 0.3 than at 0.1).
+    from meshrecon.ops import sample_points_from_meshes
+
+    sphere = ico_sphere(4)
+    mesh = (sphere.verts_packed(), sphere.faces_packed())
+    torch.manual_seed(0)
+    cloud = sample_points_from_meshes(sphere, 1000)[0]
+    scores = {}
+    for name, pred in (("mesh", {"mesh": mesh}), ("points", {"points": cloud})):
+        ev = _evaluator(num_samples=5000, equal_points=1000)
+        ev.process([{"category_id": 0, "mesh": mesh}], [pred])
+        scores[name] = ev.evaluate()
+    dense = {k: scores[k]["shapenet"]["F1@0.100000"] for k in scores}
+    equal = {k: scores[k]["shapenet_points"]["F1@0.300000"] for k in scores}
+    assert dense["points"] < 0.7 * dense["mesh"]
+    assert equal["points"] == pytest.approx(equal["mesh"], rel=0.1)
+    with pytest.raises(ValueError, match="equal_points"):
+        _evaluator(equal_points=-1)
+
+
 def test_category_mean_differs_from_instance_mean():
     ev = _evaluator()
     items = [

@@ -687,6 +687,9 @@ _C.MODEL.PSGN.LOSS = "chamfer"
 _C.MODEL.PSGN.LOSS_WEIGHT = 1.0
 # Points are predicted around this camera-frame centre (R2N2 cameras sit 1.1-1.7 away).
 _C.MODEL.PSGN.CENTER = [0.0, 0.0, 1.4]
+# Initial points: each at its own random place in a ball of this radius about CENTER (a learned
+# per-point offset); 0 starts them all at CENTER, where a Chamfer loss spreads them slowly.
+_C.MODEL.PSGN.INIT_SPREAD = 0.3
 # Mean-shape baseline (MESH_HEAD.NAME "MeanShapeHead"): majority vote of the training models'
 # solid VOXEL_SIZE^3 occupancy in the model frame, cubified, placed in each view with (R, t).
 _C.MODEL.MEAN_SHAPE = CN()
@@ -704,6 +707,9 @@ _C.TEST.SHAPENET.P2M_PROTOCOL = True
 _C.TEST.SHAPENET.P2M_SCALE = 0.57
 _C.TEST.SHAPENET.P2M_THRESHOLDS = [0.01, 0.014142]
 _C.TEST.SHAPENET.VOXEL_IOU_THRESH = 0.4
+# > 0: also the equal-density protocol (results "shapenet_points"): prediction and GT both as
+# this many points, so point-set methods (1024 points) and meshes compare at the same density.
+_C.TEST.SHAPENET.EQUAL_POINTS = 1024
 # Seed of the surface sampling, so a checkpoint always gets the same numbers.
 _C.TEST.SHAPENET.SEED = 0
 # --- end section ---

@@ -54,6 +54,12 @@ def min_of_n(losses: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return best.mean(), idx
 
 
+def _uniform_in_ball(n: int, radius: float) -> torch.Tensor:
+    """(n, 3) points uniform in the ball of ``radius`` about 0 (torch's global generator)."""
+    direction = F.normalize(torch.randn(n, 3), dim=1)
+    return direction * radius * torch.rand(n, 1) ** (1.0 / 3.0)
+
+
 @POINT_HEAD_REGISTRY.register()
 class PSGNHead(nn.Module):
     """PSGN's two-branch point decoder with Min-of-N training (see the module docstring).
@@ -77,6 +83,7 @@ class PSGNHead(nn.Module):
         loss: str = "chamfer",
         loss_weight: float = 1.0,
         center: Sequence[float] = (0.0, 0.0, 1.4),
+        init_spread: float = 0.0,
     ) -> None:
         """
         Args:
@@ -90,6 +97,11 @@ class PSGNHead(nn.Module):
             loss: "chamfer" or "emd".
             loss_weight: multiplies the loss.
             center: camera-frame point the predicted coordinates are offsets from.
+            init_spread: > 0: every point starts at its own random position, uniform in a ball
+                of this radius about ``center`` (the FC branch's output bias, and a learned
+                per-cell offset of the deconv branch, ``point_offsets``). 0: every point
+                starts at ``center``; a Chamfer loss then moves one point of the cluster per
+                target point, and in short schedules the deconv points stay clumped.
         """
         super().__init__()
         if loss not in _LOSSES:
@@ -102,6 +114,8 @@ class PSGNHead(nn.Module):
             raise ValueError(f"conv_grid must be (H, W) with H, W >= 1, got {conv_grid}")
         if num_fc_points < 0 or not feature_channels:
             raise ValueError("need num_fc_points >= 0 and at least one feature map")
+        if not init_spread >= 0:
+            raise ValueError(f"init_spread must be >= 0, got {init_spread}")
         self.num_fc_points = int(num_fc_points)
         self.conv_grid = (int(conv_grid[0]), int(conv_grid[1]))
         self.noise_dim = int(noise_dim)
@@ -130,6 +144,15 @@ class PSGNHead(nn.Module):
             if layer is not None:
                 nn.init.normal_(layer.weight, std=1e-3)
                 nn.init.zeros_(layer.bias)
+        self.point_offsets = None
+        if init_spread > 0:
+            n_grid = self.conv_grid[0] * self.conv_grid[1]
+            spread = _uniform_in_ball(self.num_fc_points + n_grid, float(init_spread))
+            if self.fc_points is not None:
+                with torch.no_grad():
+                    self.fc_points.bias.copy_(spread[: self.num_fc_points].flatten())
+            grid = spread[self.num_fc_points :].T.reshape(1, 3, *self.conv_grid)
+            self.point_offsets = nn.Parameter(grid)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Mapping[str, ShapeSpec]) -> dict[str, Any]:
@@ -145,6 +168,7 @@ class PSGNHead(nn.Module):
             "loss": p.LOSS,
             "loss_weight": p.LOSS_WEIGHT,
             "center": p.CENTER,
+            "init_spread": p.INIT_SPREAD,
         }
 
     @property
@@ -170,7 +194,10 @@ class PSGNHead(nn.Module):
         x = F.interpolate(x, size=self.conv_grid, mode="bilinear", align_corners=False)
         tiled = noise[:, :, None, None].expand(-1, -1, *self.conv_grid)
         x = F.relu(self.noise_conv(torch.cat([x, tiled], dim=1)))
-        parts.append(self.conv_points(x).flatten(2).transpose(1, 2))
+        grid = self.conv_points(x)
+        if self.point_offsets is not None:
+            grid = grid + self.point_offsets
+        parts.append(grid.flatten(2).transpose(1, 2))
         return torch.cat(parts, dim=1) + self.center
 
     def point_losses(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:

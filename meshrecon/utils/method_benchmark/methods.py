@@ -109,10 +109,14 @@ def _section(results: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 
 SHAPE_COLUMNS = (
     Column("Chamfer-L2", "Chamfer-L2 ↓", higher_is_better=False, digits=4),
-    Column("NormalConsistency", "Normal cons. ↑"),
+    # Mesh R-CNN's "Normal": mean |cos| between nearest neighbours' normals, both directions.
+    Column("AbsNormalConsistency", "Normal ↑"),
     Column("F1@0.1", "F1@0.1 ↑", digits=1),
     Column("F1@0.3", "F1@0.3 ↑", digits=1),
     Column("F1@0.5", "F1@0.5 ↑", digits=1),
+    # The equal-density protocol (TEST.SHAPENET.EQUAL_POINTS): prediction and GT as 1024 points
+    # each, so point-set methods and meshes compare at the same density.
+    Column("F1@0.3/1k", "F1@0.3, 1k pts ↑", digits=1),
 )
 
 
@@ -123,10 +127,12 @@ def shape_metrics_reader(section: str = "shapenet", normals: bool = True) -> Met
         m = _section(results, section)
         row: Row = {
             "Chamfer-L2": _num(m.get("Chamfer-L2")),
-            "NormalConsistency": _num(m.get("NormalConsistency")) if normals else None,
+            "AbsNormalConsistency": _num(m.get("AbsNormalConsistency")) if normals else None,
         }
         for tau in ("0.1", "0.3", "0.5"):
             row[f"F1@{tau}"] = _num(m.get(f"F1@{float(tau):f}"))
+        equal = results.get(f"{section}_points")
+        row["F1@0.3/1k"] = _num(equal.get("F1@0.300000")) if isinstance(equal, Mapping) else None
         return row
 
     return read
