@@ -109,6 +109,27 @@ def test_fingerprint_ignores_output_dir_only():
     assert config_fingerprint(a.dump()) == config_fingerprint(a)
 
 
+def test_saved_config_of_an_older_version_is_read_over_todays_defaults(tmp_path):
+    # A run saved before a key existed (here MODEL.MEMORY_FORMAT) still matches today's config;
+    # a changed value or a key that no longer exists does not.
+    import yaml
+
+    from meshrecon.utils.method_benchmark.runner import _saved_fingerprint
+
+    cfg = _cfg()
+    data = yaml.safe_load(cfg.dump())
+    del data["MODEL"]["MEMORY_FORMAT"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert _saved_fingerprint(str(tmp_path)) == config_fingerprint(cfg)
+    data["SOLVER"]["BASE_LR"] = 0.123
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert _saved_fingerprint(str(tmp_path)) != config_fingerprint(cfg)
+    data["MODEL"]["NO_SUCH_KEY"] = 1
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert _saved_fingerprint(str(tmp_path)) is None
+    assert _saved_fingerprint(str(tmp_path / "absent")) is None
+
+
 def _spec(name, config="synthetic/psgn.yaml", **kw):
     return M.MethodSpec(name, name, "single_view", config, M.shape_metrics_reader(), **kw)
 

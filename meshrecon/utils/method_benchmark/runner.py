@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -24,6 +25,8 @@ from typing import Any
 import yaml
 
 from .methods import METHODS, TASKS, MethodSpec, Row
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MethodPlan",
@@ -256,11 +259,20 @@ def _read_json(path: str) -> Any:
 
 
 def _saved_fingerprint(output_dir: str) -> str | None:
+    """Fingerprint of a run's saved ``config.yaml``, read over today's defaults: keys that were
+    added to meshrecon after the run take their default values (the run did not set them)."""
     path = os.path.join(output_dir, "config.yaml")
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return config_fingerprint(f.read())
+    from meshrecon.config import get_cfg
+
+    cfg = get_cfg()
+    try:
+        cfg.merge_from_file(path)
+    except (KeyError, ValueError, TypeError) as err:  # a key that no longer exists, a bad type
+        logger.info("%s does not load over today's defaults (%s); not reusing it", path, err)
+        return None
+    return config_fingerprint(cfg)
 
 
 def _train_seconds(output_dir: str, fingerprint: str) -> float | None:
