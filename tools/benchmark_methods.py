@@ -45,12 +45,12 @@ TRAIN_NET = str(Path(__file__).resolve().with_name("train_net.py"))
 # Presets: methods, schedule, overrides. Command-line options add to (or replace) these.
 PRESETS: dict[str, dict] = {
     # Every method at its synthetic config's schedule, except the detectors: their configs'
-    # ~20-minute schedules (per method) are cut to 120 iterations so that the whole benchmark
+    # ~20-minute schedules (per method) are cut to 60 iterations so that the whole benchmark
     # fits in an afternoon on a 2-core CPU. Runs go one at a time, two threads each.
     "default": {
         "methods": None,
         "iter_scale": 1.0,
-        "iters": {"meshrcnn_R18_FPN": 120, "voxelrcnn_R18_FPN": 120, "sphereinit_R18_FPN": 120},
+        "iters": {"meshrcnn_R18_FPN": 60, "voxelrcnn_R18_FPN": 60, "sphereinit_R18_FPN": 60},
         "opts": [],
         "samples": 3,
         "threads": 2,
