@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train and evaluate every method on the synthetic benchmark and write one comparison report.
 
-    python tools/benchmark_methods.py --preset quickstart          # ~15 min on 2 CPU cores
+    python tools/benchmark_methods.py --preset quickstart          # ~4 min on 2 idle CPU cores
     python tools/benchmark_methods.py                              # every method, config sizes
     python tools/benchmark_methods.py --methods psgn,sphereinit --iter-scale 0.25
     python tools/benchmark_methods.py --iters meshrcnn_R18_FPN=2000 --retrain
