@@ -65,3 +65,13 @@ def test_demo_single_view_model_writes_its_mesh(tmp_path):
     verts, faces, _ = load_obj(out / "object_mesh.obj")
     # Sphere-Init refines an ico-sphere: its topology survives the (random) refinement.
     assert verts.shape[1] == 3 and faces.verts_idx.shape[0] > 0 and torch.isfinite(verts).all()
+    # Rendered from the input camera and three turned viewpoints, side by side; the mesh covers
+    # part of every panel (not all background).
+    views = np.asarray(Image.open(out / "object_views.png"))
+    assert views.shape == (137, 4 * 137, 3)
+    first = views[:, :137].astype(int)
+    original = np.asarray(Image.open(image)).astype(int)
+    assert (np.abs(first - original).sum(-1) > 30).mean() > 0.01  # the mesh is drawn over it
+    for k in range(1, 4):
+        panel = views[:, 137 * k : 137 * (k + 1)]
+        assert (panel.sum(-1) < 3 * 250).mean() > 0.01  # something besides white

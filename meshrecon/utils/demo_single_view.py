@@ -31,7 +31,9 @@ def run_single_view_demo(
         cfg: a config of a ``SingleViewReconstructor`` (its ``MODEL.WEIGHTS`` are loaded).
         image_path: the image; RGBA images are composited over ``INPUT.BACKGROUND_COLOR``.
         output_dir: where ``<name>_mesh.obj``, ``<name>_points.ply`` and
-            ``<name>_voxels.pt`` go (those the model predicts).
+            ``<name>_voxels.pt`` go (those the model predicts), and ``<name>_views.png``: the
+            mesh (or the points as small spheres) rendered from the input camera and turned
+            by 90, 180 and 270 degrees about the object's vertical axis.
         K: ``[fx, fy, cx, cy]`` of the image in pixels; None: an R2N2 / Blender render
             (Mesh R-CNN's camera, 35 mm lens on a 32 mm sensor).
         model: an already built model (weights not reloaded).
@@ -81,4 +83,42 @@ def run_single_view_demo(
         path = os.path.join(output_dir, f"{stem}_voxels.pt")
         torch.save({"voxels": pred["voxels"].cpu()}, path)
         written["voxels"] = path
+    views = _render_views(pred, img if cfg.INPUT.FORMAT != "BGR" else img[..., ::-1], item.get("K"))
+    if views is not None:
+        from meshrecon.render import save_image
+
+        path = os.path.join(output_dir, f"{stem}_views.png")
+        save_image(path, views)
+        written["views"] = path
     return written
+
+
+# The demo's viewpoints: the input camera, then turned about the object's vertical axis.
+VIEW_ANGLES = (0.0, 90.0, 180.0, 270.0)
+
+
+def _render_views(pred: dict, image, K: torch.Tensor | None):
+    """The prediction rendered from :data:`VIEW_ANGLES` side by side over the (H, W, 3) uint8
+    RGB ``image`` (first view), or None if the prediction is empty."""
+    from meshrecon.render import BLENDER_F_NDC
+    from meshrecon.utils.method_benchmark.gallery import render_views, splat_mesh
+
+    H, W = image.shape[:2]
+    if K is None:  # Blender's camera of the R2N2 renders, in pixels
+        K = torch.tensor([BLENDER_F_NDC * W / 2, BLENDER_F_NDC * H / 2, W / 2, H / 2])
+    if "mesh" in pred and pred["mesh"][1].shape[0] > 0:
+        verts, faces = pred["mesh"][0].cpu().float(), pred["mesh"][1].cpu()
+    elif "points" in pred and pred["points"].shape[0] > 0:
+        pts = pred["points"].cpu().float()
+        verts, faces = splat_mesh(pts, 0.012 * float((pts.max(0).values - pts.min(0).values).max()))
+    else:
+        return None
+    center = (verts.min(0).values + verts.max(0).values) / 2
+    return render_views(
+        [(verts, faces, (0.55, 0.62, 0.75))],
+        K.float(),
+        (H, W),
+        center,
+        background=image[..., :3].copy(),
+        angles=VIEW_ANGLES,
+    )

@@ -140,15 +140,18 @@ def render_views(
     center: torch.Tensor,
     background: np.ndarray | None = None,
     vertex_colors: torch.Tensor | None = None,
+    angles: Sequence[float] = (0.0, TURN_DEGREES),
 ) -> np.ndarray:
-    """Render camera-frame meshes from the input camera and turned; (H, 2W, 3) uint8."""
+    """Render camera-frame meshes from the input camera and turned about ``center`` by each of
+    ``angles`` (degrees about the vertical axis; 0 is the input view, over ``background``);
+    (H, len(angles) * W, 3) uint8."""
     from meshrecon.render import render_meshes
     from meshrecon.structures import Meshes
 
     H, W = size
     parts = [(v, f, c) for v, f, c in parts if f.shape[0] > 0]
     panels = []
-    for k, degrees in enumerate((0.0, TURN_DEGREES)):
+    for degrees in angles:
         if not parts:
             panels.append(np.full((H, W, 3), 255, np.uint8))
             continue
@@ -160,7 +163,7 @@ def render_views(
             offset += v.shape[0]
         mesh = Meshes(verts=[torch.cat(verts)], faces=[torch.cat(faces)])
         bg: Any = (1.0, 1.0, 1.0)
-        if k == 0 and background is not None:
+        if degrees == 0 and background is not None:
             bg = torch.from_numpy(background.astype(np.float32) / 255.0)
         kwargs: dict[str, Any] = {"face_colors": torch.cat(colors)}
         if vertex_colors is not None:
