@@ -270,4 +270,6 @@ def test_demo_writes_the_prediction(tmp_path):
     written = run_single_view_demo(
         cfg, str(path), str(tmp_path / "out"), K=K64.tolist(), model=_tiny_model("sphereinit")
     )
-    assert set(written) == {"mesh"} and Path(written["mesh"]).stat().st_size > 0
+    assert set(written) == {"mesh", "views"} and Path(written["mesh"]).stat().st_size > 0
+    with Image.open(written["views"]) as views:  # input camera + 3 turned viewpoints
+        assert views.size == (4 * SIZE, SIZE)
