@@ -43,6 +43,18 @@ from meshrecon.utils.method_benchmark.runner import (
 TRAIN_NET = str(Path(__file__).resolve().with_name("train_net.py"))
 
 # Presets: methods, schedule, overrides. Command-line options add to (or replace) these.
+# Toy preset: the detectors at 128 x 96 pixels.
+_TOY_DETECTOR_OPTS = [
+    "INPUT.MIN_SIZE_TEST",
+    "96",
+    "INPUT.MAX_SIZE_TEST",
+    "128",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(96,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "128",
+]
+
 PRESETS: dict[str, dict] = {
     # Every method at its synthetic config's schedule, except the detectors: their configs'
     # ~20-minute schedules (per method) are cut to 60 iterations so that the whole benchmark
@@ -97,36 +109,9 @@ PRESETS: dict[str, dict] = {
         ],
         "method_opts": {
             "r2n2_res_gru": ["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"],
-            "meshrcnn_R18_FPN": [
-                "INPUT.MIN_SIZE_TEST",
-                "96",
-                "INPUT.MAX_SIZE_TEST",
-                "128",
-                "INPUT.MIN_SIZE_TRAIN",
-                "(96,)",
-                "INPUT.MAX_SIZE_TRAIN",
-                "128",
-            ],
-            "voxelrcnn_R18_FPN": [
-                "INPUT.MIN_SIZE_TEST",
-                "96",
-                "INPUT.MAX_SIZE_TEST",
-                "128",
-                "INPUT.MIN_SIZE_TRAIN",
-                "(96,)",
-                "INPUT.MAX_SIZE_TRAIN",
-                "128",
-            ],
-            "sphereinit_R18_FPN": [
-                "INPUT.MIN_SIZE_TEST",
-                "96",
-                "INPUT.MAX_SIZE_TEST",
-                "128",
-                "INPUT.MIN_SIZE_TRAIN",
-                "(96,)",
-                "INPUT.MAX_SIZE_TRAIN",
-                "128",
-            ],
+            "meshrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
+            "voxelrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
+            "sphereinit_R18_FPN": _TOY_DETECTOR_OPTS,
         },
         "samples": 1,
     },
