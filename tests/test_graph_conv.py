@@ -174,3 +174,54 @@ def test_cuda_matches_cpu(directed):
     out_cpu.backward(grad)
     out_gpu.backward(grad.cuda())
     torch.testing.assert_close(x_gpu.grad.cpu(), x_cpu.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_adjacency_built_once_per_edges_tensor(monkeypatch, directed):
+    """Several convolutions over one edges tensor, forward and backward, build its matrix once."""
+    import meshrecon.ops.graph_conv as gc
+
+    gc._ADJACENCY_CACHE.clear()
+    builds = []
+    real = gc._adjacency_csr
+    monkeypatch.setattr(gc, "_adjacency_csr", lambda *a: builds.append(1) or real(*a))
+    feats, edges = random_graph(30, 80, 4, seed=3)
+    x = feats.clone().requires_grad_(True)
+    out = gather_scatter(
+        gather_scatter(gather_scatter(x, edges, directed), edges, directed), edges, directed
+    )
+    out.sum().backward()
+    # One matrix for an undirected graph (it is symmetric), A and A^T for a directed one.
+    assert len(builds) == (2 if directed else 1)
+    x_ref = feats.clone().requires_grad_(True)
+    ref = x_ref
+    for _ in range(3):
+        ref = gather_scatter_loop(ref, edges, directed)
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_adjacency_cache_never_serves_a_changed_graph():
+    """Edges changed in place, or a new tensor with other edges, get their own matrix."""
+    feats, edges = random_graph(20, 40, 3, seed=4)
+    first = gather_scatter(feats, edges)
+    edges[:, 1] = torch.flip(edges[:, 1], [0])  # in place: same object, new _version
+    torch.testing.assert_close(
+        gather_scatter(feats, edges), gather_scatter_loop(feats, edges, False)
+    )
+    del edges
+    for seed in range(5):  # fresh tensors, possibly at the freed tensor's address
+        feats2, edges2 = random_graph(20, 40, 3, seed=10 + seed)
+        out = gather_scatter(feats2, edges2)
+        torch.testing.assert_close(out, gather_scatter_loop(feats2, edges2, False))
+        del edges2
+    # A different vertex count or dtype with the same edges is a different matrix.
+    _, edges3 = random_graph(20, 40, 3, seed=4)
+    out64 = gather_scatter(feats.double(), edges3)
+    torch.testing.assert_close(out64, gather_scatter_loop(feats.double(), edges3, False))
+    bigger = torch.cat([feats, torch.randn(5, 3)])
+    torch.testing.assert_close(
+        gather_scatter(bigger, edges3), gather_scatter_loop(bigger, edges3, False)
+    )
+    assert first.shape == (20, 3)

@@ -3,12 +3,15 @@
 The neighbour aggregation is a sparse adjacency matrix product: the adjacency is built as a
 CSR matrix from the edge list, which on CPU is several times faster than ``index_add_`` over
 gathered rows and needs no ``(2E, D)`` intermediate. Its backward is the same product with the
-transposed adjacency, so no compiled extension is needed.
+transposed adjacency, so no compiled extension is needed. The matrix of an ``edges`` tensor is
+built once and reused by the next calls on the same tensor (the several graph convolutions of a
+mesh refinement stage, forward and backward).
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 import torch.nn as nn
@@ -114,12 +117,16 @@ def _check_gather_scatter_args(input: torch.Tensor, edges: torch.Tensor) -> None
         raise ValueError(
             f"input and edges must be on the same device, got {input.device} and {edges.device}"
         )
+
+
+def _check_gather_scatter_args_edges(edges: torch.Tensor, num_vertices: int) -> None:
+    """Every edge index must lie in ``[0, num_vertices)`` (checked once per graph)."""
     if edges.numel() > 0:
         lo, hi = torch.aminmax(edges)
-        if lo.item() < 0 or hi.item() >= input.shape[0]:
+        if lo.item() < 0 or hi.item() >= num_vertices:
             # The CSR kernels do not bounds-check, so a bad index must never reach them.
             raise ValueError(
-                f"edges must index vertices in [0, {input.shape[0]}), got values in "
+                f"edges must index vertices in [0, {num_vertices}), got values in "
                 f"[{lo.item()}, {hi.item()}]"
             )
 
@@ -150,20 +157,78 @@ def _adjacency_csr(
         )
 
 
-class _GatherScatterCSR(torch.autograd.Function):
-    """``A @ input`` for the adjacency ``A`` given by (dst, src); the gradient is ``A^T @ g``."""
+class _AdjacencyCache:
+    """The adjacency matrices of the last few edge tensors seen by :func:`gather_scatter`.
+
+    A refinement stage runs several graph convolutions over one ``edges`` tensor, forward and
+    backward; building the CSR matrix (a sort of all 2E messages) for each of them cost more than
+    the products themselves. An entry is used only for the very same tensor object (held by a
+    weak reference, so a freed tensor whose memory is reused never matches) that has not been
+    modified in place since (``_version``), with the same vertex count, direction and dtype.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._entries: list[tuple[weakref.ref, tuple, tuple[torch.Tensor, torch.Tensor]]] = []
 
     @staticmethod
-    def forward(ctx, input: torch.Tensor, dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(dst, src)
-        adjacency = _adjacency_csr(dst, src, input.shape[0], input.dtype)
+    def _key(edges: torch.Tensor, num_vertices: int, directed: bool, dtype: torch.dtype):
+        return (edges._version, num_vertices, directed, dtype)
+
+    def get(self, edges, num_vertices, directed, dtype):
+        key = self._key(edges, num_vertices, directed, dtype)
+        for ref, entry_key, value in self._entries:
+            if ref() is edges and entry_key == key:
+                return value
+        return None
+
+    def put(self, edges, num_vertices, directed, dtype, value) -> None:
+        key = self._key(edges, num_vertices, directed, dtype)
+        self._entries = [e for e in self._entries if e[0]() is not None][-(self.size - 1) :]
+        self._entries.append((weakref.ref(edges), key, value))
+
+    def clear(self) -> None:
+        self._entries = []
+
+
+_ADJACENCY_CACHE = _AdjacencyCache()
+
+
+def _adjacency_pair(
+    edges: torch.Tensor, num_vertices: int, directed: bool, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, A^T) of the message graph of ``edges``; A^T is A itself for undirected graphs.
+
+    Autograd-free: the matrices are constants of the graph, and caching them is safe because
+    ``edges`` carries no gradient.
+    """
+    cached = _ADJACENCY_CACHE.get(edges, num_vertices, directed, dtype)
+    if cached is not None:
+        return cached
+    _check_gather_scatter_args_edges(edges, num_vertices)
+    dst, src = _message_indices(edges, directed)
+    adjacency = _adjacency_csr(dst, src, num_vertices, dtype)
+    # The undirected message graph is symmetric (every edge is sent both ways).
+    transposed = _adjacency_csr(src, dst, num_vertices, dtype) if directed else adjacency
+    pair = (adjacency, transposed)
+    _ADJACENCY_CACHE.put(edges, num_vertices, directed, dtype, pair)
+    return pair
+
+
+class _GatherScatterCSR(torch.autograd.Function):
+    """``A @ input`` for a constant sparse ``A``; the gradient is ``A^T @ g``."""
+
+    @staticmethod
+    def forward(
+        ctx, input: torch.Tensor, adjacency: torch.Tensor, transposed: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.adjacency, ctx.transposed = adjacency, transposed
         return adjacency @ input.contiguous()
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        dst, src = ctx.saved_tensors
         # Going through apply() again keeps double backward available.
-        grad_input = _GatherScatterCSR.apply(grad_output, src, dst)
+        grad_input = _GatherScatterCSR.apply(grad_output, ctx.transposed, ctx.adjacency)
         return grad_input, None, None
 
 
@@ -175,6 +240,9 @@ def gather_scatter(
     For an undirected graph ``output[i] = sum of input[j] over every edge (i, j) or (j, i)``;
     for a directed one only edges ``(i, j)`` stored as ``[i, j]`` contribute ``input[j]`` to
     ``output[i]`` (PyTorch3D's convention). Repeated edges are counted as often as they occur.
+
+    The sparse adjacency matrix built from ``edges`` is kept for the next few calls with the
+    same, unmodified ``edges`` tensor (the graph convolutions of one mesh refinement stage).
 
     Args:
         input: (V, D) tensor of per-vertex features.
@@ -188,9 +256,11 @@ def gather_scatter(
         ValueError: if the shapes, dtypes or devices are wrong or an index is out of range.
     """
     _check_gather_scatter_args(input, edges)
-    dst, src = _message_indices(edges, directed)
     if input.dtype in _CSR_DTYPES and input.shape[0] > 0:
-        return _GatherScatterCSR.apply(input, dst, src)
+        adjacency, transposed = _adjacency_pair(edges, input.shape[0], directed, input.dtype)
+        return _GatherScatterCSR.apply(input, adjacency, transposed)
+    _check_gather_scatter_args_edges(edges, input.shape[0])
+    dst, src = _message_indices(edges, directed)
     out = input.new_zeros(input.shape)
     return out.index_add(0, dst, input.index_select(0, src))
 
@@ -209,6 +279,7 @@ def gather_scatter_python(
         (V, D) tensor, equal to ``gather_scatter(input, edges, directed)``.
     """
     _check_gather_scatter_args(input, edges)
+    _check_gather_scatter_args_edges(edges, input.shape[0])
     num_edges, dim = edges.shape[0], input.shape[1]
     idx0 = edges[:, 0].long().view(num_edges, 1).expand(num_edges, dim)
     idx1 = edges[:, 1].long().view(num_edges, 1).expand(num_edges, dim)
