@@ -200,3 +200,77 @@ def test_no_voxel_above_threshold_gives_empty_meshes():
         inst = model([{k: sample[k] for k in ("image", "height", "width")}])[0]["instances"]
     assert len(inst.pred_meshes) == len(inst) == 3
     assert all(v.shape == (0, 3) and f.shape == (0, 3) for v, f in inst.pred_meshes)
+
+
+@pytest.mark.parametrize("variant", ["meshrcnn", "sphereinit"])
+def test_mesh_head_trains_on_a_capped_subset(variant):
+    """TRAIN_MAX_PROPOSALS_PER_IMAGE: the mesh head refines at most that many foreground
+    proposals per image, each with its own box, GT and cubified voxels; the voxel and z heads
+    still see every foreground proposal."""
+    cfg = _cfg(variant)
+    cfg.MODEL.ROI_MESH_HEAD.TRAIN_MAX_PROPOSALS_PER_IMAGE = 2
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    heads = model.roi_heads
+    seen = {}
+
+    def record(name, module):
+        def hook(_module, args, output):
+            seen[name] = (args, output)
+
+        module.register_forward_hook(hook)
+
+    record("mesh_head", heads.mesh_head)
+    record("z_head", heads.z_head)
+    if variant == "meshrcnn":
+        record("voxel_head", heads.voxel_head)
+    captured = {}
+    subset = heads._mesh_training_subset
+
+    def spy(fg):
+        out = subset(fg)
+        captured["fg"], captured["out"] = fg, out
+        return out
+
+    heads._mesh_training_subset = spy
+    # Proposals around the object (every one foreground), as a trained RPN gives them.
+    samples = [_sample(), _sample()]
+    targets = [x["instances"] for x in samples]
+    proposals = []
+    for target in targets:
+        jitter = torch.randn(10, 4, generator=torch.Generator().manual_seed(1)) * 0.5
+        props = Instances(target.image_size)
+        props.proposal_boxes = Boxes(target.gt_boxes.tensor + jitter)
+        props.objectness_logits = torch.zeros(10)
+        proposals.append(props)
+    images = model.preprocess_image(samples)
+    features = model.backbone(images.tensor)
+    with EventStorage():
+        _, losses = heads(images, features, proposals, targets)
+    fg = captured["fg"]
+    mesh_fg, rows = captured["out"]
+    assert [len(x) for x in fg] == [4, 4]  # 16 ROIs per image, at most 25 % foreground
+    assert [len(x) for x in mesh_fg] == [2, 2] and rows.shape == (4,)
+    assert bool((rows[:2] < 4).all()) and bool((rows[2:] >= 4).all())
+    all_boxes = torch.cat([x.proposal_boxes.tensor for x in fg])
+    torch.testing.assert_close(
+        torch.cat([x.proposal_boxes.tensor for x in mesh_fg]), all_boxes[rows]
+    )
+    assert seen["z_head"][1].shape[0] == 8
+    pooled, init_meshes = seen["mesh_head"][0]
+    assert pooled.shape[0] == 4 and len(init_meshes) == 4
+    if variant == "meshrcnn":
+        logits = seen["voxel_head"][1]
+        assert logits.shape[0] == 8
+        expected = heads._cubify(logits[rows], None, logits.dtype)
+        for got, want in zip(init_meshes.verts_list(), expected.verts_list(), strict=True):
+            torch.testing.assert_close(got, want)
+    assert torch.isfinite(losses["loss_chamfer"]) and losses["loss_chamfer"] > 0
+    sum(losses.values()).backward()
+
+
+def test_mesh_head_training_cap_rejects_negative():
+    cfg = _cfg("meshrcnn")
+    cfg.MODEL.ROI_MESH_HEAD.TRAIN_MAX_PROPOSALS_PER_IMAGE = -1
+    with pytest.raises(ValueError, match="mesh_train_max_per_image"):
+        build_model(cfg)

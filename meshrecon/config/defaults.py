@@ -265,6 +265,11 @@ _C.MODEL.ROI_MESH_HEAD.EDGE_LOSS_WEIGHT = 1.0
 _C.MODEL.ROI_MESH_HEAD.GT_COORD_THRESH = 0.0
 # Ico-sphere level of the initial mesh when VOXEL_ON is False (Sphere-Init, Pixel2Mesh+).
 _C.MODEL.ROI_MESH_HEAD.ICO_SPHERE_LEVEL = -1
+# Training only: refine at most this many foreground proposals per image, drawn at random
+# (the other heads still see all of them). 0: every one, as Mesh R-CNN does. Proposals of one
+# object are many and alike; a few of them carry nearly the same mesh gradient at a fraction of
+# the cost (cubify, graph convolutions and Chamfer grow with the number of meshes).
+_C.MODEL.ROI_MESH_HEAD.TRAIN_MAX_PROPOSALS_PER_IMAGE = 0
 
 # Detectron2 sections that Mesh R-CNN's released yaml files carry: accepted for compatibility;
 # not used. Values as in those files (Detectron2 0.6 defaults).

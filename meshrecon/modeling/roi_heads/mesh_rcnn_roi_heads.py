@@ -82,6 +82,7 @@ class MeshRCNNROIHeads(StandardROIHeads):
         pred_num_samples: int = 5000,
         gt_coord_thresh: float = 0.0,
         ico_sphere_level: int = -1,
+        mesh_train_max_per_image: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +111,12 @@ class MeshRCNNROIHeads(StandardROIHeads):
         self.pred_num_samples = pred_num_samples
         self.gt_coord_thresh = gt_coord_thresh
         self.ico_sphere_level = ico_sphere_level
+        if mesh_train_max_per_image < 0:
+            raise ValueError(
+                f"mesh_train_max_per_image must be >= 0 (0: no limit), got "
+                f"{mesh_train_max_per_image}"
+            )
+        self.mesh_train_max_per_image = mesh_train_max_per_image
 
     @classmethod
     def from_config(cls, cfg, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
@@ -145,6 +152,7 @@ class MeshRCNNROIHeads(StandardROIHeads):
                 pred_num_samples=head.PRED_NUM_SAMPLES,
                 gt_coord_thresh=head.GT_COORD_THRESH,
                 ico_sphere_level=head.ICO_SPHERE_LEVEL,
+                mesh_train_max_per_image=head.TRAIN_MAX_PROPOSALS_PER_IMAGE,
             )
         return ret
 
@@ -165,15 +173,43 @@ class MeshRCNNROIHeads(StandardROIHeads):
                 z_pred, fg, src, self.z_loss_weight, self.z_smooth_l1_beta
             )
         init_meshes = None
+        mesh_fg, mesh_rows = self._mesh_training_subset(fg) if self.mesh_on else (fg, None)
         if self.voxel_on:
             logits = self.voxel_head(self.voxel_pooler(maps, boxes))
             losses["loss_voxel"], _ = voxel_rcnn_loss(logits, fg, self.voxel_loss_weight)
             if self.mesh_on:
-                classes = torch.cat([x.gt_classes for x in fg]).long()
+                if mesh_rows is not None:
+                    logits = logits[mesh_rows]
+                classes = torch.cat([x.gt_classes for x in mesh_fg]).long()
                 init_meshes = self._cubify(logits, classes, maps[0].dtype)
         if self.mesh_on:
-            losses.update(self._mesh_losses(maps, boxes, fg, init_meshes))
+            mesh_boxes = [x.proposal_boxes for x in mesh_fg]
+            losses.update(self._mesh_losses(maps, mesh_boxes, mesh_fg, init_meshes))
         return losses
+
+    def _mesh_training_subset(
+        self, fg: list[Instances]
+    ) -> tuple[list[Instances], torch.Tensor | None]:
+        """The foreground proposals the mesh head trains on, and their rows among all of them.
+
+        At most ``mesh_train_max_per_image`` per image, drawn without replacement from torch's
+        global generator (so a seeded run draws the same ones); the rows index the
+        concatenation of ``fg`` over images (None: every proposal is kept).
+        """
+        cap = self.mesh_train_max_per_image
+        if cap == 0 or all(len(x) <= cap for x in fg):
+            return fg, None
+        subset, rows, offset = [], [], 0
+        for inst in fg:
+            n = len(inst)
+            if n > cap:
+                keep = torch.randperm(n)[:cap].sort().values.to(inst.proposal_boxes.device)
+            else:
+                keep = torch.arange(n, device=inst.proposal_boxes.device)
+            subset.append(inst[keep])
+            rows.append(keep + offset)
+            offset += n
+        return subset, torch.cat(rows)
 
     def _mesh_losses(self, maps, boxes, fg, init_meshes) -> dict[str, torch.Tensor]:
         mesh_feats = self.mesh_pooler(maps, boxes)
