@@ -225,3 +225,23 @@ def test_adjacency_cache_never_serves_a_changed_graph():
         gather_scatter(bigger, edges3), gather_scatter_loop(bigger, edges3, False)
     )
     assert first.shape == (20, 3)
+
+
+def test_adjacency_cache_forgets_freed_graphs_and_keeps_a_bounded_number():
+    import meshrecon.ops.graph_conv as gc
+
+    cache = gc._AdjacencyCache(size=3)
+    edges = [torch.randint(0, 10, (5, 2)) for _ in range(5)]
+    for i, e in enumerate(edges[:2]):
+        cache.put(e, 10, False, torch.float32, (i, i))
+    assert len(cache) == 2 and cache.get(edges[0], 10, False, torch.float32) == (0, 0)
+    for i, e in enumerate(edges[2:], start=2):
+        cache.put(e, 10, False, torch.float32, (i, i))
+    assert len(cache) == 3  # the oldest entries made room
+    assert cache.get(edges[1], 10, False, torch.float32) is None
+    assert cache.get(edges[4], 10, False, torch.float32) == (4, 4)
+    assert cache.get(edges[4], 11, False, torch.float32) is None
+    del edges[4], e  # the last reference to that tensor
+    assert len(cache) == 2  # freed with its edges tensor
+    with pytest.raises(ValueError, match="at least one"):
+        gc._AdjacencyCache(size=0)

@@ -168,6 +168,8 @@ class _AdjacencyCache:
     """
 
     def __init__(self, size: int = 4) -> None:
+        if size < 1:
+            raise ValueError(f"the cache needs room for at least one entry, got {size}")
         self.size = size
         self._entries: list[tuple[weakref.ref, tuple, tuple[torch.Tensor, torch.Tensor]]] = []
 
@@ -184,8 +186,17 @@ class _AdjacencyCache:
 
     def put(self, edges, num_vertices, directed, dtype, value) -> None:
         key = self._key(edges, num_vertices, directed, dtype)
-        self._entries = [e for e in self._entries if e[0]() is not None][-(self.size - 1) :]
-        self._entries.append((weakref.ref(edges), key, value))
+        # An entry goes as soon as its edges tensor is freed, so the cache never holds the
+        # matrices of graphs that no longer exist.
+        ref = weakref.ref(edges, self._drop)
+        keep = self._entries[max(0, len(self._entries) - self.size + 1) :]
+        self._entries = keep + [(ref, key, value)]
+
+    def _drop(self, ref: weakref.ref) -> None:
+        self._entries = [e for e in self._entries if e[0] is not ref]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def clear(self) -> None:
         self._entries = []
