@@ -190,8 +190,9 @@ def test_readers():
     assert row["IoU@5"] == 0.5 and row["Chamfer-L2@all"] == 0.2 and row["Chamfer-L2@1"] == 0.5
     row = M.multiview_reader({"single": _shape(False), "multiview": _shape(False)})
     assert row["IoU@1"] is None and row["F1@0.3@all"] == 30.0
-    row = M.pix3d_reader({"shape": {"box_ap@0.5": 1.0, "mask_ap@0.5": 2.0}})
-    assert row == {"AP_box": 1.0, "AP_mask": 2.0, "AP_mesh": None}
+    # Pix3DEvaluator reports fractions; the table's AP columns are in %.
+    row = M.pix3d_reader({"shape": {"box_ap@0.5": 0.573, "mask_ap@0.5": 0.25}})
+    assert row == pytest.approx({"AP_box": 57.3, "AP_mask": 25.0, "AP_mesh": None})
     with pytest.raises(KeyError, match="no 'depth' section"):
         M.depth_reader({"other": {}})
     assert format_seconds(3725) == "1 h 02 min" and format_seconds(None) == NOT_APPLICABLE

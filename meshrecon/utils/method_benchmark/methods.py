@@ -177,12 +177,12 @@ DETECTION_COLUMNS = (
 
 
 def pix3d_reader(results: Mapping[str, Any]) -> Row:
-    """Reader of Pix3DEvaluator results (AP at IoU / F1 0.5, in %)."""
+    """Reader of Pix3DEvaluator results (AP at IoU / F1 0.5): the evaluator's fractions in %."""
     shape = _section(results, "shape")
     return {
-        "AP_box": _num(shape.get("box_ap@0.5")),
-        "AP_mask": _num(shape.get("mask_ap@0.5")),
-        "AP_mesh": _num(shape.get("mesh_ap@0.5")) if "mesh_ap@0.5" in shape else None,
+        "AP_box": 100.0 * _num(shape.get("box_ap@0.5")),
+        "AP_mask": 100.0 * _num(shape.get("mask_ap@0.5")),
+        "AP_mesh": 100.0 * _num(shape.get("mesh_ap@0.5")) if "mesh_ap@0.5" in shape else None,
     }
 
 
