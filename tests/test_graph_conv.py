@@ -245,3 +245,17 @@ def test_adjacency_cache_forgets_freed_graphs_and_keeps_a_bounded_number():
     assert len(cache) == 2  # freed with its edges tensor
     with pytest.raises(ValueError, match="at least one"):
         gc._AdjacencyCache(size=0)
+
+
+def test_graph_conv_under_inference_mode():
+    """Inference tensors have no version counter: their matrices are built, not cached."""
+    feats, edges = random_graph(12, 30, 3, seed=5)
+    conv = GraphConv(3, 4)
+    with torch.inference_mode():
+        e, x = edges.clone(), feats.clone()
+        first = conv(x, e)
+        e[:, 0] = e[:, 1]  # in place, which an inference tensor's version would not show
+        second = conv(x, e)
+    expected = conv.w0(feats) + gather_scatter_loop(conv.w1(feats), e.clone(), False)
+    torch.testing.assert_close(second, expected.detach(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first, second)

@@ -161,10 +161,11 @@ class _AdjacencyCache:
     """The adjacency matrices of the last few edge tensors seen by :func:`gather_scatter`.
 
     A refinement stage runs several graph convolutions over one ``edges`` tensor, forward and
-    backward; building the CSR matrix (a sort of all 2E messages) for each of them cost more than
-    the products themselves. An entry is used only for the very same tensor object (held by a
-    weak reference, so a freed tensor whose memory is reused never matches) that has not been
-    modified in place since (``_version``), with the same vertex count, direction and dtype.
+    backward; building the CSR matrix (a sort of all 2E messages) for each of them repeats the
+    same work six times per stage of three convolutions. An entry is used only for the very same
+    tensor object (held by a weak reference, so a freed tensor whose memory is reused never
+    matches) that has not been modified in place since (``_version``), with the same vertex
+    count, direction and dtype.
     """
 
     def __init__(self, size: int = 4) -> None:
@@ -213,7 +214,10 @@ def _adjacency_pair(
     Autograd-free: the matrices are constants of the graph, and caching them is safe because
     ``edges`` carries no gradient.
     """
-    cached = _ADJACENCY_CACHE.get(edges, num_vertices, directed, dtype)
+    # Inference tensors keep no version counter, so a change in place could not be detected:
+    # their matrices are built every time.
+    cacheable = not edges.is_inference()
+    cached = _ADJACENCY_CACHE.get(edges, num_vertices, directed, dtype) if cacheable else None
     if cached is not None:
         return cached
     _check_gather_scatter_args_edges(edges, num_vertices)
@@ -222,7 +226,8 @@ def _adjacency_pair(
     # The undirected message graph is symmetric (every edge is sent both ways).
     transposed = _adjacency_csr(src, dst, num_vertices, dtype) if directed else adjacency
     pair = (adjacency, transposed)
-    _ADJACENCY_CACHE.put(edges, num_vertices, directed, dtype, pair)
+    if cacheable:
+        _ADJACENCY_CACHE.put(edges, num_vertices, directed, dtype, pair)
     return pair
 
 
