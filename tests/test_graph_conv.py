@@ -207,24 +207,26 @@ def test_adjacency_cache_never_serves_a_changed_graph():
     feats, edges = random_graph(20, 40, 3, seed=4)
     first = gather_scatter(feats, edges)
     edges[:, 1] = torch.flip(edges[:, 1], [0])  # in place: same object, new _version
-    torch.testing.assert_close(
-        gather_scatter(feats, edges), gather_scatter_loop(feats, edges, False)
-    )
+    changed = gather_scatter(feats, edges)
+    torch.testing.assert_close(changed, gather_scatter_loop(feats, edges, False))
+    assert not torch.allclose(changed, first)
     del edges
     for seed in range(5):  # fresh tensors, possibly at the freed tensor's address
         feats2, edges2 = random_graph(20, 40, 3, seed=10 + seed)
         out = gather_scatter(feats2, edges2)
         torch.testing.assert_close(out, gather_scatter_loop(feats2, edges2, False))
         del edges2
-    # A different vertex count or dtype with the same edges is a different matrix.
+    # The same edges tensor, already cached for float32 and 20 vertices, with another dtype or
+    # vertex count is a different matrix.
     _, edges3 = random_graph(20, 40, 3, seed=4)
+    gather_scatter(feats, edges3)
     out64 = gather_scatter(feats.double(), edges3)
+    assert out64.dtype == torch.float64
     torch.testing.assert_close(out64, gather_scatter_loop(feats.double(), edges3, False))
     bigger = torch.cat([feats, torch.randn(5, 3)])
-    torch.testing.assert_close(
-        gather_scatter(bigger, edges3), gather_scatter_loop(bigger, edges3, False)
-    )
-    assert first.shape == (20, 3)
+    out_bigger = gather_scatter(bigger, edges3)
+    assert out_bigger.shape == (25, 3)
+    torch.testing.assert_close(out_bigger, gather_scatter_loop(bigger, edges3, False))
 
 
 def test_adjacency_cache_forgets_freed_graphs_and_keeps_a_bounded_number():
