@@ -403,6 +403,9 @@ def test_split_extend_join():
     assert torch.equal(scene.verts_packed(), meshes.verts_packed())
     assert torch.equal(scene.faces_packed(), meshes.faces_packed())
     assert join_meshes_as_scene([meshes[0]]).num_faces_per_mesh().tolist() == [14]
+    # join_meshes_as_scene(m1, m2) would join m1 alone: refused, as in PyTorch3D.
+    with pytest.raises(ValueError, match="include_textures"):
+        join_meshes_as_scene(meshes[0], meshes[1])
 
 
 def test_clone_detach_to():

@@ -653,6 +653,12 @@ def join_meshes_as_scene(
     Returns:
         Meshes of length 1 whose verts are ``verts_packed()`` and faces ``faces_packed()``.
     """
+    if not isinstance(include_textures, (bool, int)):
+        # join_meshes_as_scene(mesh1, mesh2) would otherwise drop mesh2 without a word.
+        raise ValueError(
+            f"include_textures must be a bool, got {type(include_textures).__name__}; "
+            "pass several Meshes as one list: join_meshes_as_scene([mesh1, mesh2])"
+        )
     if isinstance(meshes, (list, tuple)):
         meshes = join_meshes_as_batch(meshes)
     if not isinstance(meshes, Meshes):

@@ -123,7 +123,8 @@ class Pointclouds(_BatchStructure):
                 if not usable or v.shape[0] != size:
                     shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
                     raise ValueError(
-                        f"{field}[{i}] must have as many rows as points[{i}], ({size}, C), got {shape}"
+                        f"{field}[{i}] must have as many rows as points[{i}], ({size}, C), "
+                        f"got {shape}"
                     )
                 if v.device != self.device:
                     raise ValueError(f"{field}[{i}] must be on {self.device}")
