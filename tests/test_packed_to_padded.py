@@ -58,6 +58,7 @@ def test_truncation_empty_batch_and_errors():
         (lambda: packed_to_padded(inputs, torch.tensor([1, 4]), 3), "start at 0"),
         (lambda: packed_to_padded(inputs, torch.tensor([0, 7]), 3), "exceed"),
         (lambda: packed_to_padded(inputs, torch.tensor([0.0, 4.0]), 3), "integer"),
+        (lambda: packed_to_padded(inputs, [0, 4], 3), "1-D tensor"),
         (lambda: packed_to_padded(inputs, first, -1), "max_size"),
         (lambda: padded_to_packed(torch.zeros(2, 3), first, 6), "more than the padded size"),
         (lambda: padded_to_packed(torch.zeros(3, 4), first, 6), "one entry per element"),

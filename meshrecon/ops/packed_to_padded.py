@@ -13,12 +13,14 @@ import torch
 __all__ = ["packed_to_padded", "padded_to_packed"]
 
 
-def _check_first_idxs(first_idxs: torch.Tensor, total: int, name: str) -> torch.Tensor:
+def _check_first_idxs(
+    first_idxs: torch.Tensor, total: int, name: str, device: torch.device
+) -> torch.Tensor:
     if not torch.is_tensor(first_idxs) or first_idxs.ndim != 1:
         raise ValueError("first_idxs must be a 1-D tensor (N,)")
     if first_idxs.is_floating_point() or first_idxs.dtype == torch.bool:
         raise ValueError(f"first_idxs must be an integer tensor, got {first_idxs.dtype}")
-    first = first_idxs.long()
+    first = first_idxs.to(device, torch.int64)
     if first.numel():
         if int(first[0]) != 0 or bool((first[1:] < first[:-1]).any()):
             raise ValueError("first_idxs must start at 0 and be non-decreasing")
@@ -60,7 +62,7 @@ def packed_to_padded(inputs: torch.Tensor, first_idxs: torch.Tensor, max_size: i
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
         raise ValueError(f"max_size must be a non-negative int, got {max_size!r}")
     total = inputs.shape[0]
-    first = _check_first_idxs(first_idxs.to(inputs.device), total, "the number of inputs")
+    first = _check_first_idxs(first_idxs, total, "the number of inputs", inputs.device)
     N = first.shape[0]
     flat = inputs.new_zeros((N * max_size, *inputs.shape[1:]))
     if N:
@@ -98,7 +100,7 @@ def padded_to_packed(
         raise ValueError(f"num_inputs must be a non-negative int, got {num_inputs!r}")
     inputs = inputs.movedim(max_size_dim, 1)
     N, max_size = inputs.shape[:2]
-    first = _check_first_idxs(first_idxs.to(inputs.device), num_inputs, "num_inputs")
+    first = _check_first_idxs(first_idxs, num_inputs, "num_inputs", inputs.device)
     if first.shape[0] != N:
         raise ValueError(f"first_idxs must have one entry per element ({N}), got {len(first)}")
     if N == 0:
