@@ -196,8 +196,12 @@ def test_invalid_inputs():
         sample_points_from_meshes(meshes, 2.5)
     with pytest.raises(ValueError, match="textures"):
         sample_points_from_meshes(meshes, 10, return_textures=True)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="Meshes are empty"):
         sample_points_from_meshes(Meshes([torch.rand(3, 3)], [torch.zeros(0, 3).long()]))
+    with pytest.raises(ValueError, match="Meshes are empty"):
+        sample_points_from_meshes(Meshes([torch.tensor([])] * 2, [torch.tensor([])] * 2))
+    with pytest.raises(ValueError, match="Meshes are empty"):
+        sample_points_from_meshes(Meshes([], []))
     bad = torch.rand(3, 3)
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):

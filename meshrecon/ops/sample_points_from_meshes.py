@@ -47,7 +47,9 @@ def sample_points_from_meshes(
     if return_textures:
         raise ValueError("return_textures=True is not supported: Meshes carry no textures")
     if meshes.isempty():
-        raise ValueError("meshes must contain at least one mesh with faces; got an empty batch")
+        raise ValueError(
+            f"Meshes are empty: none of the {len(meshes)} meshes has faces to sample points from"
+        )
     verts = meshes.verts_packed()
     if not bool(torch.isfinite(verts).all()):
         raise ValueError("meshes contain NaN or infinite vertex coordinates")

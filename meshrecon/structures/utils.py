@@ -31,7 +31,8 @@ def list_to_padded(
 
     Args:
         x: list of N tensors, all with the same number of dimensions; the i-th has shape
-            (M_i, ...). Tensors with a zero first dimension are allowed.
+            (M_i, ...). Tensors with a zero first dimension are allowed, and so is a 1-D tensor
+            without elements (``torch.tensor([])``) for an empty item.
         pad_size: the size (one entry per dimension of the items) every item is padded to. Each
             entry must be at least the size of every item in that dimension. If None, the
             maximum size over the non-empty items is used in each dimension.
@@ -49,7 +50,10 @@ def list_to_padded(
         raise ValueError("x must be a non-empty list of tensors")
     if equisized:
         return torch.stack(list(x), 0)
-    ndim = x[0].ndim
+    # An empty item given as torch.tensor([]) stands for "no rows", whatever the item shape
+    # (PyTorch3D accepts it too).
+    ndim = max(y.ndim for y in x)
+    x = [y.new_zeros([0] * ndim) if y.ndim == 1 and y.numel() == 0 else y for y in x]
     if any(y.ndim != ndim for y in x):
         raise ValueError("x must be a list of tensors with the same number of dimensions")
     if pad_size is None:
