@@ -80,7 +80,16 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--dist-url",
         default="auto",
         help="where the processes meet, e.g. tcp://HOST:PORT of machine 0; 'auto' picks a free "
-        "local port (one machine only)",
+        "local port (one machine only). Under torchrun, leave --num-gpus, --num-machines, "
+        "--machine-rank and --dist-url out: torchrun's environment decides",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30.0,
+        metavar="MINUTES",
+        help="how long each process waits for all the others at --dist-url before it fails "
+        "with an error naming the URL",
     )
     parser.add_argument(
         "opts",
