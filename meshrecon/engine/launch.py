@@ -414,5 +414,6 @@ def _join_process_group(
         waited = time.monotonic() - start
         raise RuntimeError(
             f"process {rank} of {world_size} could not join the others at {dist_url} (waited "
-            f"{waited:.0f} s, join timeout {join_timeout.total_seconds():.0f} s): {err}. {hint}"
+            f"{waited:.0f} s, join timeout {join_timeout.total_seconds():.0f} s): "
+            f"{str(err).rstrip('. ')}. {hint}"
         ) from err
