@@ -8,12 +8,25 @@
 
 ``--num-gpus N`` starts N processes (one per GPU; on a machine without CUDA, N CPU processes
 that train together over gloo). Trailing ``KEY VALUE`` pairs override the config.
+
+Several machines, with the built-in launcher (the same command on each, its own machine rank):
+
+    python tools/train_net.py --num-gpus 8 --num-machines 2 --machine-rank 0 \
+        --dist-url tcp://HOST0:PORT --config-file configs/X.yaml         # on machine 0
+    python tools/train_net.py --num-gpus 8 --num-machines 2 --machine-rank 1 \
+        --dist-url tcp://HOST0:PORT --config-file configs/X.yaml         # on machine 1
+
+or with torchrun, which starts the processes itself (this script then spawns none):
+
+    torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:PORT \
+        --rdzv-id JOB tools/train_net.py --config-file configs/X.yaml    # on every machine
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from datetime import timedelta
 from typing import Any
 
 import meshrecon.data  # noqa: F401  (registers the dataset catalog)
@@ -75,6 +88,8 @@ def main(args) -> dict | None:
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
     print("Command line arguments:", args)
+    # Under torchrun (RANK/WORLD_SIZE set) launch joins torchrun's processes instead of
+    # spawning its own.
     launch(
         main,
         args.num_gpus,
@@ -82,6 +97,7 @@ def invoke_main() -> None:
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
+        join_timeout=timedelta(minutes=args.dist_timeout),
     )
 
 

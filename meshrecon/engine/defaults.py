@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "restart_lr_schedule",
     "write_results_json",
 ]
 
@@ -80,7 +82,16 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--dist-url",
         default="auto",
         help="where the processes meet, e.g. tcp://HOST:PORT of machine 0; 'auto' picks a free "
-        "local port (one machine only)",
+        "local port (one machine only). Under torchrun, leave --num-gpus, --num-machines, "
+        "--machine-rank and --dist-url out: torchrun's environment decides",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30.0,
+        metavar="MINUTES",
+        help="how long each process waits for all the others at --dist-url before it fails "
+        "with an error naming the URL",
     )
     parser.add_argument(
         "opts",
@@ -175,6 +186,27 @@ def write_results_json(results: dict[str, Any] | None, output_dir: str) -> str:
         json.dump(_jsonable(results or {}), f, indent=1, allow_nan=False)
     os.replace(tmp, path)
     return path
+
+
+def restart_lr_schedule(scheduler: Any, schedule: dict[str, Any], iteration: int) -> None:
+    """Put ``scheduler`` at ``iteration`` of ``schedule`` (a ``state_dict()`` of it).
+
+    Used when a resumed run counts iterations differently from its checkpoint (another total
+    batch): the LR then follows this run's schedule (milestones, warmup, base LRs of this
+    config) from the iteration holding the same sample, rather than the checkpoint's.
+    The scheduler must compute its LR in closed form from ``last_epoch``, as meshrecon's do.
+    """
+    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
+    if closed_form is None:
+        raise TypeError(
+            f"{type(scheduler).__name__} has no closed-form LR (_get_closed_form_lr); it cannot "
+            f"be moved to iteration {iteration} of a resumed run with another total batch"
+        )
+    scheduler.load_state_dict(dict(schedule, last_epoch=int(iteration)))
+    lrs = closed_form()
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = list(lrs)
 
 
 def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
@@ -325,6 +357,8 @@ class DefaultTrainer(TrainerBase):
         past the batches already used. Otherwise only the model weights are loaded (if
         ``MODEL.WEIGHTS`` is set) and training starts at iteration 0.
         """
+        # This config's schedule, before a checkpoint overwrites it.
+        schedule = copy.deepcopy(self.scheduler.state_dict())
         extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         self.start_iter = 0
         if resume and self.checkpointer.has_checkpoint():
@@ -332,7 +366,24 @@ class DefaultTrainer(TrainerBase):
             logger.info("Resuming training at iteration %d", self.start_iter)
         batch_sampler = getattr(self.data_loader, "batch_sampler", None)
         if hasattr(batch_sampler, "set_start_iter"):
-            batch_sampler.set_start_iter(self.start_iter)
+            start = batch_sampler.set_start_iter(self.start_iter)
+            if start is not None and start != self.start_iter:
+                # The checkpoint had another total batch (e.g. SOLVER.REFERENCE_WORLD_SIZE
+                # scaling on another number of processes): progress is counted in samples.
+                self.start_iter = int(start)
+                restart_lr_schedule(self.scheduler, schedule, self.start_iter)
+                logger.info(
+                    "Resuming training at iteration %d of this run's schedule (LR %g)",
+                    self.start_iter,
+                    self.optimizer.param_groups[0]["lr"],
+                )
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:
+            raise RuntimeError(
+                f"the processes would resume at different iterations (by rank: {starts}): "
+                f"they read different checkpoints from OUTPUT_DIR={self.cfg.OUTPUT_DIR!r}. "
+                "Resuming needs OUTPUT_DIR on a file system that every machine shares."
+            )
 
     def build_hooks(self) -> list[hooks.HookBase]:
         """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
