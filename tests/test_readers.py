@@ -133,3 +133,67 @@ def test_read_depth_npy(tmp_path):
     d = np.random.default_rng(0).random((3, 4)).astype(np.float32)
     np.save(tmp_path / "d.npy", d)
     np.testing.assert_array_equal(read_depth({"kind": "npy", "path": str(tmp_path / "d.npy")}), d)
+
+
+def _png_claiming(path, width, height, mode=2):
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb: the
+    few bytes of data would never fill it, but a reader that trusts the header allocates)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    depth = 16 if mode == 0 else 8
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, mode, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return str(path)
+
+
+@pytest.mark.parametrize("size", [(100_000, 100_000), (9000, 9000), (70_000, 1000)])
+def test_decompression_bomb_is_refused_from_the_header(tmp_path, size):
+    from meshrecon.data.depth_io import read_depth as read_depth_source
+    from meshrecon.utils.image_limits import MAX_IMAGE_PIXELS, ImageTooLargeError
+
+    w, h = size
+    assert w * h > MAX_IMAGE_PIXELS
+    bomb = _png_claiming(tmp_path / "bomb.png", w, h)
+    for read in (read_image, read_mask):
+        with pytest.raises(ImageTooLargeError) as err:
+            read(bomb)
+        msg = str(err.value)
+        assert bomb in msg and ("MAX_IMAGE_PIXELS" in msg)
+    depth = _png_claiming(tmp_path / "depth.png", w, h, mode=0)
+    with pytest.raises(ImageTooLargeError, match="depth.png"):
+        read_depth_source({"kind": "png16", "path": depth, "scale": 256.0})
+
+
+def test_pil_bomb_limit_becomes_our_error(tmp_path, monkeypatch):
+    # PIL's own threshold, when lower than ours, warns (or errors at twice it): both become an
+    # ImageTooLargeError naming the file rather than a warning or a bare PIL exception.
+    from meshrecon.utils.image_limits import ImageTooLargeError
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.raises(ImageTooLargeError, match="decompression bomb") as err:
+        read_image(str(path))
+    assert str(path) in str(err.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(ImageTooLargeError, match=str(path)):
+        read_image(str(path))
+
+
+def test_image_at_the_maximum_is_read(tmp_path, monkeypatch):
+    from meshrecon.utils import image_limits
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 2000)
+    assert read_image(str(path)).shape == (40, 50, 3)
+    monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 1999)
+    with pytest.raises(image_limits.ImageTooLargeError, match="50 x 40 = 2000 pixels"):
+        read_image(str(path))

@@ -1,7 +1,9 @@
 """Read the files that dataset records point to: images, masks, meshes, voxels, depth.
 
 Every reader raises an error that names the file at fault, so that ``MapDataset`` can log the
-corrupt sample it skips.
+corrupt sample it skips. Image and mask files of more than
+:data:`meshrecon.utils.image_limits.MAX_IMAGE_PIXELS` pixels are refused from their header,
+before any pixel is decoded (an ``ImageTooLargeError``, a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ImageOps
+
+from meshrecon.utils.image_limits import ImageTooLargeError, open_image
 
 __all__ = [
     "VoxelData",
@@ -76,7 +80,7 @@ def _read_image_file(path: str, background: Sequence[float]) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file; transparency is composited over ``background``."""
     local = _local(path)
     try:
-        with Image.open(local) as img:
+        with open_image(local, path) as img:
             img = ImageOps.exif_transpose(img)
             has_alpha = img.mode in ("RGBA", "LA", "PA") or (
                 img.mode == "P" and "transparency" in img.info
@@ -86,6 +90,8 @@ def _read_image_file(path: str, background: Sequence[float]) -> np.ndarray:
             if img.mode in ("I;16", "I", "F"):
                 raise ValueError(f"mode {img.mode} is not a colour image (a depth map?)")
             return np.asarray(img.convert("RGB")).copy()
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"could not read image {path}: {err}") from err
 
@@ -144,10 +150,12 @@ def read_mask(path: str, threshold: int = 128) -> np.ndarray:
     """
     local = _local(path)
     try:
-        with Image.open(local) as img:
+        with open_image(local, path) as img:
             if img.mode not in ("1", "L", "I", "I;16"):
                 img = img.convert("L")
             arr = np.asarray(img)
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"could not read mask {path}: {err}") from err
     if arr.dtype == bool:
