@@ -158,3 +158,29 @@ def test_demo_refuses_an_image_beyond_the_maximum(tmp_path, monkeypatch):
     msg = str(err.value)
     assert str(image) in msg and "400 x 300" in msg and "MAX_IMAGE_PIXELS" in msg
     assert not (tmp_path / "out").exists()
+
+
+def test_single_view_demo_feeds_the_model_at_input_size_with_K_scaled(tmp_path):
+    from meshrecon.config import get_cfg
+    from meshrecon.utils.demo_single_view import run_single_view_demo
+
+    class Spy(torch.nn.Module):
+        def forward(self, inputs):
+            self.seen = inputs
+            return [{}]
+
+    image = tmp_path / "photo.jpg"
+    _noise_image(image, 3000, 2000)
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "SingleViewReconstructor"
+    cfg.INPUT.FORMAT = "RGB"
+    spy = Spy()
+    run_single_view_demo(
+        cfg, str(image), str(tmp_path / "out"), K=[3000.0, 3000.0, 1500.0, 1000.0], model=spy
+    )
+    (item,) = spy.seen
+    assert tuple(item["image"].shape) == (3, 91, 137)
+    assert (item["height"], item["width"]) == (91, 137)
+    # K follows the file's pixels to the input's: x by 137 / 3000, y by 91 / 2000.
+    sx, sy = 137 / 3000, 91 / 2000
+    assert item["K"].tolist() == pytest.approx([3000 * sx, 3000 * sy, 1500 * sx, 1000 * sy])

@@ -197,3 +197,23 @@ def test_image_at_the_maximum_is_read(tmp_path, monkeypatch):
     monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 1999)
     with pytest.raises(image_limits.ImageTooLargeError, match="50 x 40 = 2000 pixels"):
         read_image(str(path))
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_draft_side_shrinks_by_a_whole_factor_keeping_the_side(tmp_path, ext):
+    y, x = np.mgrid[0:2000, 0:3000]
+    rgb = np.stack([x * 255 // 3000, y * 255 // 2000, np.full_like(x, 90)], -1).astype(np.uint8)
+    path = tmp_path / f"big.{ext}"
+    Image.fromarray(rgb).save(path)
+    small = read_image(str(path), "RGB", draft_side=137)
+    h, w = small.shape[:2]
+    assert 137 <= min(h, w) < 2 * 137  # shrunk, never below the side
+    assert abs(w / h - 1.5) < 0.02  # aspect ratio kept
+    # Same picture, coarser: a pixel's colour matches the full-size image's around it.
+    full = read_image(str(path), "RGB")
+    assert full.shape == (2000, 3000, 3)
+    cy, cx = h // 2, w // 3
+    ref = full[round(cy * 2000 / h), round(cx * 3000 / w)].astype(int)
+    assert np.abs(small[cy, cx].astype(int) - ref).max() <= 6
+    # Without a large enough image, nothing changes.
+    assert read_image(str(path), "RGB", draft_side=5000).shape == (2000, 3000, 3)

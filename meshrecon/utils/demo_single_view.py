@@ -23,6 +23,8 @@ import torch
 
 __all__ = ["SINGLE_VIEW_INPUT_SIZE", "fit_image_to_input", "run_single_view_demo"]
 
+_EXIF_ORIENTATION = 0x0112
+
 SINGLE_VIEW_INPUT_SIZE = 137
 """Longer side (pixels) the demo resizes an image to: R2N2's render size, which Mesh R-CNN's
 ShapeNet models and the synthetic single-view configs are trained on."""
@@ -94,6 +96,7 @@ def run_single_view_demo(
     from meshrecon.data.readers import read_image
     from meshrecon.io import save_mesh, save_pointcloud_ply
     from meshrecon.modeling import build_model
+    from meshrecon.utils.image_limits import open_image
 
     if cfg.MODEL.META_ARCHITECTURE != "SingleViewReconstructor":
         raise ValueError(
@@ -109,7 +112,16 @@ def run_single_view_demo(
     if K is not None and len(K) != 4:
         raise ValueError(f"K must be [fx, fy, cx, cy], got {K!r}")
     model.eval()
-    img = read_image(image_path, cfg.INPUT.FORMAT, cfg.INPUT.BACKGROUND_COLOR)
+    # Decoded at no more than a whole factor above the input size, then resized exactly; K is
+    # given for the file's own pixels, so it follows the file's size, not the draft's.
+    with open_image(image_path) as header:
+        W0, H0 = header.size
+        if header.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            W0, H0 = H0, W0  # read_image turns the image upright: a quarter turn swaps sides
+    img = read_image(image_path, cfg.INPUT.FORMAT, cfg.INPUT.BACKGROUND_COLOR, input_size)
+    if K is not None:
+        sx, sy = img.shape[1] / W0, img.shape[0] / H0
+        K = [float(K[0]) * sx, float(K[1]) * sy, float(K[2]) * sx, float(K[3]) * sy]
     img, K = fit_image_to_input(img, input_size, K)
     item = {"image": image_tensor(img), "height": img.shape[0], "width": img.shape[1]}
     if K is not None:
