@@ -8,9 +8,11 @@ Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at
 ``--threshold`` (vertices in the camera frame: +X left, +Y up, +Z forward), ``<stem>_det.png``
 (boxes, masks and labels over the image) and ``<stem>_meshes.png`` (the meshes rendered over
 the image). The image is resized to the model's input size first (INPUT.MIN_SIZE_TEST /
-MAX_SIZE_TEST; single-view models: ``SINGLE_VIEW_INPUT_SIZE``) and the pictures have that size;
-files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are refused. The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels
-(default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
+MAX_SIZE_TEST; single-view models: ``SINGLE_VIEW_INPUT_SIZE``) and the pictures have that
+size; files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are refused.
+
+The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels of the input
+file (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
 the predicted dz fixes each object's extent in depth relative to that centre.
 """
 
