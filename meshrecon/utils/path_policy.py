@@ -21,9 +21,9 @@ meshrecon, so every layer may use it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import unicodedata
 from urllib.parse import unquote, urlsplit
 
 __all__ = [
@@ -42,10 +42,13 @@ class UnsafePathError(ValueError):
     """A path from data or a config would lead outside the folder it must stay in."""
 
 
+# Unicode category Cc: NUL, the C0 controls, DEL and the C1 controls. A file name holding one
+# is never legitimate, and some (NUL, newline) change how a path is parsed or logged.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _has_control(text: str) -> bool:
-    # Cc covers NUL, the C0 controls and DEL; a file name holding one is never legitimate and
-    # some (NUL, newline) change how a path is parsed or logged.
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
+    return _CONTROL.search(text) is not None
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -54,7 +57,8 @@ def is_inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _relative_segments(rel: str) -> tuple[list[str] | None, str]:
+@functools.lru_cache(maxsize=4096)  # loaders join many files below the same folder
+def _relative_segments(rel: str) -> tuple[tuple[str, ...] | None, str]:
     """Split a dataset-relative path into segments, or return ``(None, reason)``."""
     if _has_control(rel):
         return None, "holds a control character"
@@ -63,7 +67,7 @@ def _relative_segments(rel: str) -> tuple[list[str] | None, str]:
     posix = rel.replace("\\", "/")
     if posix.startswith("/") or _DRIVE.match(posix) or os.path.isabs(rel):
         return None, "is absolute"
-    segments = [s for s in posix.split("/") if s not in ("", ".")]
+    segments = tuple(s for s in posix.split("/") if s not in ("", "."))
     if ".." in segments:
         return None, "climbs out with '..'"
     if not segments:
@@ -93,8 +97,8 @@ def resolve_under(root: str, rel: str, what: str = "path", kind: str = "folder")
 class DatasetRoot:
     """A folder that paths read from data are joined onto (see the module docstring).
 
-    Resolved parent folders are remembered, so a loader joining a million view paths pays for
-    one ``realpath`` per folder plus one ``lstat`` per file.
+    Each folder is resolved and listed once (which of its entries are symlinks), so a loader
+    joining a million view paths pays per folder, not per file, for the file system calls.
 
     Args:
         root: the dataset folder; it may itself be a symlink.
@@ -105,7 +109,8 @@ class DatasetRoot:
         self.root = os.path.abspath(root)
         self.kind = kind
         self.real = os.path.realpath(self.root)
-        self._real_dirs: dict[str, str] = {}
+        self._real_dirs: dict[str, tuple[str, bool]] = {}
+        self._links: dict[str, frozenset[str]] = {}
 
     def __repr__(self) -> str:
         return f"DatasetRoot({self.root!r})"
@@ -120,11 +125,24 @@ class DatasetRoot:
             f"{where}: path {rel!r} {reason}; it must stay inside the {self.kind} {self.root}{hint}"
         )
 
-    def _real_dir(self, directory: str) -> str:
-        real = self._real_dirs.get(directory)
-        if real is None:
-            real = self._real_dirs[directory] = os.path.realpath(directory)
-        return real
+    def _real_dir(self, directory: str) -> tuple[str, bool]:
+        """``(resolved directory, whether it lies inside the root)``, computed once."""
+        known = self._real_dirs.get(directory)
+        if known is None:
+            real = os.path.realpath(directory)
+            known = self._real_dirs[directory] = (real, is_inside(real, self.real))
+        return known
+
+    def _symlinks_in(self, directory: str) -> frozenset[str]:
+        links = self._links.get(directory)
+        if links is None:
+            try:
+                with os.scandir(directory) as entries:
+                    links = frozenset(e.name for e in entries if e.is_symlink())
+            except OSError:  # missing folder: its files are reported missing by the loader
+                links = frozenset()
+            self._links[directory] = links
+        return links
 
     def join(self, rel: str, where: str = "path", under: str = "") -> str:
         """Return the absolute path of ``rel`` below the root (below ``root/under``).
@@ -141,7 +159,7 @@ class DatasetRoot:
                 holds ``..`` or a control character, or the path resolves (through a symlink)
                 outside the root.
         """
-        segments = []
+        segments: tuple[str, ...] = ()
         for part in (under, rel) if under else (rel,):
             if not isinstance(part, str) or not part:
                 raise self._refuse(part, "is not a non-empty relative path", where)
@@ -150,11 +168,12 @@ class DatasetRoot:
                 raise self._refuse(part, reason, where)
             segments += part_segments
         path = os.path.join(self.root, *segments)
-        real_parent = self._real_dir(os.path.dirname(path))
+        parent = os.path.dirname(path)
+        real_parent, inside = self._real_dir(parent)
         shown = f"{under}/{rel}" if under else rel
-        if not is_inside(real_parent, self.real):
+        if not inside:
             raise self._refuse(shown, f"leads through a symlink to {real_parent}", where)
-        if os.path.islink(path):
+        if segments[-1] in self._symlinks_in(parent):
             real = os.path.realpath(path)
             if not is_inside(real, self.real):
                 raise self._refuse(shown, f"is a symlink to {real}", where)
