@@ -217,3 +217,19 @@ def test_draft_side_shrinks_by_a_whole_factor_keeping_the_side(tmp_path, ext):
     assert np.abs(small[cy, cx].astype(int) - ref).max() <= 6
     # Without a large enough image, nothing changes.
     assert read_image(str(path), "RGB", draft_side=5000).shape == (2000, 3000, 3)
+
+
+def test_obj_texture_bomb_is_refused_from_the_header(tmp_path):
+    from meshrecon.io import load_obj
+    from meshrecon.utils.image_limits import ImageTooLargeError
+
+    _png_claiming(tmp_path / "tex.png", 100_000, 100_000)
+    (tmp_path / "m.mtl").write_text("newmtl skin\nKd 1 1 1\nmap_Kd tex.png\n")
+    (tmp_path / "m.obj").write_text(
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl skin\n"
+        "f 1/1 2/2 3/3\n"
+    )
+    with pytest.raises(ImageTooLargeError, match="tex.png.*MAX_IMAGE_PIXELS"):
+        load_obj(tmp_path / "m.obj", load_textures=True)
+    verts, faces, _ = load_obj(tmp_path / "m.obj", load_textures=False)
+    assert verts.shape == (3, 3)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator
+from typing import IO
 
 from PIL import Image
 
@@ -44,12 +45,14 @@ def check_image_pixels(width: int, height: int, name: str) -> None:
 
 
 @contextlib.contextmanager
-def open_image(path: str | os.PathLike, name: str | None = None) -> Iterator[Image.Image]:
+def open_image(
+    path: str | os.PathLike | IO[bytes], name: str | None = None
+) -> Iterator[Image.Image]:
     """Open an image file lazily (header only) after checking its pixel count.
 
     Args:
-        path: a local image file.
-        name: how to name the file in errors (default: ``path``).
+        path: a local image file, or a binary file object.
+        name: how to name the file in errors (default: ``path``; required for a file object).
 
     Yields:
         The open ``PIL.Image``; it is closed on exit.
@@ -59,7 +62,7 @@ def open_image(path: str | os.PathLike, name: str | None = None) -> Iterator[Ima
             flags it as a decompression bomb.
         OSError, ValueError: whatever PIL raises on an unreadable file.
     """
-    name = name or os.fspath(path)
+    name = name or (os.fspath(path) if isinstance(path, str | os.PathLike) else repr(path))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
