@@ -7,8 +7,12 @@
 Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at least
 ``--threshold`` (vertices in the camera frame: +X left, +Y up, +Z forward), ``<stem>_det.png``
 (boxes, masks and labels over the image) and ``<stem>_meshes.png`` (the meshes rendered over
-the image). The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels
-(default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
+the image). The image is resized to the model's input size first (INPUT.MIN_SIZE_TEST /
+MAX_SIZE_TEST; single-view models: ``SINGLE_VIEW_INPUT_SIZE``) and the pictures have that
+size; files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are refused.
+
+The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels of the input
+file (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
 the predicted dz fixes each object's extent in depth relative to that centre.
 """
 
@@ -111,16 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
 
+    # The mapper reads the image (refusing more than MAX_IMAGE_PIXELS pixels) and resizes it to
+    # the model's input size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST). Predictions, pictures and
+    # the camera all stay at that size: a huge photo costs no more than a small one.
     mapper = MeshRCNNMapper(cfg, is_train=False)
     record = {"file_name": args.input, "image_id": 0}
     sample = mapper(record)
+    H, W = sample["image"].shape[-2:]
+    scale = W / sample["width"]
+    sample["height"], sample["width"] = H, W
     with torch.no_grad():
         inst = model([sample])[0]["instances"]
     inst = inst[inst.scores >= args.threshold]
 
-    rgb = np.asarray(Image.open(args.input).convert("RGB"))
-    H, W = rgb.shape[:2]
-    f = args.focal_length or float(W)
+    rgb = sample["image"].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    if cfg.INPUT.FORMAT == "BGR":
+        rgb = rgb[:, :, ::-1]
+    rgb = np.ascontiguousarray(rgb)
+    # --focal-length is in pixels of the file as given; the camera follows the resize.
+    f = (args.focal_length * scale) if args.focal_length else float(W)
     K = torch.tensor([f, f, W / 2.0, H / 2.0])
     names = []
     if cfg.DATASETS.TEST:

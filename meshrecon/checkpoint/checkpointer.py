@@ -26,7 +26,7 @@ from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys
 from torch import nn
 
-from meshrecon.checkpoint.catalog import PathManager
+from meshrecon.checkpoint.catalog import PathManager, fetch_and_load
 from meshrecon.checkpoint.matching import align_by_suffix, convert_c2_names
 from meshrecon.checkpoint.pickle_safety import safe_pickle_load, torch_safe_globals
 
@@ -178,13 +178,18 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.info("No checkpoint given; the model keeps its initialization.")
             return {}
         self.logger.info("Loading checkpoint from %s", path)
-        local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
-        if not os.path.isfile(local):
-            raise FileNotFoundError(
-                f"Checkpoint {path} not found"
-                + (f" (resolved to {local})" if local != path else "")
-            )
-        checkpoint = self._load_file(local)
+        # A URL is downloaded to a temp file in the cache and kept only if it loads here.
+        fetched = None if os.path.isfile(path) else fetch_and_load(path, self._load_file)
+        if fetched is not None:
+            local, checkpoint = fetched
+        else:
+            local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
+            if not os.path.isfile(local):
+                raise FileNotFoundError(
+                    f"Checkpoint {path} not found"
+                    + (f" (resolved to {local})" if local != path else "")
+                )
+            checkpoint = self._load_file(local)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
             raise ValueError(f"Checkpoint {path} holds no 'model' state_dict")
         incompatible = self._load_model(checkpoint)
