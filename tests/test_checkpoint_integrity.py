@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
+from toy_task import toy_cfg
 
 from meshrecon.checkpoint import (
     CheckpointDamagedError,
     Checkpointer,
     NonFiniteWeightsError,
     UnsafePickleError,
+    recorded_config,
 )
 from meshrecon.checkpoint.integrity import is_interrupted_save, remove_interrupted_saves
+from meshrecon.engine import CallbackHook, DefaultTrainer
+from meshrecon.utils.method_benchmark import methods as M
+from meshrecon.utils.method_benchmark.runner import MethodPlan, reusable
 
 
 def _net(seed: int = 0) -> nn.Module:
@@ -33,6 +40,18 @@ class _Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def log(caplog):
+    """caplog that also sees meshrecon's loggers (``setup_logger`` stops their propagation)."""
+    logger = logging.getLogger("meshrecon")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
 
 
 # ----------------------------------------------------------------------- damage versus attack
@@ -178,6 +197,59 @@ def test_full_disk_during_save_says_so_and_keeps_the_previous_checkpoint(tmp_pat
 # -------------------------------------------------------------------- killed save, resume
 
 
+def _toy(tmp_path, **overrides):
+    opts = {"SOLVER.MAX_ITER": 30, "SOLVER.CHECKPOINT_PERIOD": 10, "DATASETS.TEST": ()}
+    opts.update(overrides)
+    return toy_cfg(str(tmp_path), **opts)
+
+
+def _train(cfg, *, resume=False, crash_at=None):
+    torch.manual_seed(0)
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    if crash_at is not None:
+
+        def crash(t):
+            if t.iter == crash_at:
+                raise RuntimeError("killed")
+
+        trainer.register_hooks([CallbackHook(after_step=crash)])
+        with pytest.raises(RuntimeError, match="killed"):
+            trainer.train()
+    else:
+        trainer.train()
+    return trainer
+
+
+def test_resume_after_a_killed_save_falls_back_to_the_last_intact_checkpoint(tmp_path, log):
+    straight = _train(_toy(tmp_path / "straight"))
+    expected = straight.checkpointer.model.state_dict()
+
+    run = tmp_path / "broken"
+    _train(_toy(run), crash_at=25)  # checkpoints after iterations 9 and 19
+    assert (run / "last_checkpoint").read_text() == "model_0000019.pth"
+    # The save after iteration 19 was killed half-way: a truncated file (the rename happened,
+    # the disk lost the tail) and the temp file of the next save, the checkpoint's size.
+    newest = run / "model_0000019.pth"
+    raw = newest.read_bytes()
+    temp = run / ".model_0000029.pth.q7x2k9a1.tmp"
+    temp.write_bytes(raw)
+    newest.write_bytes(raw[: len(raw) // 3])
+
+    resumed = DefaultTrainer(_toy(run))
+    assert not temp.exists()  # cleaned at the start, under the OUTPUT_DIR lock
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 10  # model_0000009.pth records iteration 9
+    assert "Removed" in log.text and temp.name in log.text
+    assert "Not resuming from" in log.text and "model_0000019.pth" in log.text
+    assert "truncated" in log.text and "could run code" not in log.text
+    assert "Resumed from" in log.text and "model_0000009.pth (iteration 9)" in log.text
+    resumed.train()
+    actual = resumed.checkpointer.model.state_dict()
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key  # as if never interrupted
+
+
 def test_resume_never_skips_to_a_later_leftover_nor_past_an_unsafe_file(tmp_path):
     model = _net(0)
     ckpt = Checkpointer(model, str(tmp_path))
@@ -225,3 +297,41 @@ def test_only_temp_files_of_checkpoint_saves_are_removed(tmp_path):
     assert sorted(os.path.basename(p) for p in removed) == sorted(ours)
     assert sorted(os.listdir(tmp_path)) == sorted(others)
     assert is_interrupted_save(".model_final.pth.x_y1z2w3.tmp")
+
+
+# ------------------------------------------------------------ recorded config, reuse check
+
+
+def _plan(cfg, output_dir) -> MethodPlan:
+    spec = M.MethodSpec("toy", "Toy", "single_view", "unused.yaml", M.shape_metrics_reader())
+    return MethodPlan(spec, "unused.yaml", str(output_dir), [], cfg)
+
+
+def test_benchmark_reuse_compares_the_config_recorded_in_the_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    trained = _toy(run, **{"SOLVER.MAX_ITER": 3})
+    _train(trained)
+    assert yaml.safe_load(recorded_config(str(run / "model_final.pth"))) == yaml.safe_load(
+        trained.dump()
+    )
+    assert reusable(_plan(trained, run)) == (True, "")
+
+    # Another run (a different learning rate) rewrote config.yaml beside the model: the model
+    # must not be credited to that config, and the true one still matches.
+    other = _toy(run, **{"SOLVER.MAX_ITER": 3, "SOLVER.BASE_LR": 0.5})
+    (run / "config.yaml").write_text(other.dump())
+    ok, why = reusable(_plan(other, run))
+    assert not ok and "recorded in the earlier run's model_final.pth differs" in why
+    assert reusable(_plan(trained, run)) == (True, "")
+
+    # A checkpoint that records no config (saved before they did) is not reused.
+    data = torch.load(run / "model_final.pth", weights_only=True)
+    del data["config"]
+    torch.save(data, run / "model_final.pth")
+    ok, why = reusable(_plan(trained, run))
+    assert not ok and "records no config" in why
+    # Nor is a damaged one.
+    raw = (run / "model_final.pth").read_bytes()
+    (run / "model_final.pth").write_bytes(raw[: len(raw) // 2])
+    ok, why = reusable(_plan(trained, run))
+    assert not ok and "damaged" in why
