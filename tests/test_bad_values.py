@@ -4,15 +4,21 @@ deep inside a library or a run that silently does nothing."""
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from toy_task import toy_cfg
 
 from meshrecon.config import get_cfg
 from meshrecon.config.checks import check_config
 from meshrecon.engine import DefaultTrainer, default_argument_parser, default_setup
 from meshrecon.model_zoo import get_config_file
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -91,3 +97,29 @@ def test_every_model_zoo_config_passes_the_checks():
         if cfg.DATASETS.TEST:
             check_config(cfg, training=False)
     assert checked > 20
+
+
+def _load_demo():
+    spec = importlib.util.spec_from_file_location("demo", REPO / "tools" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_without_weights_refuses_unless_told(tmp_path, capsys):
+    image = tmp_path / "object.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (137, 137, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    argv = ["--config-file", get_config_file("synthetic/sphereinit.yaml")]
+    argv += ["--input", str(image), "--output", str(out)]
+    demo = _load_demo()
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "MODEL.WEIGHTS is empty" in err and "--allow-random-weights" in err
+    assert not out.exists()  # nothing was predicted
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
+    assert "random weights" in capsys.readouterr().err
+    assert (out / "object_mesh.obj").exists()

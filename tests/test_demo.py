@@ -61,7 +61,8 @@ def test_demo_single_view_model_writes_its_mesh(tmp_path):
     out = tmp_path / "out"
     config = get_config_file("synthetic/sphereinit.yaml")
     demo = _load_demo()
-    assert demo.main(["--config-file", config, "--input", str(image), "--output", str(out)]) == 0
+    argv = ["--config-file", config, "--input", str(image), "--output", str(out)]
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
     verts, faces, _ = load_obj(out / "object_mesh.obj")
     # Sphere-Init refines an ico-sphere: its topology survives the (random) refinement.
     assert verts.shape[1] == 3 and faces.verts_idx.shape[0] > 0 and torch.isfinite(verts).all()
