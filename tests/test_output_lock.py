@@ -192,7 +192,8 @@ def test_unreadable_lock_file_is_not_guessed_at(tmp_path, monkeypatch):
 
 def test_lock_is_reentrant_in_one_process_and_released_by_the_last_holder(tmp_path):
     first = acquire_output_dir_lock(str(tmp_path))
-    second = acquire_output_dir_lock(str(tmp_path / "." / ""))
+    (tmp_path.parent / f"{tmp_path.name}_link").symlink_to(tmp_path)
+    second = acquire_output_dir_lock(str(tmp_path.parent / f"{tmp_path.name}_link"))
     path = tmp_path / LOCK_FILENAME
     assert json.loads(path.read_text())["pid"] == os.getpid()
     first.release()
@@ -202,12 +203,19 @@ def test_lock_is_reentrant_in_one_process_and_released_by_the_last_holder(tmp_pa
     assert not path.exists()
 
 
+# Loads output_lock.py alone (it imports nothing of meshrecon): a quick start for subprocesses.
+_IMPORT_LOCK_MODULE = (
+    "import importlib.util, sys, time\n"
+    f"spec = importlib.util.spec_from_file_location('output_lock', {lock_mod.__file__!r})\n"
+    "lock_mod = sys.modules['output_lock'] = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(lock_mod)\n"
+)
+
+
 def test_lock_is_removed_when_the_run_is_terminated(tmp_path):
     # SIGTERM (a scheduler's preemption) removes the lock, and the process still dies of it.
-    code = (
-        "import sys, time\n"
-        "from meshrecon.engine.output_lock import acquire_output_dir_lock\n"
-        "acquire_output_dir_lock(sys.argv[1])\n"
+    code = _IMPORT_LOCK_MODULE + (
+        "lock_mod.acquire_output_dir_lock(sys.argv[1])\n"
         "print('locked', flush=True)\n"
         "time.sleep(120)\n"
     )
@@ -235,3 +243,34 @@ def test_lock_is_released_when_training_fails(tmp_path):
         trainer.train()
     assert not (tmp_path / LOCK_FILENAME).exists()
     _train(cfg)  # the folder is free for the next run
+
+
+def test_concurrent_starts_on_a_stale_lock_have_one_winner(tmp_path):
+    _write_lock(tmp_path, pid=_dead_pid())
+    go = tmp_path / "go"
+    code = _IMPORT_LOCK_MODULE + (
+        "import os\n"
+        "while not os.path.exists(sys.argv[2]):\n"
+        "    time.sleep(0.005)\n"
+        "try:\n"
+        "    lock_mod.acquire_output_dir_lock(sys.argv[1])\n"
+        "except lock_mod.OutputDirLockedError:\n"
+        "    print('refused', flush=True)\n"
+        "else:\n"
+        "    print('won', flush=True)\n"
+        "    time.sleep(3)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    time.sleep(1.0)
+    go.touch()
+    outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outcomes == ["refused", "refused", "refused", "won"]
+    assert not (tmp_path / LOCK_FILENAME).exists()
+    assert [p.name for p in tmp_path.iterdir() if "stale" in p.name] == []

@@ -268,15 +268,18 @@ def acquire_output_dir_lock(output_dir: str, *, attempts: int = 50) -> OutputDir
             owner and the file to delete if that run is known to be gone.
     """
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(os.path.abspath(output_dir), LOCK_FILENAME)
+    # One key per folder however it is spelled (relative, through a symlink).
+    path = os.path.join(os.path.realpath(output_dir), LOCK_FILENAME)
     with _REGISTRY_LOCK:
         held = _HELD.get(path)
-        if held is not None:
+        # A forked child inherits the registry, not the lock: it must not count as a holder.
+        if held is not None and held.record.get("pid") == os.getpid():
             held.count += 1
             return OutputDirLock(path)
     mine = _this_process_record()
     first_unreadable: float | None = None
-    for _ in range(attempts):
+    tries = 0
+    while tries < attempts:
         if _create(path, mine):
             with _REGISTRY_LOCK:
                 _HELD[path] = _Held(mine, 1)
@@ -285,6 +288,7 @@ def acquire_output_dir_lock(output_dir: str, *, attempts: int = 50) -> OutputDir
             return OutputDirLock(path)
         record, raw = _read_record(path)
         if raw is None:
+            tries += 1
             continue  # removed meanwhile: try again
         if record is None:
             first_unreadable = first_unreadable or time.monotonic()
@@ -319,6 +323,7 @@ def acquire_output_dir_lock(output_dir: str, *, attempts: int = 50) -> OutputDir
             why,
         )
         _move_stale_aside(path, raw)
+        tries += 1
     raise OutputDirLockedError(
         f"Could not take the lock {path} of OUTPUT_DIR {output_dir} in {attempts} attempts: "
         "other runs keep starting in this folder"
