@@ -62,7 +62,8 @@ def test_demo_single_view_model_writes_its_mesh(tmp_path):
     out = tmp_path / "out"
     config = get_config_file("synthetic/sphereinit.yaml")
     demo = _load_demo()
-    assert demo.main(["--config-file", config, "--input", str(image), "--output", str(out)]) == 0
+    argv = ["--config-file", config, "--input", str(image), "--output", str(out)]
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
     verts, faces, _ = load_obj(out / "object_mesh.obj")
     # Sphere-Init refines an ico-sphere: its topology survives the (random) refinement.
     assert verts.shape[1] == 3 and faces.verts_idx.shape[0] > 0 and torch.isfinite(verts).all()
@@ -97,7 +98,8 @@ def test_single_view_demo_on_a_large_image_works_at_model_size(tmp_path):
     out = tmp_path / "out"
     demo = _load_demo()
     config = get_config_file("synthetic/sphereinit.yaml")
-    assert demo.main(["--config-file", config, "--input", str(image), "--output", str(out)]) == 0
+    argv = ["--config-file", config, "--input", str(image), "--output", str(out)]
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
     # The model saw the image at its input size (longer side 137), and the pictures written
     # have that size, not the photo's 6 megapixels.
     side = SINGLE_VIEW_INPUT_SIZE
@@ -154,7 +156,7 @@ def test_demo_refuses_an_image_beyond_the_maximum(tmp_path, monkeypatch):
     config = get_config_file("synthetic/sphereinit.yaml")
     argv = ["--config-file", config, "--input", str(image), "--output", str(tmp_path / "out")]
     with pytest.raises(image_limits.ImageTooLargeError) as err:
-        demo.main(argv)
+        demo.main([*argv, "--allow-random-weights"])
     msg = str(err.value)
     assert str(image) in msg and "400 x 300" in msg and "MAX_IMAGE_PIXELS" in msg
     assert not (tmp_path / "out").exists()

@@ -14,12 +14,16 @@ size; files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are r
 The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels of the input
 file (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
 the predicted dz fixes each object's extent in depth relative to that centre.
+
+Without ``MODEL.WEIGHTS`` the model would predict from random initial weights; the demo refuses
+unless ``--allow-random-weights`` says that this is meant (e.g. to try the pipeline).
 """
 
 from __future__ import annotations
 
 import argparse
 import colorsys
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum detection score")
     parser.add_argument("--focal-length", type=float, default=0.0, help="pixels (0: width)")
     parser.add_argument("--depth", type=float, default=3.0, help="depth of object centres")
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="run even without MODEL.WEIGHTS (the predictions are then those of random weights)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE overrides")
     args = parser.parse_args(argv)
 
@@ -104,6 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.merge_from_list(args.opts or [])
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    if not cfg.MODEL.WEIGHTS:
+        if not args.allow_random_weights:
+            parser.error(
+                f"MODEL.WEIGHTS is empty in {args.config_file} and the overrides: the model would "
+                "predict from random weights. Pass a trained checkpoint (MODEL.WEIGHTS "
+                "path/to/model_final.pth), or --allow-random-weights to run untrained anyway."
+            )
+        print("warning: MODEL.WEIGHTS is empty: predicting with random weights", file=sys.stderr)
     if cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor":
         # One object per image (ShapeNet-style models): mesh, points or voxels of that object.
         from meshrecon.utils.demo_single_view import run_single_view_demo

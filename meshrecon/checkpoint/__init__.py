@@ -17,6 +17,11 @@ from meshrecon.checkpoint.catalog import (
     torchvision_weights_url,
 )
 from meshrecon.checkpoint.checkpointer import Checkpointer, RenameHook, format_incompatible_keys
+from meshrecon.checkpoint.integrity import (
+    CheckpointDamagedError,
+    NonFiniteWeightsError,
+    recorded_config,
+)
 from meshrecon.checkpoint.matching import align_by_suffix, convert_c2_names
 from meshrecon.checkpoint.pickle_safety import UnsafePickleError, safe_pickle_load
 
@@ -29,6 +34,9 @@ __all__ = [
     "DownloadedFileError",
     "UnsafePathError",
     "UnsafePickleError",
+    "CheckpointDamagedError",
+    "NonFiniteWeightsError",
+    "recorded_config",
     "DETECTRON2_BASE_URL",
     "MESHRCNN_BASE_URL",
     "SHAPENET_BASE_URL",
