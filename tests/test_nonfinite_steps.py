@@ -202,3 +202,78 @@ def test_with_a_grad_scaler_a_skipped_step_leaves_the_scaler_alone():
     trainer.train(0, 3)
     assert scaler.calls == ["scale", "step", "update"] * 2  # steps 0 and 2, nothing for 1
     assert w[1] == w[0] and w[2] != w[1]
+
+
+# ------------------------------------------------- diverged point-set models reach the guard
+class _HeadModel(nn.Module):
+    """A head and fixed inputs as a trainable model; ``diverge()`` sets a weight to NaN."""
+
+    def __init__(self, head, inputs, weight):
+        super().__init__()
+        self.head, self.inputs, self.weight = head, inputs, weight
+
+    def diverge(self):
+        with torch.no_grad():
+            self.weight.view(-1)[0] = math.nan
+
+    def forward(self, batch):
+        return self.head(**self.inputs)
+
+
+def _psgn_model():
+    from meshrecon.modeling.heads.psgn import PSGNHead
+    from meshrecon.modeling.meta_arch.single_view import ViewBatch
+
+    torch.manual_seed(0)
+    head = PSGNHead(feature_channels=[8, 16], fc_dims=[32], deconv_dim=8, noise_dim=4,
+                    num_fc_points=16, conv_grid=(4, 4), loss="emd", mon_samples=1)  # fmt: skip
+    feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 16, 4, 4)]
+    gt = torch.randn(2, 64, 3) * 0.1 + torch.tensor([0.0, 0.0, 1.4])
+    views = ViewBatch(image_size=(32, 32), K=torch.tensor([[40.0, 40, 16, 16]] * 2), points=gt)
+    return _HeadModel(head.train(), {"features": feats, "views": views}, head.conv_points.weight)
+
+
+def _optimize_mvs_model():
+    from meshrecon.modeling.heads.optimize_mvs import OptimizeMVSHead
+    from meshrecon.modeling.heads.psgn import PSGNHead
+
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            a = torch.relu(self.c1(x))
+            return {"res2": a, "res3": torch.relu(self.c2(a))}
+
+    torch.manual_seed(0)
+    gen = PSGNHead(feature_channels=[8, 16], num_fc_points=16, conv_grid=(4, 4), fc_dims=(32,),
+                   deconv_dim=8, noise_dim=6, mon_samples=1, center=(0.0, 0.0, 2.0))  # fmt: skip
+    head = OptimizeMVSHead(backbone=Backbone(), generator=gen, samples_per_image=3,
+                           zbuffer_size=8, front_distance="emd", diversity_distance="emd",
+                           emd_points=32)  # fmt: skip
+    depth = torch.zeros(2, 32, 32)
+    depth[:, 8:24, 8:24] = 2.0
+    views = {"K": torch.tensor([[40.0, 40, 16, 16]] * 2), "R": torch.eye(3).expand(2, 3, 3),
+             "t": torch.tensor([[0.0, 0.0, 2.0]] * 2)}  # fmt: skip
+    inputs = {"images": torch.randn(2, 3, 32, 32), "num_views": torch.tensor([2]),
+              "targets": [{"depth": depth}], "views": views}  # fmt: skip
+    return _HeadModel(head.train(), inputs, gen.conv_points.weight)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("build", [_psgn_model, _optimize_mvs_model], ids=["psgn", "optimize_mvs"])
+def test_a_diverged_emd_model_is_stopped_by_the_nan_guard(build):
+    # Before: EMD counted NaN pairs as distance 0 (a finite loss) and bid for minutes.
+    model = build()
+    assert all(torch.isfinite(v) for v in model(None).values())
+    model.diverge()
+    losses = model(None)
+    assert all(torch.isnan(v) for v in losses.values()), losses  # every term shows it
+    trainer = SimpleTrainer(
+        model, _batches(), torch.optim.SGD(model.parameters(), lr=0.0), max_consecutive_nonfinite=2
+    )
+    with pytest.raises(FloatingPointError, match="2 iteration\\(s\\) in a row") as err:
+        trainer.train(0, 10)
+    assert all(f"{name}=nan" in str(err.value) for name in losses)
