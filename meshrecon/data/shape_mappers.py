@@ -15,7 +15,15 @@ import torch
 from meshrecon.config import configurable
 
 from .augmentation import Augmentation, _rng, apply_augmentations
-from .mapper_utils import ShapeTargets, as_K4, check_image_size, image_tensor, matrix, shape_config
+from .mapper_utils import (
+    ShapeTargets,
+    as_K4,
+    check_image_size,
+    image_tensor,
+    matrix,
+    num_surface_samples,
+    shape_config,
+)
 from .readers import read_depth, read_image, read_mesh
 from .record_checks import (
     check_depth,
@@ -203,7 +211,7 @@ class MultiViewMapper:
             "random_background": m.RANDOM_BACKGROUND,
             "background": cfg.INPUT.BACKGROUND_COLOR,
             "flip": m.FLIP,
-            "num_samples": cfg.INPUT.SHAPENET.NUM_SAMPLES,
+            "num_samples": num_surface_samples(cfg),
             "sample_online": cfg.INPUT.SHAPENET.SAMPLE_ONLINE,
             "voxel_size": cfg.INPUT.SHAPENET.VOXEL_SIZE,
             "load_annotations": True if is_train else cfg.INPUT.LOAD_TEST_ANNOTATIONS,
