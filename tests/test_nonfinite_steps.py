@@ -277,3 +277,44 @@ def test_a_diverged_emd_model_is_stopped_by_the_nan_guard(build):
     with pytest.raises(FloatingPointError, match="2 iteration\\(s\\) in a row") as err:
         trainer.train(0, 10)
     assert all(f"{name}=nan" in str(err.value) for name in losses)
+
+
+# ------------------------------------------------------------- distributed: skip together
+def train_bad_label_main(output_dir: str, overrides: dict) -> None:
+    """``toy_task.train_toy_main`` on the dataset with one NaN label (spawned by ``launch``)."""
+    import toy_task
+
+    _register_bad_label_dataset()
+    toy_task.train_toy_main(output_dir, {"DATASETS.TRAIN": (BAD_LABEL,), **overrides})
+
+
+@pytest.mark.slow
+def test_two_processes_skip_a_bad_step_together_and_match_one_process(tmp_path):
+    """The bad record lands in one process's half of the batch: both processes must skip that
+    step (no process waits for the other's gradients) and end with one process's weights."""
+    import json
+    import os
+
+    from meshrecon.engine import launch
+
+    overrides = {"SOLVER.MAX_ITER": 8, "SOLVER.CHECKPOINT_PERIOD": 100, "SOLVER.STEPS": (6,)}
+    single, double = str(tmp_path / "single"), str(tmp_path / "double")
+    os.makedirs(single)
+    os.makedirs(double)
+    launch(train_bad_label_main, 1, args=(single, overrides))
+    launch(train_bad_label_main, 2, dist_url="auto", args=(double, overrides))
+
+    def final(output_dir):
+        path = os.path.join(output_dir, "model_final.pth")
+        return torch.load(path, weights_only=True)["model"]
+
+    def skipped(output_dir):
+        with open(os.path.join(output_dir, "metrics.json")) as f:
+            lines = [json.loads(line) for line in f]
+        return [d["train/skipped_iterations"] for d in lines if "train/skipped_iterations" in d]
+
+    w1, w2 = final(single), final(double)
+    for key in w1:
+        assert torch.isfinite(w1[key]).all()
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-5, atol=1e-6)
+    assert skipped(single) and skipped(single)[-1] == skipped(double)[-1] >= 1
