@@ -367,6 +367,8 @@ def _mappers(kind: str) -> list:
             cfg.MODEL.MESH_ON = cfg.MODEL.VOXEL_ON = cfg.MODEL.ZPRED_ON = True
             cfg.INPUT.K_CONVENTION = convention
             cfg.INPUT.LOAD_TEST_ANNOTATIONS = True
+            # Small images: the checks do not depend on the size, the time does.
+            cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TEST = (64,), 64
             out += [MeshRCNNMapper(cfg, is_train=True), MeshRCNNMapper(cfg, is_train=False)]
         return out
     cfg = get_cfg()
@@ -414,6 +416,33 @@ def test_no_valid_sample_of_the_format_fixtures_is_skipped(tmp_path):
     nyu_files = write_nyu_dataset(str(tmp_path / "nyu"))
     records = nyu.load_nyu_depth_v2(nyu_files["mat"], nyu_files["splits"], "train")
     assert_nothing_skipped(records, "depth")
+    assert_nothing_skipped(_kitti_records(tmp_path / "kitti"), "depth")
+
+
+def _kitti_records(root) -> list[dict]:
+    """Two KITTI frames (1242 x 375 scaled by 1/18, P with it) with Velodyne scans."""
+    from fixtures_depthdata import (
+        KITTI_P_RECT_02,
+        KITTI_P_RECT_03,
+        write_kitti_calib,
+        write_kitti_frame,
+    )
+
+    from meshrecon.data.datasets import kitti
+
+    size, folder = (69, 21), "2011_09_26/2011_09_26_drive_0002_sync"
+    scale = np.array([[1 / 18], [1 / 18], [1.0]])
+    P2, P3 = KITTI_P_RECT_02 * scale, KITTI_P_RECT_03 * scale
+    write_kitti_calib(os.path.join(root, "2011_09_26"), size=size, P_rect_02=P2, P_rect_03=P3)
+    rng = np.random.default_rng(0)
+    for frame in (5, 6):
+        scan = np.stack([rng.uniform(2, 40, 500), rng.uniform(-8, 8, 500),
+                         rng.uniform(-1.5, 1, 500)], 1)  # fmt: skip
+        write_kitti_frame(str(root), folder, frame, size, scan)
+    split = os.path.join(root, "split.txt")
+    with open(split, "w") as f:
+        f.write(f"{folder} 0000000005 l\n{folder} 0000000006 r\n")
+    return kitti.load_kitti_eigen(str(root), split)
 
 
 def test_no_valid_sample_of_the_meshrcnn_shapenet_layout_is_skipped(tmp_path):
