@@ -372,7 +372,12 @@ class DefaultTrainer(TrainerBase):
             logger.warning("SOLVER.AMP.ENABLED is ignored: the model is on %s, not CUDA", device)
             amp = False
         self._trainer = SimpleTrainer(
-            model, data_loader, optimizer, grad_clipper=build_gradient_clipper(cfg), amp=amp
+            model,
+            data_loader,
+            optimizer,
+            grad_clipper=build_gradient_clipper(cfg),
+            amp=amp,
+            max_consecutive_nonfinite=cfg.SOLVER.MAX_CONSECUTIVE_NONFINITE,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
 
