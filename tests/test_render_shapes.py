@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -131,8 +132,11 @@ def test_summary_counts_and_names_the_skipped_meshes(reference):
     assert "categories (3): ball, box, slab" in out
     assert "1 x .mtl" in out and "1 x .png" in out and "1 x .txt" in out
     meta = json.load(open(os.path.join(root, "custom", "rs_ref", "dataset.json")))
-    assert {m["source"] for m in meta["models"].values()} == GOOD
-    assert {s["rel"]: s["kind"] for s in meta["skipped"]} == {k: v[0] for k, v in SKIPPED.items()}
+    listing = json.load(open(os.path.join(root, "custom", "rs_ref", "models.json")))
+    assert {m["source"] for m in listing["models"].values()} == GOOD
+    skipped = {s["rel"]: s["kind"] for s in listing["skipped"]}
+    assert skipped == {k: v[0] for k, v in SKIPPED.items()}
+    assert meta["num_models"] == 6 and meta["num_skipped"] == 4
     assert meta["recipe"]["views"] == 2 and meta["recipe"]["voxel_sizes"] == [16, 20]
     assert sum(s["models"] for s in meta["splits"].values()) == 6
     assert all(meta["splits"][s]["models"] >= 1 for s in ("train", "val", "test"))
@@ -287,6 +291,13 @@ def test_loose_meshes_need_a_category_and_names_are_checked(tmp_path, capsys):
     assert not sources and problems[0].kind == "no category"
     sources, _, _ = find_sources(str(tmp_path), default_category="things")
     assert [(s.category, s.model_id) for s in sources] == [("things", "cube")]
+    # A dataset written inside the mesh folder is not read back as input.
+    os.makedirs(tmp_path / "datasets" / "custom" / "x" / "cube", exist_ok=True)
+    trimesh.creation.box().export(tmp_path / "datasets" / "custom" / "x" / "cube" / "model.obj")
+    exclude = str(tmp_path / "datasets" / "custom")
+    assert len(find_sources(str(tmp_path), exclude=exclude)[0]) == 0
+    assert len(find_sources(str(tmp_path))[0]) == 1  # category "datasets"
+    shutil.rmtree(tmp_path / "datasets")
     for name in ("synthetic_shapenet", "../x", "9lives", ""):
         assert cli.main([str(tmp_path), "--name", name, "--root", ds]) == 1
         assert "--name" in capsys.readouterr().err
@@ -364,3 +375,34 @@ def test_a_few_training_steps_on_the_dataset(reference, tmp_path):
     lines = [json.loads(x) for x in open(os.path.join(str(tmp_path), "metrics.json"))]
     losses = [v for x in lines for k, v in x.items() if k.startswith("loss_")]
     assert losses and all(np.isfinite(losses))
+
+
+def test_rerun_follows_recipe_and_input_changes(tmp_path, monkeypatch):
+    """Another recipe redoes every model, a removed file removes its model, and a mesh the
+    preparation fails on is reported as "failed" while the run goes on."""
+    from meshrecon.data.datasets.custom_shapes import model as model_module
+
+    src = tmp_path / "in"
+    for name in ("a", "b"):
+        os.makedirs(src / "cat", exist_ok=True)
+        trimesh.creation.box((1.0, 0.5 if name == "a" else 0.8, 0.3)).export(
+            src / "cat" / f"{name}.stl"
+        )
+    base = [str(src), "--name", "rs_rerun", "--root", str(tmp_path / "ds"), "--workers", "1"]
+    base += ["--no-progress", "--split", "1", "0", "0"] + TINY
+    assert "2 written, 0 already done" in _run_main(base)
+    assert "0 written, 2 already done" in _run_main(base)
+    assert "2 written, 0 already done" in _run_main(base + ["--seed", "1"])
+    os.remove(src / "cat" / "b.stl")
+    out = _run_main(base + ["--seed", "1"])
+    assert "0 written, 1 already done" in out and "1 stale models removed" in out
+    assert not os.path.exists(tmp_path / "ds" / "custom" / "rs_rerun" / "cat" / "b")
+    trimesh.creation.icosphere().export(src / "cat" / "c.stl")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("voxelizer bug")
+
+    monkeypatch.setattr(model_module, "voxelize_mesh", broken)
+    out = _run_main(base + ["--seed", "1"])
+    assert "0 written, 1 already done, 1 skipped" in out
+    assert "failed: RuntimeError: voxelizer bug" in out

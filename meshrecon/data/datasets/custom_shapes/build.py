@@ -11,7 +11,7 @@ The run, under a lock on the dataset folder:
    degenerate are skipped with their reason;
 4. model folders that no input file produces any more are deleted;
 5. the models are split into train / val / test (:func:`.sources.assign_splits`), the split
-   files are written, and ``dataset.json`` last.
+   files and ``models.json`` (models and skipped inputs) are written, and ``dataset.json`` last.
 
 Each model's files depend only on its mesh file, the recipe and its key, so an interrupted and
 resumed run ends with exactly the files of an uninterrupted one.
@@ -46,6 +46,8 @@ __all__ = ["RenderSummary", "render_shapes"]
 
 logger = logging.getLogger(__name__)
 
+# Every model's source file, split and counts, and every skipped input with its reason.
+MODELS_FILE = "models.json"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
@@ -205,7 +207,9 @@ def render_shapes(
         workers = min(usable or 1, 8)
     root = custom_datasets_root(root)
     folder = custom_dataset_dir(name, root)
-    sources, problems, ignored = find_sources(mesh_folder, csv_path, default_category)
+    sources, problems, ignored = find_sources(
+        mesh_folder, csv_path, default_category, exclude=os.path.dirname(folder)
+    )
     summary = RenderSummary(name=name, folder=folder, found=len(sources) + len(problems))
     summary.ignored = dict(sorted(ignored.items()))
     os.makedirs(os.path.dirname(folder), exist_ok=True)
@@ -269,14 +273,25 @@ def render_shapes(
         for key in sorted(done):
             split = splits[tuple(key.split("/"))]
             category_dir = key.split("/")[0]
+            # The category's name and index follow this run's categories (a model written by
+            # an earlier run keeps its files).
+            name_and_id = {
+                "category": category_of[key][0],
+                "category_id": category_id[category_dir],
+            }
             for record in done[key]["records"]:
-                split_records[split].append({**record, "category_id": category_id[category_dir]})
+                split_records[split].append({**record, **name_and_id})
             models[key] = {"source": rel_of[key], "split": split, **done[key]["info"]}
         for split, records in split_records.items():
             save_json(os.path.join(folder, f"{split}.json"), records)
         summary.categories = [c for c, _ in categories]
         summary.splits = {s: sum(m["split"] == s for m in models.values()) for s in SPLIT_NAMES}
         summary.views = {s: len(r) for s, r in split_records.items()}
+        # The per-model listing can be long (every import reads dataset.json): its own file.
+        save_json(
+            os.path.join(folder, MODELS_FILE),
+            {"models": models, "skipped": [dataclasses.asdict(p) for p in summary.skipped]},
+        )
         save_json(
             os.path.join(folder, DATASET_FILE),
             {
@@ -289,8 +304,8 @@ def render_shapes(
                 "splits": {
                     s: {"models": summary.splits[s], "views": summary.views[s]} for s in SPLIT_NAMES
                 },
-                "models": models,
-                "skipped": [dataclasses.asdict(p) for p in summary.skipped],
+                "num_models": len(models),
+                "num_skipped": len(summary.skipped),
                 "ignored_files": summary.ignored,
             },
         )

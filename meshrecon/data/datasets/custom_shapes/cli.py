@@ -20,7 +20,8 @@ layout with --csv FILE listing 'file,category' rows (files relative to MESH_FOLD
 Output: ROOT/custom/NAME/ (ROOT: --root, else $MESHRECON_DATASETS, else ./datasets), holding
 per model <category>/<model_id>/ with model.obj, samples.pt (surface points and normals),
 voxels.npz and rendering/ (RGBA views, 16-bit depth PNGs, rendering_metadata.txt); the split
-files train.json, val.json, test.json; and dataset.json (categories, recipe, skipped files).
+files train.json, val.json, test.json; models.json (every model's source and split, every
+skipped file with its reason); and dataset.json (categories, recipe, counts), written last.
 Each mesh is normalised like the synthetic shapes (bounding-box centre at the origin, diagonal
 1) and rendered with its file's colours or texture (shaded grey without).
 
@@ -51,34 +52,61 @@ def build_parser(prog: str = "meshrecon render-shapes") -> argparse.ArgumentPars
     p.add_argument(
         "--default-category", default=None, help="category of meshes directly in MESH_FOLDER"
     )
-    p.add_argument("--views", type=int, default=d.views, help="renders per model (R2N2: 24)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="square render side")
+    p.add_argument(
+        "--views",
+        type=int,
+        default=d.views,
+        help="renders per model (default %(default)s, as R2N2)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=d.image_size,
+        help="square render side (default %(default)s, as R2N2)",
+    )
     p.add_argument(
         "--cameras",
         choices=sorted(CAMERA_RANGES),
         default=d.cameras,
-        help="r2n2: elevation 25-30 degrees; random: -30 to 60; both: any azimuth, distance "
-        "1.75 x U[0.65, 0.95) as R2N2",
+        help="r2n2 (default): elevation 25-30 degrees; random: -30 to 60; both: any azimuth, "
+        "distance 1.75 x U[0.65, 0.95) as R2N2",
     )
-    p.add_argument("--samples", type=int, default=d.num_samples, help="surface samples per model")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=d.num_samples,
+        help="surface samples per model (default %(default)s)",
+    )
     p.add_argument(
         "--voxel-sizes",
         type=int,
         nargs="+",
         default=list(d.voxel_sizes),
-        help="occupancy grid sizes (the first is the default grid)",
+        help="occupancy grid sizes, the first is the default grid (default %(default)s)",
     )
-    p.add_argument("--texture-size", type=int, default=d.texture_size, help="texels per face side")
-    p.add_argument("--up", choices=("y", "z"), default=d.up, help="the files' up axis")
+    p.add_argument(
+        "--texture-size",
+        type=int,
+        default=d.texture_size,
+        help="texels per face side of a UV texture (default %(default)s)",
+    )
+    p.add_argument(
+        "--up", choices=("y", "z"), default=d.up, help="the files' up axis (default %(default)s)"
+    )
     p.add_argument(
         "--split",
         type=float,
         nargs=3,
         default=(0.7, 0.1, 0.2),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions of the models per split (by model, per category)",
+        help="fractions of the models per split, by model, per category (default 0.7 0.1 0.2)",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of cameras, samples, splits")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of cameras, samples, splits (default %(default)s)",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help="processes (default: usable cores, max 8)"
     )

@@ -320,7 +320,8 @@ def process_model(job: ModelJob) -> dict[str, Any]:
 
     Returns:
         ``{"key", "status": "done", "records", "info"}``, or ``{"key", "status": "skipped",
-        "kind", "reason"}`` for a mesh that cannot be loaded or is degenerate.
+        "kind", "reason"}`` for a mesh that cannot be loaded (``"unreadable"``), is degenerate
+        (``"degenerate"``) or made the preparation fail (``"failed"``).
     """
     from ..synthetic.scenes import write_shapenet_model
     from ..synthetic.writers import save_json
@@ -330,6 +331,11 @@ def process_model(job: ModelJob) -> dict[str, Any]:
         data = _prepare(job)
     except SkipModel as skip:
         return {"key": key, "status": "skipped", "kind": skip.kind, "reason": skip.reason}
+    except Exception as err:
+        # A mesh this code cannot handle (a bug, or memory): reported in the summary with its
+        # error, and the run goes on. Errors while writing (a full disk) stop the run instead.
+        reason = f"{type(err).__name__}: {_one_line(err)}"
+        return {"key": key, "status": "skipped", "kind": "failed", "reason": reason}
     parent = os.path.join(job.dataset_dir, job.category_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{job.model_id}-", dir=parent)

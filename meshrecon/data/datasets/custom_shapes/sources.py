@@ -75,11 +75,20 @@ def _is_mesh(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in SUPPORTED_MESH_EXTENSIONS
 
 
-def _walk(folder: str) -> tuple[list[str], Counter]:
-    """Relative paths of the mesh files below ``folder`` (sorted) and the other extensions."""
+def _walk(folder: str, exclude: str | None = None) -> tuple[list[str], Counter]:
+    """Relative paths of the mesh files below ``folder`` (sorted) and the other extensions.
+
+    Hidden entries and the folder ``exclude`` (the datasets' own output, when it lies inside
+    ``folder``) are not visited.
+    """
     meshes, ignored = [], Counter()
+    skip = os.path.realpath(exclude) if exclude else None
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and os.path.realpath(os.path.join(dirpath, d)) != skip
+        )
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -136,7 +145,10 @@ def _model_ids(rels: list[str]) -> list[str]:
 
 
 def find_sources(
-    folder: str, csv_path: str | None = None, default_category: str | None = None
+    folder: str,
+    csv_path: str | None = None,
+    default_category: str | None = None,
+    exclude: str | None = None,
 ) -> tuple[list[MeshSource], list[Problem], Counter]:
     """The meshes of ``folder`` with their categories and model ids.
 
@@ -144,6 +156,8 @@ def find_sources(
         folder: the input folder.
         csv_path: a CSV of ``file,category`` rows; only the files it lists are used.
         default_category: category of mesh files directly in ``folder`` (nested layout only).
+        exclude: a folder the walk does not enter (where datasets are written, so that a
+            dataset inside ``folder`` is not read back as input).
 
     Returns:
         ``(sources, problems, ignored)``: sources sorted by (category, model id); problems:
@@ -171,7 +185,7 @@ def find_sources(
                 continue
             entries.append((rel.replace("\\", "/"), category))
     else:
-        meshes, ignored = _walk(folder)
+        meshes, ignored = _walk(folder, exclude)
         for rel in meshes:
             if "/" in rel:
                 entries.append((rel, rel.split("/", 1)[0]))
