@@ -17,7 +17,9 @@ from .hooks import (
     PeriodicWriter,
 )
 from .launch import launch
+from .plateau import PlateauResult, detect_plateau
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "CallbackHook",
@@ -29,11 +31,14 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PlateauResult",
     "SimpleTrainer",
     "TrainerBase",
+    "ValidationHook",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "detect_plateau",
     "launch",
 ]

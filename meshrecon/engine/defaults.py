@@ -37,6 +37,7 @@ from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, Tensorb
 from ..utils.logger import setup_logger
 from . import hooks
 from .train_loop import SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "DefaultPredictor",
@@ -338,6 +339,8 @@ class DefaultTrainer(TrainerBase):
         """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
         cfg = self.cfg
         result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        # Before the checkpointer and the test evaluation (see ValidationHook).
+        result.append(self.build_validation_hook())
         if comm.is_main_process():
             result.append(
                 hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
@@ -351,10 +354,46 @@ class DefaultTrainer(TrainerBase):
             return trainer._last_eval_results
 
         if len(cfg.DATASETS.TEST):
-            result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+            # With a validation split, the test splits are evaluated once, after training.
+            period = 0 if len(cfg.DATASETS.VAL) else cfg.TEST.EVAL_PERIOD
+            result.append(hooks.EvalHook(period, test_and_save_results))
         if comm.is_main_process():
             result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return result
+
+    def build_validation_hook(self) -> hooks.HookBase | None:
+        """Return the hook that validates on ``DATASETS.VAL`` (None without a validation split).
+
+        It logs the validation curve, keeps ``model_best.pth`` by ``TEST.BEST_METRIC`` and may
+        stop training on a plateau (:mod:`meshrecon.engine.validation`).
+        """
+        cfg = self.cfg
+        if not len(cfg.DATASETS.VAL):
+            if cfg.TEST.BEST_METRIC or cfg.TEST.EVAL_BEST or cfg.SOLVER.STOP_ON_PLATEAU:
+                raise ValueError(
+                    "TEST.BEST_METRIC, TEST.EVAL_BEST and SOLVER.STOP_ON_PLATEAU need a "
+                    "validation split in DATASETS.VAL (a checkpoint is never chosen on the test "
+                    "split)"
+                )
+            return None
+        both = set(cfg.DATASETS.VAL) & set(cfg.DATASETS.TEST)
+        if both:
+            raise ValueError(
+                f"DATASETS.VAL and DATASETS.TEST share {sorted(both)}: validation (which picks "
+                "the best checkpoint and may stop training) must not see a test split"
+            )
+        trainer_ref = weakref.ref(self)
+        return ValidationHook.from_config(
+            cfg, self.checkpointer.model, lambda: trainer_ref().validate()
+        )
+
+    def validate(self) -> dict[str, Any]:
+        """Evaluate the model on every dataset of ``DATASETS.VAL`` (as :meth:`test` does)."""
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.DATASETS.TEST = tuple(cfg.DATASETS.VAL)
+        cfg.freeze()
+        return self.test(cfg, self.model)
 
     def build_writers(self) -> list[EventWriter]:
         """Return the writers of the main process (see :func:`default_writers`)."""
