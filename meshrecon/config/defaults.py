@@ -765,7 +765,7 @@ _C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
 _C.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS = [1024]
 # ---- end OptimizeMVS ----
 
-# --- section: validation, best checkpoint, plateau (owner: training) ---
+# --- section: validation, best checkpoint, plateau, pretrained backbones (owner: training) ---
 # Validation splits (never test splits), evaluated every TEST.EVAL_PERIOD iterations and after
 # the last one (meshrecon.engine.validation): metrics go to the event storage as "val/<name>"
 # and to OUTPUT_DIR/validation.json. With a validation split the test splits are evaluated only
@@ -784,4 +784,10 @@ _C.TEST.PLATEAU_WINDOW_FRAC = 0.2
 _C.TEST.PLATEAU_MIN_DELTA = 1.0
 # End training at the first validation that finds the curve flat (SOLVER.MAX_ITER: the bound).
 _C.SOLVER.STOP_ON_PLATEAU = False
+# Weights of the model's ResNet image encoder (torchvision layout, e.g. torchvision's), loaded
+# before MODEL.WEIGHTS when training starts, not when resuming; the first convolution is adapted
+# to INPUT.FORMAT / MODEL.PIXEL_MEAN / PIXEL_STD. "" trains the encoder from scratch;
+# "synthetic://resnet18_pretrained.pth": ResNet-18 pretrained on the synthetic world (made on
+# first use, cached; meshrecon.pretrain); "torchvision://resnet18": ImageNet's, for real data.
+_C.MODEL.BACKBONE.PRETRAINED = ""
 # --- end section ---

@@ -323,9 +323,23 @@ class DefaultTrainer(TrainerBase):
 
         With ``resume`` and a checkpoint present, everything checkpointed is restored and
         training continues at the iteration after the checkpoint's, with the data stream moved
-        past the batches already used. Otherwise only the model weights are loaded (if
-        ``MODEL.WEIGHTS`` is set) and training starts at iteration 0.
+        past the batches already used. Otherwise only the model weights are loaded
+        (``MODEL.BACKBONE.PRETRAINED`` into the image encoder, then ``MODEL.WEIGHTS``, each if
+        set) and training starts at iteration 0.
         """
+        if self.cfg.MODEL.BACKBONE.PRETRAINED and not (
+            resume and self.checkpointer.has_checkpoint()
+        ):
+            from ..modeling.backbone.pretrained import load_pretrained_backbone
+
+            # The encoder's pretrained weights first; MODEL.WEIGHTS, if any, loads over them.
+            load_pretrained_backbone(
+                self.checkpointer.model,
+                self.cfg.MODEL.BACKBONE.PRETRAINED,
+                input_format=self.cfg.INPUT.FORMAT,
+                pixel_mean=self.cfg.MODEL.PIXEL_MEAN,
+                pixel_std=self.cfg.MODEL.PIXEL_STD,
+            )
         extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         self.start_iter = 0
         if resume and self.checkpointer.has_checkpoint():
