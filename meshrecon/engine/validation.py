@@ -240,6 +240,8 @@ class ValidationHook(HookBase):
     def before_train(self) -> None:
         self._start = time.perf_counter()
         start_iter = int(self.trainer.start_iter)
+        if not self._output_dir:  # nothing is written, nothing to resume
+            return
         if start_iter > 0:
             self._restore(start_iter)
         elif os.path.isfile(self.best_path) or read_validation_file(self._output_dir):
@@ -374,7 +376,8 @@ class ValidationHook(HookBase):
             "best_mode": self.best_mode,
         }
         # Through a temporary file and a rename: a kill mid-write keeps the previous best.
-        _atomic_write(self.best_path, lambda f: torch.save(data, f))
+        if self._output_dir:
+            _atomic_write(self.best_path, lambda f: torch.save(data, f))
         previous = self.best_value
         self.best_value, self.best_iteration = value, iteration
         logger.info(
