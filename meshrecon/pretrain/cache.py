@@ -46,10 +46,10 @@ SCHEME = "synthetic://"
 PRETRAIN_VERSION = 1
 _META_FILE = "meta.json"
 
-# The recipes ``synthetic://<name>`` resolves, sized to take about 10 minutes each on two idle
-# CPU cores (the README's "Pretrained backbones" section gives the measured figures): 360
-# objects x 6 views at 112 x 112, 500 steps of 32 for ResNet-18; the AlexNet-width stack is
-# about 3x cheaper per image, so it takes 1000 steps.
+# The recipes ``synthetic://<name>`` resolves, each about 12 minutes of one CPU core (the
+# README's "Pretrained backbones" section gives the measured figures): 360 objects x 6 views at
+# 112 x 112, then 500 steps of 32 for ResNet-18 (1.4 CPU-s per step) or 1000 for the
+# AlexNet-width stack (0.6 CPU-s per step).
 PRETRAINED_RECIPES: dict[str, PretrainRecipe] = {
     "resnet18_pretrained.pth": PretrainRecipe(arch="resnet18"),
     "eigen_alexnet_pretrained.pth": PretrainRecipe(arch="eigen_alexnet", steps=1000),
