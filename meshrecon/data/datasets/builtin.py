@@ -1,8 +1,8 @@
 """Register every built-in dataset split in ``DatasetCatalog`` and ``MetadataCatalog``.
 
-Synthetic splits (``synthetic_shapenet_{train,val,test}``, ``synthetic_pix3d_{train,test}``,
-``synthetic_nyu_{train,test}``) are generated on first ``DatasetCatalog.get`` and cached under
-``$MESHRECON_DATASETS/synthetic``; see :mod:`meshrecon.data.datasets.synthetic.generator`.
+Synthetic splits (``synthetic_{shapenet,pix3d,nyu}_{train,val,test}``) are generated on first
+``DatasetCatalog.get`` and cached under ``$MESHRECON_DATASETS/synthetic``; see
+:mod:`meshrecon.data.datasets.synthetic.generator`.
 Real datasets (Pix3D, ShapeNet, NYU Depth v2, KITTI) are registered by their own modules:
 ``register_all(root)`` for the splits whose files exist under ``$MESHRECON_DATASETS``.
 Datasets made by ``meshrecon render-shapes`` (``$MESHRECON_DATASETS/custom/<name>/``) register

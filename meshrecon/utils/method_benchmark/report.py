@@ -64,12 +64,20 @@ def format_cell(value: float | None, digits: int) -> str:
 
 def status_text(record: RunRecord) -> str:
     if record.status == "trained":
-        return f"trained ({record.max_iter} it)"
-    if record.status == "reused":
-        return f"reused (trained in {format_seconds(record.train_s)})"
-    if record.status == "evaluated":
+        text = f"trained ({record.max_iter} it)"
+    elif record.status == "reused":
+        text = f"reused (trained in {format_seconds(record.train_s)})"
+    elif record.status == "evaluated":
         return "evaluated (no training)"
-    return record.status
+    else:
+        return record.status
+    # With a validation split: was the curve flat at the end, and which model was tested.
+    val = record.validation or {}
+    if val.get("text"):
+        text += f"; {val['text']}"
+    if str(val.get("evaluated") or "").startswith("best"):
+        text += f"; tested: {val['evaluated']} model"
+    return text
 
 
 def task_table(
@@ -326,6 +334,7 @@ def write_report(
                     "wall_s": r.wall_s,
                     "train_s": r.train_s,
                     "output_dir": r.output_dir,
+                    "validation": dict(r.validation),
                 }
                 for r in records
                 if get_method(r.name, tuple(methods)).task == task.key
