@@ -33,6 +33,7 @@ from meshrecon.ops import (
 )
 from meshrecon.render.cameras import camera_to_opengl, camera_to_opengl_points, opengl_to_camera
 from meshrecon.structures import Meshes
+from meshrecon.structures.utils import packed_to_item_idx
 
 __all__ = [
     "ShapeNetRefinementHead",
@@ -337,11 +338,7 @@ class VoxMeshHead(ShapeNetRefinementHead):
             verts, faces, num_verts, num_faces = cubify_packed(
                 probs, self.cubify_thresh, align=self.cubify_align
             )
-            owner = torch.repeat_interleave(
-                torch.arange(probs.shape[0], device=probs.device),
-                num_verts,
-                output_size=verts.shape[0],
-            )
+            owner = packed_to_item_idx(num_verts, verts.shape[0])
             index = (verts + 1.0) * (0.5 * (V - 1))
             # K[owner].T is (4, sum V_n): each vertex is mapped with its own view's intrinsics.
             verts = frustum_voxel_coords_to_camera(
