@@ -94,3 +94,12 @@ def test_meshrcnn_onnx(tmp_path):
     for name in ("backbone", "box_head"):
         onnx.checker.check_model(onnx.load(str(tmp_path / f"{name}.onnx")))
         assert "max_abs_diff" in info["programs"][name] or "check" in info["programs"][name]
+
+
+def test_torchscript_fallback_refuses_voxmesh(tmp_path, monkeypatch):
+    import meshrecon.export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "_onnx_available", lambda: (False, "TorchScript-based"))
+    cfg, model = _model("voxmesh")
+    with pytest.raises(RuntimeError, match="needs the dynamo-based ONNX exporter"):
+        export_model(model, cfg, tmp_path, "onnx", image_size=SIZE)

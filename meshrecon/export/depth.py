@@ -31,6 +31,8 @@ class DepthProgram(nn.Module):
         if not isinstance(model, DepthEstimator):
             raise ValueError(f"expected a DepthEstimator, got {type(model).__name__}")
         self.model = model.eval()
+        # The wrapper too: an exporter that re-applies its mode must not train the model.
+        self.eval()
 
     @property
     def output_names(self) -> list[str]:

@@ -22,7 +22,7 @@ from torch import nn
 from meshrecon.modeling.meta_arch.depth import DepthEstimator
 from meshrecon.modeling.meta_arch.rcnn import GeneralizedRCNN
 from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor
-from meshrecon.structures import Boxes
+from meshrecon.structures import Boxes, Meshes
 
 from .depth import DepthProgram
 from .mesh_tensors import meshes_to_tensors
@@ -104,8 +104,6 @@ def _single_view_spec(model: SingleViewReconstructor, image_size) -> ProgramSpec
         if "voxels" in outs[0]:
             ref["voxels"] = torch.stack([o["voxels"] for o in outs])
         if "mesh" in outs[0]:
-            from meshrecon.structures import Meshes
-
             meshes = Meshes(verts=[o["mesh"][0] for o in outs], faces=[o["mesh"][1] for o in outs])
             ref.update(meshes_to_tensors(meshes))
         if "points" in outs[0]:
@@ -182,21 +180,25 @@ def _rcnn_specs(model: GeneralizedRCNN, cfg, image_size) -> list[ProgramSpec]:
     box_maps = box.in_features
 
     def make_box_inputs(n: int) -> tuple[torch.Tensor, ...]:
-        # The maps of real images and a spread of box sizes, so every pyramid level gets boxes.
-        images = _random_images(1, size)
+        # The maps of two images and n rois over both, sorted by image as the pooler's format
+        # is, with a spread of sizes so that every pyramid level gets some.
+        images = _random_images(2, size)
         with torch.no_grad():
-            feats = model.backbone(model.preprocess_image([{"image": images[0]}]).tensor)
+            batch = model.preprocess_image([{"image": im} for im in images])
+            feats = model.backbone(batch.tensor)
         H, W = size
         xy = torch.rand(n, 2) * torch.tensor([W * 0.7, H * 0.7])
         wh = torch.exp(torch.linspace(2.5, 5.5, n))[torch.randperm(n)][:, None].expand(n, 2)
-        rois = torch.cat([torch.zeros(n, 1), xy, xy + wh.clamp(max=min(H, W) * 0.3)], 1)
+        image_idx = (torch.arange(n) >= n // 2).float()[:, None]
+        rois = torch.cat([image_idx, xy, xy + wh.clamp(max=min(H, W) * 0.3)], 1)
         return (*[feats[f].contiguous() for f in box_maps], rois)
 
     def box_reference(*args: torch.Tensor) -> dict[str, torch.Tensor]:
         *maps, rois = args
         heads = model.roi_heads
+        per_image = [Boxes(rois[rois[:, 0] == i, 1:]) for i in range(maps[0].shape[0])]
         with torch.no_grad():
-            pooled = heads.box_pooler(list(maps), [Boxes(rois[:, 1:])])
+            pooled = heads.box_pooler(list(maps), per_image)
             logits, deltas = heads.box_predictor(heads.box_head(pooled))
         return {"class_logits": logits, "box_deltas": deltas}
 
@@ -220,13 +222,15 @@ def _rcnn_specs(model: GeneralizedRCNN, cfg, image_size) -> list[ProgramSpec]:
             box,
             make_box_inputs,
             [f"features_{f}" for f in box_maps] + ["rois"],
-            [{} for _ in box_maps] + [{0: "num_rois"}],
+            [{0: "images", 2: f"{f}_height", 3: f"{f}_width"} for f in box_maps]
+            + [{0: "num_rois"}],
             box_reference,
             [
-                "the number of rois is dynamic; the feature maps' sizes are fixed at the "
-                "exported image size (their batch at 1: rois index images of that batch)",
+                "the number of rois, the batch and the maps' sizes are dynamic; the outputs "
+                "follow the rois' order",
                 "needs torchvision's operators at load time (torchvision::roi_align)",
             ],
+            bounds={f"{f}_{d}": (2, 4096) for f in box_maps for d in ("height", "width")},
         ),
     ]
 
@@ -346,6 +350,12 @@ def export_onnx(spec: ProgramSpec, inputs: Sequence[torch.Tensor], path: Path) -
         )
         program.save(str(path))
         return how
+    if getattr(spec.module, "data_dependent_sizes", False):
+        # Tracing records .item() results (the largest mesh) as constants: a wrong graph.
+        raise RuntimeError(
+            f"{type(spec.module.model).__name__} with data-dependent mesh sizes (VoxMesh) needs "
+            "the dynamo-based ONNX exporter: pip install onnx onnxscript"
+        )
     axes = {
         name: {axis: dim for axis, dim in dyn.items()}
         for name, dyn in zip(spec.input_names, spec.dynamic)
@@ -473,6 +483,8 @@ def run_exported(
     except ImportError:
         return None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {name: t.numpy() for name, t in zip(input_names, inputs)}
+    # The TorchScript-based exporter drops inputs that the graph does not use (PSGN's K).
+    wanted = {i.name for i in session.get_inputs()}
+    feed = {name: t.numpy() for name, t in zip(input_names, inputs) if name in wanted}
     names = [o.name for o in session.get_outputs()]
     return {n: torch.from_numpy(v) for n, v in zip(names, session.run(names, feed))}

@@ -64,6 +64,7 @@ class RCNNBackboneProgram(nn.Module):
         self.feature_names = list(model.backbone.output_shape())
         self.rpn_features = list(model.proposal_generator.in_features)
         self.size_divisibility = int(getattr(model.backbone, "size_divisibility", 0))
+        self.eval()  # an exporter that re-applies the wrapper's mode must not train the model
 
     @property
     def output_names(self) -> list[str]:
@@ -109,6 +110,7 @@ class RCNNBoxHeadProgram(nn.Module):
         self.model = model.eval()
         roi_heads = model.roi_heads
         self.in_features = list(roi_heads.box_in_features)
+        self.eval()
 
     @property
     def output_names(self) -> list[str]:

@@ -68,6 +68,8 @@ class SingleViewProgram(nn.Module):
             mesh_head, (VoxMeshHead, SphereInitHead)
         ):
             raise ValueError(f"mesh head {type(mesh_head).__name__} cannot be exported")
+        # VoxMesh's cubified meshes have sizes known only at run time.
+        self.data_dependent_sizes = isinstance(mesh_head, VoxMeshHead)
         self.topology: MeshTopology | None = None
         # (V, 3) initial vertices of the sphere / ellipsoid heads.
         self.register_buffer("template", None, persistent=False)
@@ -78,6 +80,8 @@ class SingleViewProgram(nn.Module):
             self._set_template(template, subdivisions)
         elif isinstance(mesh_head, Pixel2MeshGResNetHead):
             self._set_template(mesh_head.initial_meshes(1), len(mesh_head.blocks) - 1)
+        # The wrapper too: an exporter that re-applies its mode must not train the model.
+        self.eval()
 
     def _set_template(self, template: Meshes, subdivisions: int) -> None:
         self.topology = MeshTopology(template, subdivisions)
