@@ -24,8 +24,9 @@ from meshrecon.export import (
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 
-# Mesh heads take long to export to ONNX (the graph is translated op by op).
-SLOW = ("sphereinit", "voxmesh")
+# ONNX export is slow (the graph is translated op by op): the default run keeps the depth
+# network (the cheapest), the rest run with -m slow.
+SLOW = ("psgn", "sphereinit", "voxmesh")
 
 
 @pytest.mark.parametrize(
@@ -61,6 +62,7 @@ def test_onnx_export(name, tmp_path):
     compare_outputs(got, eager_outputs(spec, inputs), *TOLERANCES["onnx"])
 
 
+@pytest.mark.slow
 def test_torchscript_fallback_without_onnxscript(tmp_path, monkeypatch):
     """Without onnxscript the TorchScript-based exporter writes the file (PSGN)."""
     import meshrecon.export.exporter as exporter
