@@ -142,6 +142,13 @@ def test_exported_program_matches_eager(name, out_root):
     if name in DEPTH_CASES:
         cases.append((torch.rand(2, 3, 90, 131) * 255,))
         assert entry["inputs"][0]["shape"] == ["batch", 3, "height", "width"]
+        assert entry["outputs"][0] == {
+            "name": "depth",
+            "shape": ["batch", "height", "width"],
+            "dtype": "float32",
+        }
+    else:
+        assert all(o["shape"][0] == "batch" for o in entry["outputs"])
     for args in cases:
         got = run_exported(out / "model.pt2", args, spec.input_names)
         compare_outputs(got, eager_outputs(spec, args), rtol, atol)
@@ -152,6 +159,10 @@ def test_voxmesh_meshes_have_data_dependent_sizes(out_root):
     torch.manual_seed(2)
     images, K = spec.make_inputs(4)
     got = run_exported(out / "model.pt2", (images, K), spec.input_names)
+    # export_info.json: the largest mesh is a size known only at run time (an unbacked "u").
+    shapes = {o["name"]: o["shape"] for o in info["programs"]["model"]["outputs"]}
+    assert shapes["mesh_verts"][0] == "batch" and shapes["mesh_verts"][1].startswith("u")
+    assert shapes["mesh_verts"][2] == 3 and shapes["mesh_num_faces"] == ["batch"]
     counts = got["mesh_num_verts"].tolist()
     assert len(set(counts)) > 1, counts  # different sizes in one batch
     with torch.no_grad():

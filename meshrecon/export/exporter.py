@@ -335,8 +335,12 @@ def _onnx_available() -> tuple[bool, str]:
     return True, "the dynamo-based exporter (torch.onnx.export(dynamo=True))"
 
 
-def export_onnx(spec: ProgramSpec, inputs: Sequence[torch.Tensor], path: Path) -> str:
-    """Write ``path`` with ``torch.onnx.export``; return which exporter was used."""
+def export_onnx(spec: ProgramSpec, inputs: Sequence[torch.Tensor], path: Path):
+    """Write ``path`` with ``torch.onnx.export``.
+
+    Returns:
+        ``(which exporter was used, the ExportedProgram it converted or None)``.
+    """
     dynamo, how = _onnx_available()
     if dynamo:
         ep = export_torch(spec, inputs)
@@ -349,7 +353,7 @@ def export_onnx(spec: ProgramSpec, inputs: Sequence[torch.Tensor], path: Path) -
             external_data=False,
         )
         program.save(str(path))
-        return how
+        return how, ep
     if getattr(spec.module, "data_dependent_sizes", False):
         # Tracing records .item() results (the largest mesh) as constants: a wrong graph.
         raise RuntimeError(
@@ -369,7 +373,25 @@ def export_onnx(spec: ProgramSpec, inputs: Sequence[torch.Tensor], path: Path) -
         dynamic_axes=axes,
         dynamo=False,
     )
-    return how
+    return how, None
+
+
+def _symbolic_outputs(ep, spec: ProgramSpec) -> list[dict]:
+    """Outputs with their symbolic shapes: input dimensions by name (``batch``), sizes known
+    only at run time as the tracer's ``u<k>`` symbols (e.g. VoxMesh's largest mesh)."""
+    names: dict[str, str] = {}
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    for node_name, dyn in zip(ep.graph_signature.user_inputs, spec.dynamic):
+        shape = placeholders[node_name].meta["val"].shape
+        for axis, dim_name in dyn.items():
+            names[str(shape[axis])] = dim_name
+    output = next(n for n in ep.graph.nodes if n.op == "output")
+    rows = []
+    for name, node in zip(spec.output_names, output.args[0]):
+        val = node.meta["val"]
+        shape = [d if isinstance(d, int) else names.get(str(d), str(d)) for d in val.shape]
+        rows.append({"name": name, "shape": shape, "dtype": str(val.dtype).replace("torch.", "")})
+    return rows
 
 
 def _describe(tensors: Sequence[torch.Tensor], names: Sequence[str], dynamic=None) -> list[dict]:
@@ -448,7 +470,7 @@ def export_model(
             torch.export.save(ep, str(path))
         else:
             path = out_dir / f"{spec.name}.onnx"
-            entry["exporter"] = export_onnx(spec, inputs, path)
+            entry["exporter"], ep = export_onnx(spec, inputs, path)
         entry["file"] = path.name
         entry["export_seconds"] = round(time.perf_counter() - start, 2)
         entry["inputs"] = _describe(inputs, spec.input_names, spec.dynamic)
@@ -461,9 +483,12 @@ def export_model(
             else:
                 entry["max_abs_diff"] = compare_outputs(got, want, rtol, atol)
                 entry["check_batch_size"] = check_batch_size
-        with torch.no_grad():
-            example = spec.module(*inputs)
-        entry["outputs"] = _describe(list(example.values()), list(example))
+        if ep is not None:
+            entry["outputs"] = _symbolic_outputs(ep, spec)
+        else:
+            with torch.no_grad():
+                example = spec.module(*inputs)
+            entry["outputs"] = _describe(list(example.values()), list(example))
         info["programs"][spec.name] = entry
         logger.info("exported %s in %.1f s", path, entry["export_seconds"])
     (out_dir / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
