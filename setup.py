@@ -52,6 +52,17 @@ setup(
     extras_require={
         # playwright drives the system's Chromium in the report's browser test (no browser
         # download: the test passes the Chromium it finds as executable_path).
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff==0.17.6", "playwright>=1.40"],
+        # wandb (the optional W&B writer) and onnx / onnxscript / onnxruntime (ONNX export and
+        # its numerical check) are optional at run time; the tests of those paths need them.
+        "dev": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "ruff==0.17.6",
+            "playwright>=1.40",
+            "wandb>=0.17",
+            "onnx>=1.16",
+            "onnxscript>=0.1",
+            "onnxruntime>=1.18",
+        ],
     },
 )

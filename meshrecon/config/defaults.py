@@ -591,6 +591,20 @@ _C.FLOAT32_PRECISION = ""
 # Write visualizations of training samples every this many iterations (0: never).
 _C.VIS_PERIOD = 0
 
+# Weights & Biases logging beside TensorBoard and metrics.json (main process only). Needs the
+# optional package wandb; ENABLED with wandb missing is an error at the start of training.
+_C.WANDB = CN()
+_C.WANDB.ENABLED = False
+_C.WANDB.PROJECT = "meshrecon"
+# Team or user; empty: wandb's default entity.
+_C.WANDB.ENTITY = ""
+# Run name; empty: the last component of OUTPUT_DIR.
+_C.WANDB.NAME = ""
+# "online", "offline" (files under OUTPUT_DIR/wandb, upload later with `wandb sync`) or
+# "disabled"; empty: wandb's default (the WANDB_MODE environment variable, else online).
+_C.WANDB.MODE = ""
+_C.WANDB.TAGS = []
+
 # Scratch space for experiments that need a value without a proper key (Detectron2 compat).
 _C.GLOBAL = CN()
 _C.GLOBAL.HACK = 1.0

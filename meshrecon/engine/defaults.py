@@ -183,14 +183,47 @@ def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
         torch.set_float32_matmul_precision(precision)
 
 
-def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventWriter]:
-    """Return the usual writers: console (with ETA), ``metrics.json`` and TensorBoard."""
+def default_writers(output_dir: str, max_iter: int | None = None, cfg=None) -> list[EventWriter]:
+    """Return the usual writers: console (with ETA), ``metrics.json`` and TensorBoard.
+
+    With a ``cfg`` whose ``WANDB.ENABLED`` is True, the main process also gets a
+    :class:`~meshrecon.utils.events.WandbWriter` (the run's config attached, files under
+    ``output_dir``).
+    """
     _PATH_MANAGER.mkdirs(output_dir)
-    return [
+    writers: list[EventWriter] = [
         CommonMetricPrinter(max_iter),
         JSONWriter(os.path.join(output_dir, "metrics.json")),
         TensorboardXWriter(output_dir),
     ]
+    if cfg is not None and cfg.WANDB.ENABLED and comm.is_main_process():
+        writers.append(build_wandb_writer(cfg, output_dir))
+    return writers
+
+
+def _plain_config(node: Any) -> Any:
+    """A config (``CfgNode``, a dict subclass) as plain nested dicts and lists."""
+    if isinstance(node, dict):
+        return {str(k): _plain_config(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain_config(v) for v in node]
+    return node
+
+
+def build_wandb_writer(cfg, output_dir: str) -> EventWriter:
+    """Return the :class:`~meshrecon.utils.events.WandbWriter` that ``cfg.WANDB`` describes."""
+    from ..utils.events import WandbWriter
+
+    w = cfg.WANDB
+    return WandbWriter(
+        w.PROJECT,
+        config=_plain_config(cfg),
+        name=w.NAME or os.path.basename(os.path.normpath(output_dir)),
+        entity=w.ENTITY,
+        mode=w.MODE,
+        tags=list(w.TAGS),
+        log_dir=output_dir,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -529,7 +562,7 @@ class DefaultTrainer(TrainerBase):
 
     def build_writers(self) -> list[EventWriter]:
         """Return the writers of the main process (see :func:`default_writers`)."""
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.cfg)
 
     def train(self) -> dict[str, Any] | None:
         """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results.

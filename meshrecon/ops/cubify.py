@@ -167,9 +167,9 @@ def _cubify_impl(
     lattice_xyz = torch.stack((grid_x, grid_y, grid_z), dim=-1).view(L, 3)
     verts = lattice_xyz.index_select(0, used.view(-1).nonzero().squeeze(1).remainder_(L))
 
-    # The quads are sorted by cell, so each mesh's count is a difference of sorted positions.
-    bounds = torch.arange(N + 1, device=device) * (H * W * D * 6)
-    num_faces = torch.diff(torch.searchsorted(quads_sorted, bounds)) * 2
+    # Two triangles per exposed quad. (A count of the mask rather than a search in the sorted
+    # quads: ONNX has no searchsorted, and exported VoxMesh programs go through here.)
+    num_faces = exposed.view(N, -1).sum(1) * 2
     return verts, faces, num_verts, num_faces, cells
 
 

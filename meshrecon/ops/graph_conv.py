@@ -277,6 +277,11 @@ def gather_scatter(
         ValueError: if the shapes, dtypes or devices are wrong or an index is out of range.
     """
     _check_gather_scatter_args(input, edges)
+    if torch.compiler.is_exporting():
+        # torch.export traces neither sparse CSR tensors nor the bounds check (it reads the
+        # edge values); the exported graph takes the index_add_ path, whose result is the same.
+        dst, src = _message_indices(edges, directed)
+        return input.new_zeros(input.shape).index_add(0, dst, input.index_select(0, src))
     if input.dtype in _CSR_DTYPES and input.shape[0] > 0:
         adjacency, transposed = _adjacency_pair(edges, input.shape[0], directed, input.dtype)
         return _GatherScatterCSR.apply(input, adjacency, transposed)

@@ -18,6 +18,7 @@ __all__ = [
     "packed_to_list",
     "padded_to_list",
     "padded_to_packed",
+    "packed_to_item_idx",
 ]
 
 
@@ -342,3 +343,22 @@ class _BatchStructure:
     def cuda(self):
         """The batch on the current CUDA device."""
         return self.to("cuda")
+
+
+def packed_to_item_idx(counts: torch.Tensor, total: int | torch.SymInt) -> torch.Tensor:
+    """Return the item of each packed row: (total,) int64, item n repeated ``counts[n]`` times.
+
+    ``torch.repeat_interleave(arange(N), counts)`` without its ``output_size`` argument, which
+    ONNX exporters do not take: a one where every item ends, summed cumulatively. Not a PyTorch3D
+    function (``Meshes.verts_packed_to_mesh_idx`` is its analogue).
+
+    Args:
+        counts: (N,) int64 sizes of the items (>= 0; empty items own no row).
+        total: ``counts.sum()``, the number of packed rows (may be a symbolic size).
+    """
+    # A one at the end of every item (one row past the last: no slice of N - 1 items, which
+    # would make torch.export specialize a symbolic N).
+    ends = torch.cumsum(counts, 0)
+    marks = torch.zeros(total + 1, dtype=torch.int64, device=counts.device)
+    marks = marks.index_add(0, ends, torch.ones_like(ends))
+    return torch.cumsum(marks, 0)[:total]

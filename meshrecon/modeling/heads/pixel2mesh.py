@@ -112,9 +112,20 @@ def unpool(meshes: Meshes, feats: torch.Tensor | None = None):
     return SubdivideMeshes()(meshes, feats)
 
 
+def _vertex_degrees(edges: torch.Tensor, num_verts: int) -> torch.Tensor:
+    """(num_verts,) int64 count of the edges at each vertex, at least 1.
+
+    ``bincount`` would give the same counts, but its output size depends on the values, which
+    ``torch.export`` cannot trace; a scatter into ``num_verts`` slots has a known size.
+    """
+    flat = edges.flatten().long()
+    deg = torch.zeros(num_verts, dtype=torch.int64, device=edges.device)
+    return deg.scatter_add(0, flat, torch.ones_like(flat)).clamp(min=1)
+
+
 def laplacian_coordinates(verts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """``delta_i = v_i - mean_{j in N(i)} v_j`` for packed (V, 3) verts and (E, 2) edges."""
-    deg = torch.bincount(edges.flatten(), minlength=verts.shape[0]).clamp(min=1)
+    deg = _vertex_degrees(edges, verts.shape[0])
     return verts - gather_scatter(verts, edges) / deg[:, None].to(verts.dtype)
 
 
@@ -133,7 +144,7 @@ class P2MGraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """(V, input_dim) packed features, (E, 2) edges -> (V, output_dim)."""
-        deg = torch.bincount(edges.flatten(), minlength=x.shape[0]).clamp(min=1)
+        deg = _vertex_degrees(edges, x.shape[0])
         neigh = gather_scatter(self.w1(x), edges) / deg[:, None].to(x.dtype)
         return self.w0(x) + neigh
 
