@@ -117,7 +117,10 @@ def _cubify_impl(
     # it, a finite answer to an undefined occupancy, e.g. from a diverged voxel head.
     if isinstance(thresh, float) and math.isnan(thresh):
         raise ValueError("thresh is NaN")
-    if voxels.is_floating_point() and bool(torch.isnan(voxels).any()):
+    # (Not while torch.export traces: a value-dependent branch cannot be exported, and an
+    # exported program's caller owns its inputs.)
+    exporting = torch.compiler.is_exporting()
+    if voxels.is_floating_point() and not exporting and bool(torch.isnan(voxels).any()):
         grids = torch.isnan(voxels).flatten(1).any(1).nonzero()[:, 0].tolist()
         raise ValueError(f"voxels hold NaN occupancies (grid(s) {grids}); cannot cubify them")
 
