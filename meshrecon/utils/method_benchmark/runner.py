@@ -343,7 +343,7 @@ def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None)
 
 def _run_train_net(
     plan: MethodPlan,
-    train_script: str,
+    train_script: str | Sequence[str],
     log_path: str,
     threads: int,
     eval_only: bool,
@@ -352,7 +352,11 @@ def _run_train_net(
     desc: str,
     total: int | None,
 ) -> tuple[int, float]:
-    cmd = [sys.executable, train_script, "--config-file", plan.config_file]
+    if isinstance(train_script, str):
+        cmd = [sys.executable, train_script]
+    else:
+        cmd = list(train_script)
+    cmd += ["--config-file", plan.config_file]
     if eval_only:
         cmd.append("--eval-only")
     cmd += [*overrides, "OUTPUT_DIR", output_dir]
@@ -384,7 +388,7 @@ def _log_tail(path: str, lines: int = 15) -> str:
 def run_plan(
     plan: MethodPlan,
     *,
-    train_script: str,
+    train_script: str | Sequence[str],
     logs_dir: str,
     threads: int = 1,
     retrain: bool = False,
@@ -393,7 +397,8 @@ def run_plan(
     """Train (or reuse) and evaluate one method; return its record.
 
     Args:
-        train_script: path of ``tools/train_net.py``.
+        train_script: path of ``tools/train_net.py``, or the command that trains (e.g.
+            ``[sys.executable, "-m", "meshrecon", "train"]``); the config and overrides follow.
         logs_dir: where ``<name>.log`` (the process's output) goes.
         threads: ``OMP_NUM_THREADS`` of the process.
         retrain: train even when a finished identical run exists.
