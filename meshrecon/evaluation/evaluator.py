@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..utils import comm
+from ..utils.progress import progress_bar
 
 __all__ = [
     "DatasetEvaluator",
@@ -176,7 +176,7 @@ def inference_on_dataset(
     compute_time = 0.0
     num_timed = 0
     num_images = 0
-    progress = tqdm(
+    progress = progress_bar(
         total=total,
         desc="inference",
         disable=not (show_progress and comm.is_main_process()),

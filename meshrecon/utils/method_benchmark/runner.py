@@ -311,9 +311,9 @@ _INFER_RE = re.compile(r"inference:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
 def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
     """Show a progress bar fed by the child's log until it exits."""
-    from tqdm import tqdm
+    from meshrecon.utils.progress import progress_bar
 
-    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
     phase = "train"
     try:
         while proc.poll() is None:
