@@ -509,12 +509,15 @@ class DefaultTrainer(TrainerBase):
                     continue
             results[name] = inference_on_dataset(model, data_loader, evaluator)
             if comm.is_main_process():
-                logger.info("Evaluation results for %s in csv format:", name)
-                print_csv_format(results[name])
+                # An evaluator that logged its own tables has said it all on the console; the
+                # raw numbers still go to the log file (and results.json).
+                tables = not getattr(evaluator, "logs_own_tables", False)
+                print_csv_format(results[name], tables=tables)
                 if cfg.OUTPUT_DIR:
-                    write_results_json(
+                    path = write_results_json(
                         results[name], os.path.join(cfg.OUTPUT_DIR, "inference", name)
                     )
+                    logger.info("Metrics of %s written to %s", name, path)
         if len(results) == 1:
             return next(iter(results.values()))
         return results
