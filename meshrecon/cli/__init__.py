@@ -66,6 +66,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "meshrecon.cli.visualize_data",
         "draw records of a registered dataset (images, boxes, masks, meshes, voxels, depth)",
     ),
+    "zoo": Subcommand(
+        "meshrecon.cli.zoo", "list the shipped configs and their weights (cached or not)"
+    ),
     # "render-shapes" and "export" register here the same way when their modules exist.
 }
 

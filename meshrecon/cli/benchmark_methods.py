@@ -1,18 +1,12 @@
-#!/usr/bin/env python
-"""Train and evaluate every method on the synthetic benchmark and write one comparison report.
+"""``meshrecon benchmark``: train and evaluate every method on the synthetic benchmark; one report.
 
-    python tools/benchmark_methods.py --preset quickstart          # ~4 min on 2 idle CPU cores
-    python tools/benchmark_methods.py                              # every method, config sizes
-    python tools/benchmark_methods.py --methods psgn,sphereinit --iter-scale 0.25
-    python tools/benchmark_methods.py --iters meshrcnn_R18_FPN=2000 --retrain
-    python tools/benchmark_methods.py --real                       # also real datasets present
+    meshrecon benchmark --preset quickstart          # ~4 min on 2 idle CPU cores
+    meshrecon benchmark                              # every method, config sizes
+    meshrecon benchmark --methods psgn,sphereinit --iter-scale 0.25
+    meshrecon benchmark --iters meshrcnn_R18_FPN=2000 --retrain
+    meshrecon benchmark --real                       # also the real datasets present
 
-Each method trains in its own ``tools/train_net.py`` process (``OMP_NUM_THREADS=--threads``)
-and is evaluated on its task's test split. A run folder that already holds ``model_final.pth``
-trained with the identical config is reused (``--retrain`` forces training). The report folder
-(``--output``) gets ``report.html`` (static, works offline), ``report.md``, ``report.json``,
-``figures/`` (training curves, gallery grids), ``gallery/`` and ``meshes/`` (OBJ/PLY/GLB), and
-the tables are printed at the end.
+In a clone, ``python tools/benchmark_methods.py ARGS`` is the same command.
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ import torch
 import meshrecon
 import meshrecon.data.datasets  # noqa: F401  (registers the datasets)
 import meshrecon.modeling  # noqa: F401  (registers the models)
+from meshrecon.utils.logger import setup_logger
 from meshrecon.utils.method_benchmark.gallery import build_gallery
 from meshrecon.utils.method_benchmark.methods import METHODS, TASKS, real_variants
 from meshrecon.utils.method_benchmark.report import format_seconds, write_report
@@ -38,6 +33,22 @@ from meshrecon.utils.method_benchmark.runner import (
     prepare_datasets,
     run_plan,
 )
+
+_EPILOG = """\
+Each method trains in its own 'meshrecon train' process (OMP_NUM_THREADS=--threads) and is
+evaluated on its task's test split. A run folder that already holds model_final.pth trained
+with the identical config is reused (--retrain forces training).
+
+what it writes:
+  --runs-dir/<method>/ (or each config's OUTPUT_DIR, e.g. ./output/synthetic_voxmesh):
+      the runs, as 'meshrecon train' writes them (checkpoints, log.txt, metrics.json,
+      inference/<dataset>/results.json)
+  --output (default ./output/benchmark, ./output/quickstart for --preset quickstart):
+      report.html (static, works offline), report.md, report.json, figures/ (training
+      curves, gallery grids), gallery/ and meshes/ (OBJ / PLY / GLB), logs/<method>.log
+  $MESHRECON_DATASETS/synthetic (default ./datasets): the synthetic splits, generated once
+The tables are printed at the end.
+"""
 
 # Each method trains in its own process of this interpreter: `meshrecon train`.
 TRAIN_COMMAND = (sys.executable, "-m", "meshrecon", "train")
@@ -117,6 +128,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _program_name() -> str:
+    """How this command was started: "meshrecon benchmark" or "python tools/...py"."""
+    prog = sys.argv[0]
+    return prog if prog.startswith(("meshrecon", "python")) else f"python {prog}"
+
+
 def _parse_iters(text: str | dict, names: list[str]) -> dict[str, int]:
     if isinstance(text, dict):
         return dict(text)
@@ -133,7 +150,10 @@ def _parse_iters(text: str | dict, names: list[str]) -> dict[str, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description="Train and evaluate every method on the synthetic benchmark and write one "
+        "comparison report.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", default="default", choices=sorted(PRESETS))
     p.add_argument("--methods", default="", help="comma-separated method names (default: all)")
@@ -223,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[benchmark] skipping {r.name}: {r.reason}")
     print(f"[benchmark] {len(plans)} method(s): {', '.join(p.spec.name for p in plans)}")
     print("[benchmark] preparing the datasets (generated once, then cached)")
+    # The data layer says when it generates a split, and why (parameters, cache key).
+    setup_logger(name="meshrecon.data")
     prepare_datasets(plans)
 
     logs_dir = os.path.join(output, "logs")
@@ -275,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             + (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
             "threads per run": threads,
             "wall time of this report": format_seconds(total),
-            "command": "python tools/benchmark_methods.py " + " ".join(argv or sys.argv[1:]),
+            "command": " ".join([_program_name(), *(argv or sys.argv[1:])]),
         },
     }
     if args.real:

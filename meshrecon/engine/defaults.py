@@ -288,7 +288,8 @@ class DefaultTrainer(TrainerBase):
     It builds the model, optimizer, scheduler and loaders from the config (each through an
     overridable ``build_*`` classmethod), wraps the model in DDP when distributed, checkpoints
     to ``OUTPUT_DIR`` (model, optimizer, scheduler, AMP scaler and data-sampler seed), and
-    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end. Typical use::
+    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end (unless
+    ``TEST.EVAL_AFTER_TRAIN`` is off). Typical use::
 
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
@@ -401,8 +402,14 @@ class DefaultTrainer(TrainerBase):
             trainer._last_eval_results = trainer.test(trainer.cfg, trainer.model)
             return trainer._last_eval_results
 
-        if len(cfg.DATASETS.TEST):
-            result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+        if len(cfg.DATASETS.TEST) and (cfg.TEST.EVAL_PERIOD > 0 or cfg.TEST.EVAL_AFTER_TRAIN):
+            result.append(
+                hooks.EvalHook(
+                    cfg.TEST.EVAL_PERIOD,
+                    test_and_save_results,
+                    eval_after_train=cfg.TEST.EVAL_AFTER_TRAIN,
+                )
+            )
         if comm.is_main_process():
             result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return result
