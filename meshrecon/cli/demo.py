@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Run a Mesh R-CNN model on one image: per-object OBJ meshes, detections and a mesh overlay.
 
-    python tools/demo.py --config-file configs/synthetic/meshrcnn_R18_FPN.yaml \\
+    meshrecon demo --config-file synthetic/meshrcnn_R18_FPN.yaml \\
         --input image.png --output demo_out MODEL.WEIGHTS output/.../model_final.pth
 
 Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at least
@@ -10,6 +9,11 @@ Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at
 the image). The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels
 (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
 the predicted dz fixes each object's extent in depth relative to that centre.
+
+A single-view model (MODEL.META_ARCHITECTURE SingleViewReconstructor) writes instead, to
+``--output``: ``<stem>_mesh.obj``, ``<stem>_points.ply`` and ``<stem>_voxels.pt`` (those it
+predicts, in the camera frame) and ``<stem>_views.png`` (the prediction over the image, then
+turned by 90, 180 and 270 degrees).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PIL import Image, ImageDraw
 import meshrecon.data.datasets  # noqa: F401  (dataset metadata: class names)
 import meshrecon.modeling  # noqa: F401
 from meshrecon.checkpoint import Checkpointer
+from meshrecon.cli.common import CONFIG_FILE_HELP, resolve_config_file
 from meshrecon.config import get_cfg
 from meshrecon.data import MeshRCNNMapper
 from meshrecon.data.catalog import MetadataCatalog
@@ -85,8 +90,12 @@ def draw_detections(image_rgb: np.ndarray, inst, class_names: list[str]) -> Imag
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config-file", required=True)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-file", required=True, help=CONFIG_FILE_HELP)
     parser.add_argument("--input", required=True, help="an image file")
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum detection score")
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(resolve_config_file(args.config_file))
     cfg.merge_from_list(args.opts or [])
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()

@@ -1,12 +1,15 @@
-#!/usr/bin/env python
 """Draw samples of a registered dataset as PNGs, to check what a model will be trained on.
 
-    python tools/visualize_data.py synthetic_pix3d_train --num 4 --output-dir vis/
-    python tools/visualize_data.py pix3d_s1_train --indices 0 10 20
+    meshrecon visualize synthetic_pix3d_train --num 4 --output-dir vis/
+    meshrecon visualize pix3d_s1_train --indices 0 10 20
 
-Each record becomes one PNG. Detection records (Pix3D): the image with boxes, class names and
-masks; every object's mesh projected into the image as a wireframe with its R, t and K; the first
-object's voxels as three max-projections. View records (ShapeNet): the view, its mesh
+Each record becomes one PNG, ``<output-dir>/<dataset>_<index>.png`` (default output-dir:
+./vis); their paths are printed. A synthetic dataset is generated first if it is not cached
+yet (under $MESHRECON_DATASETS, default ./datasets).
+
+Detection records (Pix3D): the image with boxes, class names and masks; every object's mesh
+projected into the image as a wireframe with its R, t and K; the first object's voxels as
+three max-projections. View records (ShapeNet): the view, its mesh
 wireframe, its depth in colour when there is one, and the voxel grid. Depth records (NYU,
 KITTI): the image and its depth in colour.
 """
@@ -186,7 +189,11 @@ def visualize(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("dataset", help="a registered dataset name, e.g. synthetic_pix3d_train")
     parser.add_argument("--output-dir", default="vis", help="where the PNGs go")
     parser.add_argument("--num", type=int, default=4, help="records to draw, spread evenly")
