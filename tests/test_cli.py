@@ -60,6 +60,11 @@ def test_config_file_is_a_path_or_a_shipped_name(tmp_path, monkeypatch):
     assert resolve_config_file(str(own)) == str(own)
     with pytest.raises(FileNotFoundError, match="did you mean synthetic/voxmesh.yaml"):
         resolve_config_file("synthetic/voxmseh.yaml")
+    with pytest.raises(FileNotFoundError, match="mean shapenet/psgn.yaml or synthetic/psgn.yaml"):
+        resolve_config_file("psgn")  # the folder left out: every shipped file of that name
+    with pytest.raises(FileNotFoundError) as err:
+        resolve_config_file("nope.yaml")
+    assert "did you mean" not in str(err.value)
 
 
 def test_train_rejects_unknown_config_and_contradictory_flags(capsys):

@@ -32,7 +32,9 @@ def resolve_config_file(name: str) -> str:
         rel += ".yaml"
     if rel in list_configs():
         return get_config_file(rel)
-    close = difflib.get_close_matches(rel, list_configs(), n=3, cutoff=0.5)
+    # "voxmesh" or "my/voxmesh.yaml": the shipped files of that name; else similar names.
+    close = [c for c in list_configs() if os.path.basename(c) == os.path.basename(rel)]
+    close = close or difflib.get_close_matches(rel, list_configs(), n=3, cutoff=0.7)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise FileNotFoundError(
         f"config {name!r} is neither a file nor a config shipped with meshrecon{hint} "

@@ -103,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=float, default=3.0, help="depth of object centres")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE overrides")
     args = parser.parse_args(argv)
+    try:
+        config_file = resolve_config_file(args.config_file)
+    except FileNotFoundError as err:
+        parser.error(str(err))
 
     cfg = get_cfg()
-    cfg.merge_from_file(resolve_config_file(args.config_file))
+    cfg.merge_from_file(config_file)
     cfg.merge_from_list(args.opts or [])
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
