@@ -170,3 +170,9 @@ def test_tables_written_once_and_points_have_no_normal_column(tmp_path, capsys):
     rows = [line.split("|") for line in points_table.splitlines()[3:] if line.startswith("|")]
     assert rows and all(row[normal].strip() == "\u2014" for row in rows)
     assert "\u2014" not in mesh_table  # a mesh has normals: numbers there
+    # A predicted point cloud has no normals in any protocol.
+    ev = _evaluator(output_dir=str(tmp_path))
+    ev.process(*map(list, zip(_shifted_points_item(0.02))))
+    ev.evaluate()
+    text = (tmp_path / "shapenet_results.txt").read_text()
+    assert "nan" not in text and text.count("\u2014") == 3 * 2  # 3 rows, 2 protocols

@@ -408,10 +408,10 @@ class ShapeNetEvaluator(DatasetEvaluator):
         heads = ["category", "#", "Chamfer", "Normal"] + [f"F1@{t:g}" for t in ts]
 
         def row(name, n, m):
+            # NaN means no value: the normals of a point cloud (predicted, or the
+            # equal-density protocol's samples), or a mean over no non-empty prediction.
             values = [m.get(c, math.nan) for c in cols]
-            if protocol == "points":
-                values[1] = NOT_APPLICABLE  # points carry no normals
-            return [name, n] + values
+            return [name, n] + [NOT_APPLICABLE if math.isnan(v) else v for v in values]
 
         rows = [row(c, counts[c], m) for c, m in per_cat.items()]
         rows.append(row("category mean", len(per_cat), cat_mean))
