@@ -234,8 +234,18 @@ class DefaultPredictor:
     the image from BGR to ``cfg.INPUT.FORMAT``, resizes its shorter side to
     ``INPUT.MIN_SIZE_TEST`` (longer side at most ``INPUT.MAX_SIZE_TEST``) and returns the
     model's output for it. Predictions are in the original image's coordinates when the model
-    uses the ``height`` / ``width`` it is given, as Detectron2-style models do.
+    uses the ``height`` / ``width`` it is given, as Detectron2-style models do: a detector
+    returns ``{"instances": Instances}``.
+
+    A single-object reconstructor (``SingleViewReconstructor``) sees the image at its own size,
+    as its test mapper gives it the views (no resize): pass a crop of about the training views'
+    size (137 x 137 for ShapeNet and the synthetic data) with the object centred. It returns
+    the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh": (verts, faces)}`` or
+    ``{"points": (P, 3)}``, in the camera frame.
     """
+
+    # Meta-architectures whose test-time mapper feeds images unresized.
+    UNRESIZED_META_ARCHITECTURES = ("SingleViewReconstructor",)
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
@@ -248,6 +258,8 @@ class DefaultPredictor:
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
+        if cfg.MODEL.META_ARCHITECTURE in self.UNRESIZED_META_ARCHITECTURES:
+            self.min_size = 0
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
