@@ -127,3 +127,23 @@ def test_zoo_lists_weights_and_sees_the_cache(tmp_path, monkeypatch, capsys):
     listed = [e["config"] for e in json.loads(capsys.readouterr().out)]
     assert listed == list_configs()
     assert zoo.main(["no-such-config"]) == 1
+
+
+def test_wait_policy_is_set_before_torch_and_the_users_value_kept():
+    """The command sets OMP_WAIT_POLICY=PASSIVE before anything imports torch (OpenMP reads
+    it once, at load), unless the user chose a value; --help imports no torch at all."""
+    import subprocess
+
+    code = (
+        "import os, sys; import meshrecon.cli as c; assert 'torch' not in sys.modules; "
+        "c.main(['--help']); assert 'torch' not in sys.modules; "
+        "print('policy', os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for given, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if given:
+            env["OMP_WAIT_POLICY"] = given
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        assert f"policy {expected}" in out

@@ -19,9 +19,18 @@ imported only when its subcommand runs, so ``meshrecon --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# OpenMP threads that wait for each other in a spin loop burn the core that the thread they
+# wait for needs: beside one other busy process, evaluations ran several times slower than the
+# load explains (tests/benchmarks/cpu_contention.py; README, "Speed on a shared machine").
+# Threads that sleep while they wait degrade gracefully. OpenMP reads this once, when torch is
+# imported, so it is set here, before any subcommand imports torch, and child processes
+# (launch, the benchmark's runs) inherit it; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main", "register_subcommand"]
 
