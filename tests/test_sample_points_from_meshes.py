@@ -235,3 +235,23 @@ def test_cuda_samples_on_faces():
     bary, residual = barycentric(samples[0], verts[faces[face]])
     assert residual.max() < 1e-5 and bary.min() > -1e-5
     torch.testing.assert_close(normals[0, :, 2].abs(), torch.ones(2000))
+
+
+@pytest.mark.parametrize("scale", [1e18, 1e30, 3e37])
+def test_huge_finite_coordinates_sample_like_the_unit_mesh(scale):
+    # Before: float32 areas overflowed to inf, the CDF became NaN and its int64 face index
+    # raised "index -9223372036854775807 is out of bounds".
+    from meshrecon.ops import ico_sphere
+
+    sphere = ico_sphere(2)
+    v, f = sphere.verts_packed(), sphere.faces_packed()
+    torch.manual_seed(0)
+    ref, ref_n = sample_points_from_meshes(Meshes([v, v], [f, f]), 2000, return_normals=True)
+    torch.manual_seed(0)
+    got, got_n = sample_points_from_meshes(
+        Meshes([v, v * scale], [f, f]), 2000, return_normals=True
+    )
+    # Same draws, same faces: the huge mesh's samples are the unit mesh's, scaled.
+    torch.testing.assert_close(got[0], ref[0])
+    torch.testing.assert_close(got[1] / scale, ref[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_n, ref_n, rtol=0, atol=1e-6)

@@ -268,7 +268,12 @@ def test_demo_writes_the_prediction(tmp_path):
     cfg.MODEL.META_ARCHITECTURE = "SingleViewReconstructor"
     cfg.INPUT.FORMAT = "RGB"
     written = run_single_view_demo(
-        cfg, str(path), str(tmp_path / "out"), K=K64.tolist(), model=_tiny_model("sphereinit")
+        cfg,
+        str(path),
+        str(tmp_path / "out"),
+        K=K64.tolist(),
+        model=_tiny_model("sphereinit"),
+        input_size=SIZE,  # the tiny model's input size
     )
     assert set(written) == {"mesh", "views"} and Path(written["mesh"]).stat().st_size > 0
     with Image.open(written["views"]) as views:  # input camera + 3 turned viewpoints

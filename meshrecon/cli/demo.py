@@ -6,20 +6,28 @@
 Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at least
 ``--threshold`` (vertices in the camera frame: +X left, +Y up, +Z forward), ``<stem>_det.png``
 (boxes, masks and labels over the image) and ``<stem>_meshes.png`` (the meshes rendered over
-the image). The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels
-(default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
+the image). The image is resized to the model's input size first (INPUT.MIN_SIZE_TEST /
+MAX_SIZE_TEST; single-view models: ``SINGLE_VIEW_INPUT_SIZE``) and the pictures have that
+size; files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are refused.
+
+The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels of the input
+file (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
 the predicted dz fixes each object's extent in depth relative to that centre.
 
 A single-view model (MODEL.META_ARCHITECTURE SingleViewReconstructor) writes instead, to
 ``--output``: ``<stem>_mesh.obj``, ``<stem>_points.ply`` and ``<stem>_voxels.pt`` (those it
 predicts, in the camera frame) and ``<stem>_views.png`` (the prediction over the image, then
 turned by 90, 180 and 270 degrees).
+
+Without ``MODEL.WEIGHTS`` the model would predict from random initial weights; the demo refuses
+unless ``--allow-random-weights`` says that this is meant (e.g. to try the pipeline).
 """
 
 from __future__ import annotations
 
 import argparse
 import colorsys
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5, help="minimum detection score")
     parser.add_argument("--focal-length", type=float, default=0.0, help="pixels (0: width)")
     parser.add_argument("--depth", type=float, default=3.0, help="depth of object centres")
+    parser.add_argument(
+        "--allow-random-weights",
+        action="store_true",
+        help="run even without MODEL.WEIGHTS (the predictions are then those of random weights)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE overrides")
     args = parser.parse_args(argv)
     try:
@@ -113,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.merge_from_list(args.opts or [])
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    if not cfg.MODEL.WEIGHTS:
+        if not args.allow_random_weights:
+            parser.error(
+                f"MODEL.WEIGHTS is empty in {args.config_file} and the overrides: the model would "
+                "predict from random weights. Pass a trained checkpoint (MODEL.WEIGHTS "
+                "path/to/model_final.pth), or --allow-random-weights to run untrained anyway."
+            )
+        print("warning: MODEL.WEIGHTS is empty: predicting with random weights", file=sys.stderr)
     if cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor":
         # One object per image (ShapeNet-style models): mesh, points or voxels of that object.
         from meshrecon.utils.demo_single_view import run_single_view_demo
@@ -124,16 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     Checkpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
 
+    # The mapper reads the image (refusing more than MAX_IMAGE_PIXELS pixels) and resizes it to
+    # the model's input size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST). Predictions, pictures and
+    # the camera all stay at that size: a huge photo costs no more than a small one.
     mapper = MeshRCNNMapper(cfg, is_train=False)
     record = {"file_name": args.input, "image_id": 0}
     sample = mapper(record)
+    H, W = sample["image"].shape[-2:]
+    scale = W / sample["width"]
+    sample["height"], sample["width"] = H, W
     with torch.no_grad():
         inst = model([sample])[0]["instances"]
     inst = inst[inst.scores >= args.threshold]
 
-    rgb = np.asarray(Image.open(args.input).convert("RGB"))
-    H, W = rgb.shape[:2]
-    f = args.focal_length or float(W)
+    rgb = sample["image"].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+    if cfg.INPUT.FORMAT == "BGR":
+        rgb = rgb[:, :, ::-1]
+    rgb = np.ascontiguousarray(rgb)
+    # --focal-length is in pixels of the file as given; the camera follows the resize.
+    f = (args.focal_length * scale) if args.focal_length else float(W)
     K = torch.tensor([f, f, W / 2.0, H / 2.0])
     names = []
     if cfg.DATASETS.TEST:

@@ -549,6 +549,12 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 # Automatic mixed precision (CUDA only; ignored with a warning on CPU).
 _C.SOLVER.AMP = CN({"ENABLED": False})
 
+# A step whose loss is NaN or infinite (e.g. one degenerate sample) is skipped: no update, its
+# samples named in the log, counted as train/skipped_iterations. The run stops with a
+# FloatingPointError when this many steps in a row are non-finite (a diverged run); 1 stops at
+# the first one, as Detectron2 does. An integer >= 1.
+_C.SOLVER.MAX_CONSECUTIVE_NONFINITE = 5
+
 # -----------------------------------------------------------------------------
 # TEST
 # -----------------------------------------------------------------------------

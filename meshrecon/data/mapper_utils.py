@@ -98,6 +98,17 @@ def sample_surface(verts: torch.Tensor, faces: torch.Tensor, num: int):
     return pts[0], nrm[0]
 
 
+def num_surface_samples(cfg) -> int:
+    """``INPUT.SHAPENET.NUM_SAMPLES``, checked: the surface points of each item (>= 1)."""
+    value = cfg.INPUT.SHAPENET.NUM_SAMPLES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"INPUT.SHAPENET.NUM_SAMPLES must be a positive integer (surface points per item), "
+            f"got {value!r}"
+        )
+    return value
+
+
 def shape_config(cfg) -> dict[str, Any]:
     s = cfg.INPUT.SHAPENET
     return {
@@ -108,7 +119,7 @@ def shape_config(cfg) -> dict[str, Any]:
         "voxel_zrange": s.VOXEL_ZRANGE,
         "near_far": s.NEAR_FAR,
         "voxel_align": s.VOXEL_ALIGN,
-        "num_samples": s.NUM_SAMPLES,
+        "num_samples": num_surface_samples(cfg),
         "sample_online": s.SAMPLE_ONLINE,
     }
 
@@ -130,6 +141,8 @@ class ShapeTargets:
             raise ValueError(f"voxel_frame must be 'camera' or 'canonical', got {voxel_frame!r}")
         if voxel_align not in ("header", "mesh_bbox"):
             raise ValueError(f"voxel_align must be 'header' or 'mesh_bbox', got {voxel_align!r}")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         self.voxel_size, self.voxel_frame = int(voxel_size), voxel_frame
         self.voxel_zrange, self.near_far = tuple(voxel_zrange), tuple(near_far)
         self.voxel_align = voxel_align

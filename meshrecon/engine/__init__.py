@@ -17,6 +17,7 @@ from .hooks import (
     PeriodicWriter,
 )
 from .launch import launch
+from .output_lock import OutputDirLockedError, acquire_output_dir_lock
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -27,10 +28,12 @@ __all__ = [
     "HookBase",
     "IterationTimer",
     "LRScheduler",
+    "OutputDirLockedError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "SimpleTrainer",
     "TrainerBase",
+    "acquire_output_dir_lock",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",

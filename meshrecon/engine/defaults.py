@@ -37,6 +37,7 @@ from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from . import hooks
+from .output_lock import OutputDirLock, OutputDirLockedError, acquire_output_dir_lock
 from .train_loop import SimpleTrainer, TrainerBase
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "lock_output_dir",
     "restart_lr_schedule",
     "write_results_json",
 ]
@@ -102,17 +104,52 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return parser
 
 
-def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
-    """Prepare a run: output directory, logging, config dump, seeds, environment report.
+def lock_output_dir(output_dir: str) -> OutputDirLock | None:
+    """Take the ``OUTPUT_DIR`` lock in the main process; every process fails if it cannot.
 
-    Rank 0 creates ``cfg.OUTPUT_DIR`` and writes ``config.yaml`` there. Every process seeds its
-    generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that ranks
-    draw different random augmentations while a run stays reproducible.
+    Returns:
+        The main process's handle (None in the others, or without ``output_dir``).
+
+    Raises:
+        OutputDirLockedError: another run holds the folder (in every process of the job, so
+            that none waits for the others at a later collective).
     """
+    handle: OutputDirLock | None = None
+    error: OutputDirLockedError | None = None
+    if comm.is_main_process() and output_dir:
+        try:
+            handle = acquire_output_dir_lock(output_dir)
+        except OutputDirLockedError as err:
+            error = err
+    if comm.get_world_size() > 1:
+        message = comm.all_gather(str(error) if error is not None else None)[0]
+        if message is not None and error is None:
+            error = OutputDirLockedError(f"the main process could not lock it: {message}")
+    if error is not None:
+        raise error
+    return handle
+
+
+def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
+    """Prepare a run: config check, output directory and its lock, logging, config dump, seeds.
+
+    The config's values are checked first (:func:`meshrecon.config.checks.check_config`). Rank 0
+    creates ``cfg.OUTPUT_DIR``, locks it for this process (see
+    :mod:`meshrecon.engine.output_lock`; released at exit) so that a second run in the same
+    folder refuses before it writes anything, and writes ``config.yaml`` there. Every process
+    seeds its generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that
+    ranks draw different random augmentations while a run stays reproducible.
+    """
+    from ..config.checks import check_config
+
+    eval_only = args is not None and getattr(args, "eval_only", False)
+    check_config(cfg, training=not eval_only)
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:
         _PATH_MANAGER.mkdirs(output_dir)
+    # Held until the process exits: the whole run (training or evaluation) writes here.
+    lock_output_dir(output_dir)
     setup_logger(output_dir or None, distributed_rank=rank, name="fvcore")
     log = setup_logger(output_dir or None, distributed_rank=rank, name="meshrecon")
 
@@ -223,6 +260,11 @@ def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
     return DistributedDataParallel(model, **kwargs)
 
 
+def _release(lock: OutputDirLock | None) -> None:
+    if lock is not None:
+        lock.release()
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
@@ -310,12 +352,27 @@ class DefaultTrainer(TrainerBase):
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
+        from ..config.checks import check_config
 
         super().__init__()
         meshrecon_logger = logging.getLogger("meshrecon")
         if not meshrecon_logger.isEnabledFor(logging.INFO):
             setup_logger()
-        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        check_config(cfg, training=True)
+        config_text = cfg.dump()
+        scaled = self.auto_scale_workers(cfg, comm.get_world_size())
+        if scaled is not cfg:
+            check_config(
+                scaled,
+                training=True,
+                context=f"after auto-scaling from SOLVER.REFERENCE_WORLD_SIZE "
+                f"{cfg.SOLVER.REFERENCE_WORLD_SIZE} to {comm.get_world_size()} processes",
+            )
+        cfg = scaled
+        # One training per OUTPUT_DIR: held from here to the end of train() (and at most until
+        # this trainer is collected or the process exits).
+        self._output_lock = lock_output_dir(cfg.OUTPUT_DIR)
+        self._release_lock = weakref.finalize(self, _release, self._output_lock)
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -328,7 +385,12 @@ class DefaultTrainer(TrainerBase):
             logger.warning("SOLVER.AMP.ENABLED is ignored: the model is on %s, not CUDA", device)
             amp = False
         self._trainer = SimpleTrainer(
-            model, data_loader, optimizer, grad_clipper=build_gradient_clipper(cfg), amp=amp
+            model,
+            data_loader,
+            optimizer,
+            grad_clipper=build_gradient_clipper(cfg),
+            amp=amp,
+            max_consecutive_nonfinite=cfg.SOLVER.MAX_CONSECUTIVE_NONFINITE,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
 
@@ -344,6 +406,11 @@ class DefaultTrainer(TrainerBase):
             save_to_disk=comm.is_main_process(),
             **checkpointables,
         )
+        # Every checkpoint says which config trained it (as given, before auto-scaling): the
+        # benchmark's reuse check reads it there, not from a config.yaml that may be newer.
+        self.checkpointer.extra_data["config"] = config_text
+        # The lock is held, so no other process saves here: temp files are of killed saves.
+        self.checkpointer.remove_interrupted_saves()
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -431,8 +498,17 @@ class DefaultTrainer(TrainerBase):
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def train(self) -> dict[str, Any] | None:
-        """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results."""
-        super().train(self.start_iter, self.max_iter)
+        """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results.
+
+        The ``OUTPUT_DIR`` lock is released when training ends, also on an exception.
+        """
+        if not self._release_lock.alive:  # a second train() after the first released it
+            self._output_lock = lock_output_dir(self.cfg.OUTPUT_DIR)
+            self._release_lock = weakref.finalize(self, _release, self._output_lock)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        finally:
+            self._release_lock()
         if self._last_eval_results and comm.is_main_process():
             verify_results(self.cfg, self._last_eval_results)
         return self._last_eval_results

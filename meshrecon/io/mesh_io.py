@@ -136,6 +136,10 @@ def load_mesh(path: PathLike, device: Device = None) -> tuple[torch.Tensor, torc
         verts, faces = data["verts"], data["faces"]
     else:
         local = g_pathmgr.get_local_path(name)
+        if ext in (".gltf", ".glb"):
+            from meshrecon.io.gltf_refs import check_gltf_references
+
+            check_gltf_references(local, name)
         try:
             loaded = trimesh.load(local, file_type=ext[1:], process=False)
         except Exception as e:

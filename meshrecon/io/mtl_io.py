@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from iopath.common.file_io import PathManager
-from PIL import Image
 
 from meshrecon.io.utils import Device, MeshIOError, _path_manager
+from meshrecon.utils.image_limits import open_image
 
 __all__ = ["load_mtl", "make_material_atlas", "make_mesh_texture_atlas"]
 
@@ -71,13 +71,14 @@ def _parse_mtl(
 
 def _read_texture(path: str, path_manager: PathManager, device: Device) -> torch.Tensor:
     """(H, W, 3) float32 RGB in [0, 1]."""
+    # Refused above MAX_IMAGE_PIXELS from the header, like every image meshrecon reads.
     with path_manager.open(path, "rb") as fh:
         try:
-            image = Image.open(fh)
-            image.load()
-        except (OSError, Image.DecompressionBombError) as e:
+            with open_image(fh, path) as image:
+                image.load()
+                array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        except OSError as e:
             raise MeshIOError(f"{path}: unreadable texture image: {e}") from e
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array).to(device)
 
 

@@ -239,6 +239,11 @@ def chamfer_distance(
 
     cham_x, cham_norm_x = direction(x, y, x_lengths, y_lengths, x_normals, y_normals, found[0])
     if single_directional:
+        # A NaN point of y is never anyone's nearest neighbour: without the y -> x terms
+        # nothing else would carry it, and a NaN input would give a finite distance.
+        cham_x = _nan_where_nonfinite(cham_x, y, y_lengths)
+        if cham_norm_x is not None:
+            cham_norm_x = _nan_where_nonfinite(cham_norm_x, y_normals, y_lengths)
         loss, loss_normals = cham_x, cham_norm_x
     else:
         cham_y, cham_norm_y = direction(y, x, y_lengths, x_lengths, y_normals, x_normals, found[1])
@@ -255,6 +260,17 @@ def chamfer_distance(
     return _batch_reduce(loss, weights, batch_reduction), _batch_reduce(
         loss_normals, weights, batch_reduction
     )
+
+
+def _nan_where_nonfinite(
+    value: torch.Tensor, points: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """``value`` (N, ...) with the rows of clouds whose real ``points`` are not finite NaN."""
+    real = torch.arange(points.shape[1], device=points.device)[None] < lengths[:, None]
+    bad = (~torch.isfinite(points).all(-1) & real).any(1)
+    if not bool(bad.any()):
+        return value
+    return value.masked_fill(bad.view((-1,) + (1,) * (value.dim() - 1)), float("nan"))
 
 
 def _zero_losses(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -90,6 +91,11 @@ def sample_points_from_meshes(
         return samples
     face_normals = torch.linalg.cross(v1 - v0, v2 - v1, dim=1)
     norms = torch.linalg.vector_norm(face_normals, dim=1, keepdim=True)
+    if not bool(torch.isfinite(norms).all()):
+        # Finite but huge coordinates (float32 cross products overflow from ~1e19): the
+        # direction is recomputed from edges scaled per face, in float64.
+        face_normals = _scaled_face_normals(v0, v1, v2)
+        norms = torch.linalg.vector_norm(face_normals, dim=1, keepdim=True)
     face_normals = face_normals / norms.clamp(min=sys.float_info.epsilon)
     normals = face_normals.index_select(0, flat_idx).view(num_valid, num_samples, 3)
     return samples, (normals if all_valid else _scatter_rows(normals, valid))
@@ -114,6 +120,11 @@ def _sample_faces(
         (M, num_samples) int64 indices into the packed faces.
     """
     areas = torch.linalg.vector_norm(torch.linalg.cross(v1 - v0, v2 - v0, dim=1), dim=1)
+    if not bool(torch.isfinite(areas).all()):
+        # Finite but huge coordinates overflow the float32 cross products (from ~1e19), and an
+        # infinite area made every draw NaN and its int64 face index garbage. Sampling needs
+        # only the areas relative to each other: float64 and one common power-of-two scale.
+        areas = _scaled_face_areas(v0, v1, v2)
     areas_padded = _faces_to_padded(areas.double(), first_idx, num_faces)  # (M, F_max)
     cdf = areas_padded.cumsum_(1)
     total = cdf[:, -1:]
@@ -135,6 +146,28 @@ def _sample_faces(
         local = torch.searchsorted(cdf, draws, right=True)
     local = torch.minimum(local, (num_faces - 1)[:, None])
     return local + first_idx[:, None]
+
+
+def _power_of_two_scale(*tensors: torch.Tensor) -> torch.Tensor:
+    """A power of two near the largest magnitude of ``tensors`` (dividing by it is exact)."""
+    largest = max(float(t.abs().max()) for t in tensors)
+    return torch.tensor(2.0 ** math.ceil(math.log2(max(largest, 1.0))), dtype=torch.float64)
+
+
+def _scaled_face_areas(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """Face areas (F,) in float64, all divided by one common factor (for huge coordinates)."""
+    scale = _power_of_two_scale(v0, v1, v2).to(v0.device)
+    a, b, c = (v.detach().double() / scale for v in (v0, v1, v2))
+    return torch.linalg.vector_norm(torch.linalg.cross(b - a, c - a, dim=1), dim=1)
+
+
+def _scaled_face_normals(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """``(v1 - v0) x (v2 - v1)`` up to a positive factor per face, computed in float64 from
+    edges scaled by their face's largest component (finite for any finite vertices)."""
+    e1, e2 = v1.double() - v0.double(), v2.double() - v1.double()
+    scale = torch.maximum(e1.abs().amax(1), e2.abs().amax(1)).clamp_min(1e-300).detach()
+    normals = torch.linalg.cross(e1 / scale[:, None], e2 / scale[:, None], dim=1)
+    return normals.to(v0.dtype)
 
 
 def _guided_search(cdf: torch.Tensor, draws: torch.Tensor, max_steps: int = 6) -> torch.Tensor:

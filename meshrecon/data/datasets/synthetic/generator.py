@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshrecon.data.catalog import MetadataCatalog
+from meshrecon.utils.path_policy import DatasetRoot, UnsafePathError
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -430,21 +431,26 @@ def _why_generating(folder: str, spec: dict[str, Any]) -> str:
     )
 
 
-def _absolutize(value: Any, folder: str, missing: set[str]) -> Any:
-    """Turn the relative paths of a record into absolute ones, collecting missing files."""
+def _absolutize(value: Any, folder: DatasetRoot, missing: set[str], where: str = "") -> Any:
+    """Turn the relative paths of a record into absolute ones, collecting missing files.
+
+    Raises:
+        UnsafePathError: a path leaves the split folder (absolute, ``..``, a symlink leading
+            out): the generator never writes one, so the whole folder is suspect.
+    """
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if k in _PATH_KEYS and isinstance(v, str):
-                path = os.path.join(folder, v)
+                path = folder.join(v, f"{where} key {k!r}")
                 if not os.path.isfile(path):
                     missing.add(path)
                 out[k] = path
             else:
-                out[k] = _absolutize(v, folder, missing)
+                out[k] = _absolutize(v, folder, missing, where)
         return out
     if isinstance(value, list):
-        return [_absolutize(v, folder, missing) for v in value]
+        return [_absolutize(v, folder, missing, where) for v in value]
     return value
 
 
@@ -453,6 +459,7 @@ def read_split(folder: str) -> tuple[list[dict], dict[str, Any]]:
 
     Raises:
         FileNotFoundError: naming the first missing file (records, meta or a referenced file).
+        UnsafePathError: a record's path leaves the folder (the whole split is refused).
     """
     for name in (_META_FILE, _RECORDS_FILE):
         path = os.path.join(folder, name)
@@ -463,7 +470,15 @@ def read_split(folder: str) -> tuple[list[dict], dict[str, Any]]:
     with open(os.path.join(folder, _RECORDS_FILE), encoding="utf-8") as f:
         records = json.load(f)
     missing: set[str] = set()
-    records = [_absolutize(r, folder, missing) for r in records]
+    root = DatasetRoot(folder)
+    records_file = os.path.join(folder, _RECORDS_FILE)
+    try:
+        records = [
+            _absolutize(r, root, missing, f"{records_file} record {i}")
+            for i, r in enumerate(records)
+        ]
+    except UnsafePathError as err:
+        raise UnsafePathError(f"{err}. Delete {folder} to regenerate it.") from None
     if missing:
         first = sorted(missing)[0]
         raise FileNotFoundError(
