@@ -52,14 +52,35 @@ def test_single_view_block(tmp_path, monkeypatch):
     assert set(outputs) == {"voxels", "mesh"} and outputs["voxels"].shape == (24, 24, 24)
     verts, faces = load_mesh(tmp_path / "present.obj")
     assert verts.shape[0] > 0 and faces.shape[0] > 0
-    # The saved weights were loaded and the 137 x 137 picture went in unresized: the model
-    # itself, called the way the test mapper feeds it, predicts the same voxels.
+    # The saved weights were loaded and the 128-pixel picture went in at the training views'
+    # 137 pixels: the model itself, given it so, predicts the same voxels.
     rgb = np.ascontiguousarray(ns["image_bgr"][:, :, ::-1]).astype(np.float32)
     image = torch.from_numpy(rgb).permute(2, 0, 1)
-    assert image.shape == (3, 137, 137)
+    assert image.shape == (3, 128, 128)
+    image = torch.nn.functional.interpolate(image[None], size=(137, 137), mode="bilinear")[0]
     with torch.no_grad():
-        direct = model([{"image": image, "height": 137, "width": 137}])[0]
+        direct = model([{"image": image, "height": 128, "width": 128}])[0]
     torch.testing.assert_close(outputs["voxels"], direct["voxels"])
+
+
+def test_predictor_gives_single_view_models_the_views_size(monkeypatch):
+    """Detectors get Detectron2's shorter-side resize; a single-view model its views' size
+    (137) on the longer side, whatever the picture's size and shape."""
+    from meshrecon.engine import DefaultPredictor
+
+    seen = []
+    for config, size, expected in (
+        ("synthetic/voxmesh.yaml", (400, 300), (137, 103)),
+        ("synthetic/voxmesh.yaml", (60, 90), (91, 137)),
+        ("synthetic/meshrcnn_R18_FPN.yaml", (120, 160), (240, 320)),
+    ):
+        cfg = model_zoo.get_config(config)
+        predictor = DefaultPredictor(cfg)
+        monkeypatch.setattr(
+            predictor, "model", lambda b: seen.append(tuple(b[0]["image"].shape[1:])) or [{}]
+        )
+        assert predictor(np.zeros((*size, 3), dtype=np.uint8)) == {}
+        assert seen[-1] == expected, config
 
 
 @pytest.mark.slow

@@ -279,15 +279,16 @@ class DefaultPredictor:
     uses the ``height`` / ``width`` it is given, as Detectron2-style models do: a detector
     returns ``{"instances": Instances}``.
 
-    A single-object reconstructor (``SingleViewReconstructor``) sees the image at its own size,
-    as its test mapper gives it the views (no resize): pass a crop of about the training views'
-    size (137 x 137 for ShapeNet and the synthetic data) with the object centred. It returns
-    the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh": (verts, faces)}`` or
-    ``{"points": (P, 3)}``, in the camera frame.
+    A single-object reconstructor (``SingleViewReconstructor``) gets the image with its longer
+    side at the size of the views it is trained on (``SINGLE_VIEW_INPUT_SIZE``, 137: R2N2's
+    renders and the synthetic data), as ``meshrecon demo`` does, instead of the detectors'
+    ``MIN_SIZE_TEST``; pass a picture with the object centred and filling it, as in those
+    views. It returns the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh":
+    (verts, faces)}`` or ``{"points": (P, 3)}``, in the camera frame.
     """
 
-    # Meta-architectures whose test-time mapper feeds images unresized.
-    UNRESIZED_META_ARCHITECTURES = ("SingleViewReconstructor",)
+    # Meta-architectures trained on fixed-size views of one object (see above).
+    SINGLE_VIEW_META_ARCHITECTURES = ("SingleViewReconstructor",)
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
@@ -300,20 +301,27 @@ class DefaultPredictor:
             self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
-        if cfg.MODEL.META_ARCHITECTURE in self.UNRESIZED_META_ARCHITECTURES:
-            self.min_size = 0
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
+        # The longer side's size for single-view models (0: the detectors' resize above).
+        self.view_size = 0
+        if cfg.MODEL.META_ARCHITECTURE in self.SINGLE_VIEW_META_ARCHITECTURES:
+            from ..utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
+
+            self.view_size = SINGLE_VIEW_INPUT_SIZE
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        if self.min_size <= 0:
+        if self.view_size > 0:
+            scale = self.view_size / max(h, w)
+        elif self.min_size > 0:
+            scale = self.min_size / min(h, w)
+            if self.max_size > 0 and max(h, w) * scale > self.max_size:
+                scale = self.max_size / max(h, w)
+        else:
             return image
-        scale = self.min_size / min(h, w)
-        if self.max_size > 0 and max(h, w) * scale > self.max_size:
-            scale = self.max_size / max(h, w)
         new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
         if (new_h, new_w) == (h, w):
             return image
