@@ -23,7 +23,18 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     include_package_data=True,
-    package_data={"meshrecon.model_zoo": ["configs/**/*.yaml"]},
+    package_data={
+        "meshrecon.model_zoo": ["configs/**/*.yaml"],
+        # The 3D viewer's scripts and the pinned three.js files it needs, with its licence.
+        "meshrecon.utils.viewer3d": [
+            "static/*.js",
+            "static/*.css",
+            "static/three/LICENSE",
+            "static/three/README.md",
+            "static/three/build/*.js",
+            "static/three/examples/jsm/*/*.js",
+        ],
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -24,6 +24,15 @@ def test_help_lists_every_subcommand(capsys):
     assert "did you mean 'train'" in capsys.readouterr().err
 
 
+def test_every_subcommand_has_a_help(capsys):
+    """Each registered module imports, and its --help names the subcommand and exits 0."""
+    for name in cli.SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            cli.main([name, "--help"])
+        assert exc.value.code == 0, name
+        assert f"meshrecon {name}" in capsys.readouterr().out, name
+
+
 def test_registered_subcommand_runs_with_its_name_as_prog(tmp_path, monkeypatch, capsys):
     (tmp_path / "hello_cmd.py").write_text(
         "import argparse\n"
@@ -90,6 +99,15 @@ def test_no_eval_trains_without_evaluating_and_says_how_to_evaluate(tmp_path, ca
     log = (out / "log.txt").read_text()
     assert "No evaluation during or after training" in log
     assert f"meshrecon eval --config-file {out / 'config.yaml'}" in log
+
+    # With a validation split, --no-eval leaves TEST.EVAL_PERIOD (the validation's pace).
+    from meshrecon.cli.train_net import build_parser, setup
+
+    opts = toy_opts(
+        str(tmp_path / "val"), **{"TEST.EVAL_PERIOD": 5, "DATASETS.VAL": ("toy_train",)}
+    )
+    cfg = setup(build_parser().parse_args(["--no-eval", *map(str, opts)]))
+    assert cfg.TEST.EVAL_PERIOD == 5 and not cfg.TEST.EVAL_AFTER_TRAIN
 
     out = tmp_path / "with_eval"
     invoke_main([*map(str, toy_opts(str(out), **{"SOLVER.MAX_ITER": 3}))])

@@ -84,7 +84,10 @@ def test_wheel_in_fresh_venv_from_an_empty_folder(tmp_path):
     assert where.strip().startswith(str(venv_site)), where
     meshrecon = str(venv / "bin" / "meshrecon")
     out = _run([meshrecon, "--help"], empty, env)
-    assert all(f"  {name}" in out for name in ("train", "eval", "demo", "benchmark", "zoo"))
+    assert all(
+        f"  {name}" in out
+        for name in ("train", "eval", "demo", "benchmark", "zoo", "render-shapes")
+    )
     assert "usage: python -m meshrecon" in _run(
         [str(python), "-m", "meshrecon", "--help"], empty, env
     )

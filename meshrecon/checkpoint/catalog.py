@@ -9,6 +9,8 @@
 ``torchvision://N``    the URL of torchvision's weights for model ``N`` (``IMAGENET1K_V1`` if
                        it has them, else its default); ``N.VARIANT`` picks another variant
 ``http(s)://``         downloaded once into the cache, then read from there
+``synthetic://N``      weights pretrained on the synthetic world, made on first use
+                       (``meshrecon.checkpoint.synthetic_weights``)
 =====================  ===================================================================
 
 Downloads go to ``get_cache_dir()`` (``$MESHRECON_CACHE``, default ``~/.cache/meshrecon``),
@@ -38,6 +40,7 @@ from typing import Any
 from iopath.common.file_io import PathHandler
 from iopath.common.file_io import PathManager as _IopathPathManager
 
+from meshrecon.checkpoint.synthetic_weights import SyntheticWeightsHandler
 from meshrecon.utils.path_policy import UnsafePathError, url_cache_path
 
 __all__ = [
@@ -335,6 +338,7 @@ def _make_path_manager() -> tuple[_IopathPathManager, dict[str, _PrefixHandler],
     }
     for handler in handlers.values():
         manager.register_handler(handler)
+    manager.register_handler(SyntheticWeightsHandler())
     return manager, handlers, http
 
 

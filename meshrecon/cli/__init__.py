@@ -78,7 +78,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "zoo": Subcommand(
         "meshrecon.cli.zoo", "list the shipped configs and their weights (cached or not)"
     ),
-    # "render-shapes" and "export" register here the same way when their modules exist.
+    "render-shapes": Subcommand(
+        "meshrecon.data.datasets.custom_shapes.cli",
+        "render a folder of meshes into a registered ShapeNet-style dataset",
+    ),
+    # "export" registers here the same way once its module exists.
 }
 
 

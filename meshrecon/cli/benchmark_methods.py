@@ -45,7 +45,9 @@ what it writes:
       inference/<dataset>/results.json)
   --output (default ./output/benchmark, ./output/quickstart for --preset quickstart):
       report.html (static, works offline), report.md, report.json, figures/ (training
-      curves, gallery grids), gallery/ and meshes/ (OBJ / PLY / GLB), logs/<method>.log
+      curves, gallery grids), gallery/ and meshes/ (OBJ / PLY / GLB), viewer/ (the gallery's
+      interactive 3D viewer: three.js and the models, ~2.6 MB plus the models; --no-viewer
+      leaves it out), logs/<method>.log
   $MESHRECON_DATASETS/synthetic (default ./datasets): the synthetic splits, generated once
 The tables are printed at the end.
 """
@@ -74,12 +76,12 @@ PRESETS: dict[str, dict] = {
         "iter_scale": 1.0,
         "iters": {},
         "opts": [],
-        "samples": 3,
+        "samples": 4,
         "threads": 2,
     },
     # A first look on a fresh 2-core machine: VoxMesh (Mesh R-CNN's ShapeNet model) at its
     # synthetic config's schedule against the mean-shape baseline, on a lighter split (6 views
-    # per object instead of 24), 2 gallery objects.
+    # per object instead of 24), 4 gallery objects.
     "quickstart": {
         "methods": ["mean_shape", "voxmesh"],
         "iter_scale": 1.0,
@@ -91,7 +93,7 @@ PRESETS: dict[str, dict] = {
             "TEST.SHAPENET.NUM_SAMPLES",
             "5000",
         ],
-        "samples": 2,
+        "samples": 4,
         "runs_dir": "output/quickstart/runs",
     },
     # The whole pipeline at toy size (tests): every method, two iterations, tiny data.
@@ -174,8 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="OMP_NUM_THREADS of each run (default: the preset's; 1 for the full benchmark)",
     )
     p.add_argument("--retrain", action="store_true", help="train even if a run can be reused")
-    p.add_argument("--gallery-samples", type=int, default=None, help="test samples per task")
+    p.add_argument(
+        "--gallery-samples",
+        type=int,
+        default=None,
+        metavar="N",
+        help="test samples shown per task in the gallery and its 3D viewer (default: the "
+        "preset's, 4; toy: 1; 0: no gallery)",
+    )
     p.add_argument("--no-gallery", action="store_true")
+    p.add_argument(
+        "--no-viewer",
+        action="store_true",
+        help="pictures only: leave out the interactive 3D viewer (and its ~2.6 MB of scripts)",
+    )
     p.add_argument("--link-images", action="store_true", help="link PNGs instead of embedding")
     p.add_argument(
         "--real",
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "output/quickstart" if args.preset == "quickstart" else "output/benchmark"
     )
     samples = args.gallery_samples if args.gallery_samples is not None else preset["samples"]
+    if samples < 0:
+        raise SystemExit(f"--gallery-samples must be >= 0, got {samples}")
     threads = args.threads if args.threads is not None else preset.get("threads", 1)
     if threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {threads}")
@@ -304,7 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         absent = sorted({d for _, d in missing_real})
         info["facts"]["real datasets not present"] = ", ".join(absent) or "none"
     paths = write_report(
-        output, records, methods, galleries, info, embed_images=not args.link_images, tasks=tasks
+        output,
+        records,
+        methods,
+        galleries,
+        info,
+        embed_images=not args.link_images,
+        tasks=tasks,
+        viewer=not args.no_viewer,
     )
     print()
     print(paths["markdown"])

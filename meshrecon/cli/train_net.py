@@ -74,9 +74,11 @@ synthetic/voxmesh.yaml; put OUTPUT_DIR DIR at the end to choose another):
                                    own files, e.g. shapenet_results.txt)
 
 evaluation: a training ends with an evaluation on each dataset of DATASETS.TEST (and runs
-one every TEST.EVAL_PERIOD iterations when that is > 0); on the full synthetic test split
-that takes minutes. --no-eval skips them (it sets TEST.EVAL_AFTER_TRAIN False and
-TEST.EVAL_PERIOD 0); 'meshrecon eval' (--eval-only) evaluates MODEL.WEIGHTS alone.
+one every TEST.EVAL_PERIOD iterations when that is > 0 and there is no DATASETS.VAL); on the
+full synthetic test split that takes minutes. --no-eval skips them (it sets
+TEST.EVAL_AFTER_TRAIN False, and TEST.EVAL_PERIOD 0 when there is no validation split; a
+validation on DATASETS.VAL still runs); 'meshrecon eval' (--eval-only) evaluates
+MODEL.WEIGHTS alone.
 
 data: the synthetic datasets are generated on first use and cached under
 $MESHRECON_DATASETS/synthetic (default ./datasets), one folder per generator version and
@@ -99,8 +101,8 @@ def build_parser(epilog: str = _EPILOG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-eval",
         action="store_true",
-        help="train without evaluating, neither periodically nor at the end (same as "
-        "TEST.EVAL_AFTER_TRAIN False TEST.EVAL_PERIOD 0)",
+        help="train without evaluating on DATASETS.TEST, neither periodically nor at the end "
+        "(TEST.EVAL_AFTER_TRAIN False, and TEST.EVAL_PERIOD 0 without a DATASETS.VAL)",
     )
     return parser
 
@@ -112,7 +114,9 @@ def setup(args) -> Any:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts or [])
     if getattr(args, "no_eval", False):
-        cfg.merge_from_list(NO_EVAL_OPTS)
+        # With a validation split the test splits are only evaluated after training, and
+        # TEST.EVAL_PERIOD paces the validation (which picks the best checkpoint): kept.
+        cfg.merge_from_list(NO_EVAL_OPTS if not len(cfg.DATASETS.VAL) else NO_EVAL_OPTS[:2])
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
@@ -121,12 +125,13 @@ def setup(args) -> Any:
 def _log_evaluation_plan(cfg) -> None:
     """Say before training what evaluation will follow, and how to skip it."""
     names = ", ".join(cfg.DATASETS.TEST)
+    period = 0 if len(cfg.DATASETS.VAL) else cfg.TEST.EVAL_PERIOD  # as DefaultTrainer's hooks
     if not names:
         logger.info("No evaluation: DATASETS.TEST is empty")
-    elif cfg.TEST.EVAL_AFTER_TRAIN or cfg.TEST.EVAL_PERIOD > 0:
+    elif cfg.TEST.EVAL_AFTER_TRAIN or period > 0:
         when = "after training" if cfg.TEST.EVAL_AFTER_TRAIN else ""
-        if cfg.TEST.EVAL_PERIOD > 0:
-            when = f"every {cfg.TEST.EVAL_PERIOD} iterations" + (f" and {when}" if when else "")
+        if period > 0:
+            when = f"every {period} iterations" + (f" and {when}" if when else "")
         logger.info("Evaluation on %s %s (--no-eval skips it)", names, when)
     else:
         logger.info(

@@ -772,3 +772,30 @@ _C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
 # the union thinned to each of these point counts by farthest-point sampling.
 _C.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS = [1024]
 # ---- end OptimizeMVS ----
+
+# --- section: validation, best checkpoint, plateau, pretrained backbones (owner: training) ---
+# Validation splits (never test splits), evaluated every TEST.EVAL_PERIOD iterations and after
+# the last one (meshrecon.engine.validation): metrics go to the event storage as "val/<name>"
+# and to OUTPUT_DIR/validation.json. With a validation split the test splits are evaluated only
+# after training. Empty: the test splits are evaluated every TEST.EVAL_PERIOD, as before.
+_C.DATASETS.VAL = ()
+# Keep OUTPUT_DIR/model_best.pth at the best value of this flattened validation metric, e.g.
+# "shapenet/F1@0.300000" ("" keeps none); BEST_MODE "max" (higher is better) or "min".
+_C.TEST.BEST_METRIC = ""
+_C.TEST.BEST_MODE = "max"
+# Evaluate the test splits after training with model_best.pth instead of the final model.
+_C.TEST.EVAL_BEST = False
+# Plateau rule (meshrecon.engine.plateau): the curve of TEST.BEST_METRIC is flat when the best
+# value of the last WINDOW_FRAC of training beats the earlier best by less than MIN_DELTA, in
+# the metric's units (F1 in %: 1.0 is a point; IoU, AP, delta<1.25 are fractions: use 0.01).
+_C.TEST.PLATEAU_WINDOW_FRAC = 0.2
+_C.TEST.PLATEAU_MIN_DELTA = 1.0
+# End training at the first validation that finds the curve flat (SOLVER.MAX_ITER: the bound).
+_C.SOLVER.STOP_ON_PLATEAU = False
+# Weights of the model's ResNet image encoder (torchvision layout, e.g. torchvision's), loaded
+# before MODEL.WEIGHTS when training starts, not when resuming; the first convolution is adapted
+# to INPUT.FORMAT / MODEL.PIXEL_MEAN / PIXEL_STD. "" trains the encoder from scratch;
+# "synthetic://resnet18_pretrained.pth": ResNet-18 pretrained on the synthetic world (made on
+# first use, cached; meshrecon.pretrain); "torchvision://resnet18": ImageNet's, for real data.
+_C.MODEL.BACKBONE.PRETRAINED = ""
+# --- end section ---

@@ -18,7 +18,9 @@ from .hooks import (
 )
 from .launch import launch
 from .output_lock import OutputDirLockedError, acquire_output_dir_lock
+from .plateau import PlateauResult, detect_plateau
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "CallbackHook",
@@ -31,12 +33,15 @@ __all__ = [
     "OutputDirLockedError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PlateauResult",
     "SimpleTrainer",
     "TrainerBase",
+    "ValidationHook",
     "acquire_output_dir_lock",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "detect_plateau",
     "launch",
 ]

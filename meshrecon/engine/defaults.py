@@ -39,6 +39,7 @@ from ..utils.logger import setup_logger
 from . import hooks
 from .output_lock import OutputDirLock, OutputDirLockedError, acquire_output_dir_lock
 from .train_loop import SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "DefaultPredictor",
@@ -442,11 +443,25 @@ class DefaultTrainer(TrainerBase):
 
         With ``resume`` and a checkpoint present, everything checkpointed is restored and
         training continues at the iteration after the checkpoint's, with the data stream moved
-        past the batches already used. Otherwise only the model weights are loaded (if
-        ``MODEL.WEIGHTS`` is set) and training starts at iteration 0.
+        past the batches already used. Otherwise only the model weights are loaded
+        (``MODEL.BACKBONE.PRETRAINED`` into the image encoder, then ``MODEL.WEIGHTS``, each if
+        set) and training starts at iteration 0.
         """
         # This config's schedule, before a checkpoint overwrites it.
         schedule = copy.deepcopy(self.scheduler.state_dict())
+        if self.cfg.MODEL.BACKBONE.PRETRAINED and not (
+            resume and self.checkpointer.has_checkpoint()
+        ):
+            from ..modeling.backbone.pretrained import load_pretrained_backbone
+
+            # The encoder's pretrained weights first; MODEL.WEIGHTS, if any, loads over them.
+            load_pretrained_backbone(
+                self.checkpointer.model,
+                self.cfg.MODEL.BACKBONE.PRETRAINED,
+                input_format=self.cfg.INPUT.FORMAT,
+                pixel_mean=self.cfg.MODEL.PIXEL_MEAN,
+                pixel_std=self.cfg.MODEL.PIXEL_STD,
+            )
         extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         self.start_iter = 0
         if resume and self.checkpointer.has_checkpoint():
@@ -477,6 +492,8 @@ class DefaultTrainer(TrainerBase):
         """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
         cfg = self.cfg
         result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        # Before the checkpointer and the test evaluation (see ValidationHook).
+        result.append(self.build_validation_hook())
         if comm.is_main_process():
             result.append(
                 hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
@@ -489,17 +506,52 @@ class DefaultTrainer(TrainerBase):
             trainer._last_eval_results = trainer.test(trainer.cfg, trainer.model)
             return trainer._last_eval_results
 
-        if len(cfg.DATASETS.TEST) and (cfg.TEST.EVAL_PERIOD > 0 or cfg.TEST.EVAL_AFTER_TRAIN):
-            result.append(
-                hooks.EvalHook(
-                    cfg.TEST.EVAL_PERIOD,
-                    test_and_save_results,
-                    eval_after_train=cfg.TEST.EVAL_AFTER_TRAIN,
+        if len(cfg.DATASETS.TEST):
+            # With a validation split, the test splits are evaluated once, after training.
+            period = 0 if len(cfg.DATASETS.VAL) else cfg.TEST.EVAL_PERIOD
+            if period > 0 or cfg.TEST.EVAL_AFTER_TRAIN:
+                result.append(
+                    hooks.EvalHook(
+                        period, test_and_save_results, eval_after_train=cfg.TEST.EVAL_AFTER_TRAIN
+                    )
                 )
-            )
         if comm.is_main_process():
             result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return result
+
+    def build_validation_hook(self) -> hooks.HookBase | None:
+        """Return the hook that validates on ``DATASETS.VAL`` (None without a validation split).
+
+        It logs the validation curve, keeps ``model_best.pth`` by ``TEST.BEST_METRIC`` and may
+        stop training on a plateau (:mod:`meshrecon.engine.validation`).
+        """
+        cfg = self.cfg
+        if not len(cfg.DATASETS.VAL):
+            if cfg.TEST.BEST_METRIC or cfg.TEST.EVAL_BEST or cfg.SOLVER.STOP_ON_PLATEAU:
+                raise ValueError(
+                    "TEST.BEST_METRIC, TEST.EVAL_BEST and SOLVER.STOP_ON_PLATEAU need a "
+                    "validation split in DATASETS.VAL (a checkpoint is never chosen on the test "
+                    "split)"
+                )
+            return None
+        both = set(cfg.DATASETS.VAL) & set(cfg.DATASETS.TEST)
+        if both:
+            raise ValueError(
+                f"DATASETS.VAL and DATASETS.TEST share {sorted(both)}: validation (which picks "
+                "the best checkpoint and may stop training) must not see a test split"
+            )
+        trainer_ref = weakref.ref(self)
+        return ValidationHook.from_config(
+            cfg, self.checkpointer.model, lambda: trainer_ref().validate()
+        )
+
+    def validate(self) -> dict[str, Any]:
+        """Evaluate the model on every dataset of ``DATASETS.VAL`` (as :meth:`test` does)."""
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.DATASETS.TEST = tuple(cfg.DATASETS.VAL)
+        cfg.freeze()
+        return self.test(cfg, self.model)
 
     def build_writers(self) -> list[EventWriter]:
         """Return the writers of the main process (see :func:`default_writers`)."""

@@ -116,6 +116,10 @@ class TrainerBase:
                     self.before_step()
                     self.run_step()
                     self.after_step()
+                    # A hook may end training early by lowering max_iter (a validation
+                    # plateau); the run then counts as completed at this iteration.
+                    if self.iter + 1 >= self.max_iter:
+                        break
                 # iter == max_iter tells after_train hooks that training completed.
                 self.iter += 1
             except Exception:

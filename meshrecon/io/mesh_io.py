@@ -39,6 +39,7 @@ from meshrecon.io.obj_io import (
 from meshrecon.io.utils import (
     Device,
     MeshIOError,
+    NonFiniteVerticesError,
     PathLike,
     _check_index_range,
     _path_str,
@@ -82,27 +83,64 @@ def _extension(path: str) -> str:
 # ----------------------------------------------------------------------------- any format
 
 
-def _trimesh_to_arrays(loaded, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten whatever trimesh returned (mesh, point cloud or scene) into verts and faces."""
+def _trimesh_pieces(loaded, name: str) -> list[tuple[np.ndarray, np.ndarray, object]]:
+    """``(verts, faces, geometry)`` of each triangle mesh in what trimesh returned, in order.
+
+    A scene's meshes are transformed to world space in node order; a point cloud is one piece
+    without faces. ``geometry`` is trimesh's object (its ``visual`` holds the colours).
+    """
     if isinstance(loaded, trimesh.Trimesh):
-        return np.asarray(loaded.vertices), np.asarray(loaded.faces, dtype=np.int64)
+        return [(np.asarray(loaded.vertices), np.asarray(loaded.faces, dtype=np.int64), loaded)]
     if isinstance(loaded, trimesh.PointCloud):
-        return np.asarray(loaded.vertices), np.zeros((0, 3), np.int64)
+        return [(np.asarray(loaded.vertices), np.zeros((0, 3), np.int64), loaded)]
     if isinstance(loaded, trimesh.Scene):
-        verts, faces, offset = [], [], 0
+        pieces = []
         for node in loaded.graph.nodes_geometry:
             transform, geom_name = loaded.graph[node]
             geom = loaded.geometry[geom_name]
             if not isinstance(geom, trimesh.Trimesh):
                 continue  # paths and point clouds in a scene are not part of the surface
             v = trimesh.transformations.transform_points(np.asarray(geom.vertices), transform)
-            verts.append(v)
-            faces.append(np.asarray(geom.faces, dtype=np.int64) + offset)
-            offset += len(v)
-        if not verts:
+            pieces.append((v, np.asarray(geom.faces, dtype=np.int64), geom))
+        if not pieces:
             raise MeshIOError(f"{name}: scene contains no triangle meshes")
-        return np.concatenate(verts), np.concatenate(faces)
+        return pieces
     raise MeshIOError(f"{name}: file holds a {type(loaded).__name__}, not a triangle mesh")
+
+
+def _trimesh_to_arrays(loaded, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten whatever trimesh returned (mesh, point cloud or scene) into verts and faces."""
+    pieces = _trimesh_pieces(loaded, name)
+    offsets = np.cumsum([0] + [len(v) for v, _, _ in pieces[:-1]])
+    verts = np.concatenate([v for v, _, _ in pieces])
+    faces = np.concatenate([f + o for (_, f, _), o in zip(pieces, offsets)])
+    return verts, faces
+
+
+def _load_with_trimesh(name: str, ext: str):
+    """trimesh's object for a non-OBJ file (glTF references checked first), unprocessed."""
+    local = g_pathmgr.get_local_path(name)
+    if ext in (".gltf", ".glb"):
+        from meshrecon.io.gltf_refs import check_gltf_references
+
+        check_gltf_references(local, name)
+    try:
+        return trimesh.load(local, file_type=ext[1:], process=False)
+    except Exception as e:
+        # trimesh raises many exception types on malformed input (struct, json, key, index
+        # errors...); all of them mean the same thing to a caller.
+        raise MeshIOError(f"{name}: could not parse {ext} file: {e}") from e
+
+
+def _check_arrays(verts: np.ndarray, faces, name: str) -> np.ndarray:
+    """Validate loaded arrays (vertices present and finite, indices in range); (F, 3) faces."""
+    if verts.shape[0] == 0:
+        raise MeshIOError(f"{name}: file contains no vertices")
+    if not np.isfinite(verts).all():
+        raise NonFiniteVerticesError(f"{name}: vertex coordinates contain NaN or Inf")
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    _check_index_range(faces, verts.shape[0], "face vertex", name)
+    return faces
 
 
 def load_mesh(path: PathLike, device: Device = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,24 +173,8 @@ def load_mesh(path: PathLike, device: Device = None) -> tuple[torch.Tensor, torc
         data, _ = _parse_obj(name)
         verts, faces = data["verts"], data["faces"]
     else:
-        local = g_pathmgr.get_local_path(name)
-        if ext in (".gltf", ".glb"):
-            from meshrecon.io.gltf_refs import check_gltf_references
-
-            check_gltf_references(local, name)
-        try:
-            loaded = trimesh.load(local, file_type=ext[1:], process=False)
-        except Exception as e:
-            # trimesh raises many exception types on malformed input (struct, json, key, index
-            # errors...); all of them mean the same thing to a caller.
-            raise MeshIOError(f"{name}: could not parse {ext} file: {e}") from e
-        verts, faces = _trimesh_to_arrays(loaded, name)
-    if verts.shape[0] == 0:
-        raise MeshIOError(f"{name}: file contains no vertices")
-    if not np.isfinite(verts).all():
-        raise MeshIOError(f"{name}: vertex coordinates contain NaN or Inf")
-    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    _check_index_range(faces, verts.shape[0], "face vertex", name)
+        verts, faces = _trimesh_to_arrays(_load_with_trimesh(name, ext), name)
+    faces = _check_arrays(verts, faces, name)
     return (
         torch.as_tensor(np.asarray(verts), dtype=torch.float32, device=device),
         torch.as_tensor(faces, dtype=torch.int64, device=device),

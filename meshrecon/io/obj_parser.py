@@ -16,6 +16,7 @@ from iopath.common.file_io import PathManager
 
 from meshrecon.io.utils import (
     MeshIOError,
+    NonFiniteVerticesError,
     PathLike,
     _fan_triangulate,
     _path_manager,
@@ -165,13 +166,17 @@ def _parse_obj(f: PathLike | IO, path_manager: PathManager | None = None) -> tup
             mtllib = rest  # the rest of the line: file names may hold spaces
     try:
         # trimesh's helper expects the text normalized the way its own loader does it.
-        v, vn, vt, _ = _parse_vertices(text="\n{}\n".format(text.strip().replace("\\\n", "")))
+        v, vn, vt, vc = _parse_vertices(text="\n{}\n".format(text.strip().replace("\\\n", "")))
         if v is None or len(v) == 0:
             raise MeshIOError(f"{name}: OBJ file contains no vertices ('v' lines)")
-        if v.ndim != 2 or v.shape[1] != 3 or not np.isfinite(v).all():
+        if v.ndim != 2 or v.shape[1] != 3:
             raise MeshIOError(f"{name}: OBJ vertices must have 3 finite coordinates each")
+        if not np.isfinite(v).all():
+            raise NonFiniteVerticesError(f"{name}: OBJ vertex coordinates contain NaN or Inf")
         if vt is not None:
             vt = vt.reshape(len(vt), -1)[:, :2]  # a third (w) coordinate is not used
+        if vc is not None and (vc.shape != (len(v), 3) or not np.isfinite(vc).all()):
+            vc = None  # "v x y z r g b" on some lines only, or garbage: no vertex colours
         counts = (len(v), 0 if vt is None else len(vt), 0 if vn is None else len(vn))
         if lines:
             (faces, faces_tex, faces_norm), tri_line = _parse_obj_faces(
@@ -187,5 +192,6 @@ def _parse_obj(f: PathLike | IO, path_manager: PathManager | None = None) -> tup
         raise MeshIOError(f"{name}: corrupt OBJ file: {e}") from e
     data = {"verts": v, "normals": vn, "uvs": vt, "faces": faces, "faces_tex": faces_tex}
     data.update(faces_norm=faces_norm, materials=materials)
-    data.update(material_names=material_names, mtllib=mtllib)
+    # Vertex colours ("v x y z r g b", an extension many tools write), as in the file.
+    data.update(material_names=material_names, mtllib=mtllib, vertex_colors=vc)
     return data, name

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from iopath.common.file_io import PathManager, g_pathmgr
 
-__all__ = ["MeshIOError"]
+__all__ = ["MeshIOError", "NonFiniteVerticesError"]
 
 PathLike = str | os.PathLike
 Device = str | torch.device | None
@@ -16,6 +16,10 @@ Device = str | torch.device | None
 
 class MeshIOError(ValueError):
     """A mesh, point cloud or voxel file is missing data, truncated or otherwise unreadable."""
+
+
+class NonFiniteVerticesError(MeshIOError):
+    """A mesh file parses, but some vertex coordinates are NaN or infinite."""
 
 
 def _path_str(path: PathLike) -> str:

@@ -78,6 +78,8 @@ class RunRecord:
     output_dir: str = ""
     log_path: str = ""
     results: Mapping[str, Any] = field(default_factory=dict)
+    # The run's validation curve at its end (meshrecon.engine.validation.summarize_validation).
+    validation: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -508,6 +510,9 @@ def run_plan(
         record.reason = f"the run wrote no {results_file}"
         return record
     record.results = _read_json(results_file)
+    from meshrecon.engine.validation import summarize_validation
+
+    record.validation = summarize_validation(plan.output_dir) or {}
     try:
         record.row = dict(spec.read_metrics(record.results))
     except KeyError as err:

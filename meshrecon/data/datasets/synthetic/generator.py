@@ -61,22 +61,27 @@ logger = logging.getLogger(__name__)
 # change of a dependency's behaviour); every cached split is then regenerated.
 GENERATOR_VERSION = 1
 
-# Splits of each kind of synthetic dataset.
+# Splits of each kind of synthetic dataset. Every split draws its models, scenes and rooms from
+# its own random streams (seeded by kind and split, see ``scenes.item_rng``), so ``val`` shares
+# no model or scene with ``train`` or ``test``: it is the split for periodic validation and for
+# choosing the best checkpoint (``DATASETS.VAL``), never the test split.
 SPLITS: dict[str, tuple[str, ...]] = {
     "shapenet": ("train", "val", "test"),
-    "pix3d": ("train", "test"),
-    "nyu": ("train", "test"),
+    "pix3d": ("train", "val", "test"),
+    "nyu": ("train", "val", "test"),
 }
 
-# Counts at SCALE = 1, chosen so that all seven default splits generate in a few minutes on two
+# Counts at SCALE = 1, chosen so that all nine default splits generate in a few minutes on two
 # CPU cores and still train a model usefully (see the README of the synthetic configs).
 _BASE_COUNTS: dict[tuple[str, str], dict[str, int]] = {
     ("shapenet", "train"): {"models_per_category": 10},
     ("shapenet", "val"): {"models_per_category": 2},
     ("shapenet", "test"): {"models_per_category": 3},
     ("pix3d", "train"): {"images": 200, "models_per_category": 4},
+    ("pix3d", "val"): {"images": 40, "models_per_category": 2},
     ("pix3d", "test"): {"images": 50, "models_per_category": 2},
     ("nyu", "train"): {"images": 200},
+    ("nyu", "val"): {"images": 40},
     ("nyu", "test"): {"images": 50},
 }
 
