@@ -47,9 +47,15 @@ def test_wheel_in_fresh_venv_from_an_empty_folder(tmp_path):
          tmp_path, dict(os.environ))  # fmt: skip
     (wheel,) = dist.glob("meshrecon-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
+    # Every file of the package ships: modules, configs, the report viewer's scripts.
     package = REPO / "meshrecon"
-    configs = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.yaml"))
-    assert configs and [c for c in configs if f"meshrecon/{c}" not in names] == []
+    files = sorted(
+        p.relative_to(REPO).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    assert any(f.endswith("synthetic/voxmesh.yaml") for f in files)
+    assert [f for f in files if f not in names] == []
     assert "meshrecon/cli/train_net.py" in names and "meshrecon/__main__.py" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
