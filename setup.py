@@ -1,4 +1,5 @@
-"""Install meshrecon: ``pip install -e .`` (add ``[dev]`` for the test and lint tools)."""
+"""Install meshrecon: ``pip install .`` (or ``-e .`` in a clone; add ``[dev]`` for the test and lint
+tools). It installs the ``meshrecon`` command."""
 
 from pathlib import Path
 
@@ -49,6 +50,8 @@ setup(
         "tensorboard>=2.12",
         "matplotlib>=3.6",
     ],
+    # `meshrecon SUBCOMMAND` (also `python -m meshrecon`); subcommands: meshrecon/cli.
+    entry_points={"console_scripts": ["meshrecon = meshrecon.cli:main"]},
     extras_require={
         # playwright drives the system's Chromium in the report's browser test (no browser
         # download: the test passes the Chromium it finds as executable_path).

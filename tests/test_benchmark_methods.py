@@ -345,30 +345,3 @@ def sync_url_to_path(url: str) -> str:
     from urllib.parse import unquote, urlparse
 
     return unquote(urlparse(url).path)
-
-
-# ----------------------------------------------------------------------------- README API
-
-
-def test_readme_python_api_five_lines(tmp_path):
-    """The README's five lines, offline: a random-weight synthetic Mesh R-CNN stands in for
-    the released weights (``trained=True`` downloads them)."""
-    import numpy as np
-
-    from meshrecon import model_zoo
-    from meshrecon.engine import DefaultPredictor
-    from meshrecon.io import load_mesh, save_mesh
-
-    torch.manual_seed(0)
-    model = model_zoo.get("synthetic/meshrcnn_R18_FPN.yaml", device="cpu")
-    weights = tmp_path / "model.pth"
-    torch.save({"model": model.state_dict()}, weights)
-    cfg = model_zoo.get_config("synthetic/meshrcnn_R18_FPN.yaml")
-    cfg.MODEL.WEIGHTS, cfg.MODEL.DEVICE = str(weights), "cpu"
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # random weights score low
-    cfg.TEST.DETECTIONS_PER_IMAGE = 1
-    image_bgr = (np.random.default_rng(0).random((240, 320, 3)) * 255).astype(np.uint8)
-    predictor = DefaultPredictor(cfg)
-    save_mesh(tmp_path / "object.obj", *predictor(image_bgr)["instances"].pred_meshes.data[0])
-    verts, faces = load_mesh(tmp_path / "object.obj")
-    assert verts.shape[0] > 0 and faces.shape[0] > 0

@@ -281,6 +281,35 @@ def test_crash_leaves_no_trusted_folder(tmp_path, monkeypatch):
     assert len(load_synthetic("nyu", "test", config)) == 1
 
 
+def test_log_says_when_and_why_a_split_is_generated(tmp_path, caplog):
+    """A generation is announced with the dataset, its parameters, the cache key and the
+    reason: nothing cached, or how the cached copies differ (the config key to change)."""
+    import logging
+
+    logger = generator.logger
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        load_synthetic("nyu", "test", tiny(tmp_path))
+        first = caplog.text
+        caplog.clear()
+        load_synthetic("nyu", "test", tiny(tmp_path))  # cached: nothing announced
+        again = caplog.text
+        caplog.clear()
+        load_synthetic("nyu", "test", tiny(tmp_path, nyu_image_size=(80, 60)))
+        other = caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+    key = os.path.basename(dataset_dir("nyu", "test", tiny(tmp_path)))
+    assert "Generating synthetic_nyu_test (seed 0, images 1, image_size [64, 48])" in first
+    assert f"no copy of this split is cached yet (cache key {key})" in first
+    assert "Generating" not in again
+    assert "Generating synthetic_nyu_test" in other and "image_size [80, 60]" in other
+    assert f"{key} has image_size [64, 48] (DATASETS.SYNTHETIC.NYU_IMAGE_SIZE)" in other
+
+
 def test_killed_generation_is_not_trusted(tmp_path):
     """A process killed (SIGKILL) mid-generation leaves only a temp folder, later discarded."""
     config = tiny(tmp_path)

@@ -563,6 +563,8 @@ _C.TEST = CN()
 _C.TEST.EXPECTED_RESULTS = []
 # Evaluate every this many iterations during training (0: only at the end).
 _C.TEST.EVAL_PERIOD = 0
+# Evaluate on DATASETS.TEST once training ends (`meshrecon train --no-eval` turns it off).
+_C.TEST.EVAL_AFTER_TRAIN = True
 # Keypoint OKS sigmas for COCO keypoint evaluation; empty: COCO's defaults.
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
 # Maximum number of detections kept per image.

@@ -310,8 +310,19 @@ class DefaultPredictor:
     the image from BGR to ``cfg.INPUT.FORMAT``, resizes its shorter side to
     ``INPUT.MIN_SIZE_TEST`` (longer side at most ``INPUT.MAX_SIZE_TEST``) and returns the
     model's output for it. Predictions are in the original image's coordinates when the model
-    uses the ``height`` / ``width`` it is given, as Detectron2-style models do.
+    uses the ``height`` / ``width`` it is given, as Detectron2-style models do: a detector
+    returns ``{"instances": Instances}``.
+
+    A single-object reconstructor (``SingleViewReconstructor``) gets the image with its longer
+    side at the size of the views it is trained on (``SINGLE_VIEW_INPUT_SIZE``, 137: R2N2's
+    renders and the synthetic data), as ``meshrecon demo`` does, instead of the detectors'
+    ``MIN_SIZE_TEST``; pass a picture with the object centred and filling it, as in those
+    views. It returns the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh":
+    (verts, faces)}`` or ``{"points": (P, 3)}``, in the camera frame.
     """
+
+    # Meta-architectures trained on fixed-size views of one object (see above).
+    SINGLE_VIEW_META_ARCHITECTURES = ("SingleViewReconstructor",)
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
@@ -325,17 +336,26 @@ class DefaultPredictor:
         Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
+        # The longer side's size for single-view models (0: the detectors' resize above).
+        self.view_size = 0
+        if cfg.MODEL.META_ARCHITECTURE in self.SINGLE_VIEW_META_ARCHITECTURES:
+            from ..utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
+
+            self.view_size = SINGLE_VIEW_INPUT_SIZE
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        if self.min_size <= 0:
+        if self.view_size > 0:
+            scale = self.view_size / max(h, w)
+        elif self.min_size > 0:
+            scale = self.min_size / min(h, w)
+            if self.max_size > 0 and max(h, w) * scale > self.max_size:
+                scale = self.max_size / max(h, w)
+        else:
             return image
-        scale = self.min_size / min(h, w)
-        if self.max_size > 0 and max(h, w) * scale > self.max_size:
-            scale = self.max_size / max(h, w)
         new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
         if (new_h, new_w) == (h, w):
             return image
@@ -364,7 +384,8 @@ class DefaultTrainer(TrainerBase):
     It builds the model, optimizer, scheduler and loaders from the config (each through an
     overridable ``build_*`` classmethod), wraps the model in DDP when distributed, checkpoints
     to ``OUTPUT_DIR`` (model, optimizer, scheduler, AMP scaler and data-sampler seed), and
-    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end. Typical use::
+    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end (unless
+    ``TEST.EVAL_AFTER_TRAIN`` is off). Typical use::
 
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
@@ -521,7 +542,12 @@ class DefaultTrainer(TrainerBase):
         if len(cfg.DATASETS.TEST):
             # With a validation split, the test splits are evaluated once, after training.
             period = 0 if len(cfg.DATASETS.VAL) else cfg.TEST.EVAL_PERIOD
-            result.append(hooks.EvalHook(period, test_and_save_results))
+            if period > 0 or cfg.TEST.EVAL_AFTER_TRAIN:
+                result.append(
+                    hooks.EvalHook(
+                        period, test_and_save_results, eval_after_train=cfg.TEST.EVAL_AFTER_TRAIN
+                    )
+                )
         if comm.is_main_process():
             result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return result
@@ -671,12 +697,15 @@ class DefaultTrainer(TrainerBase):
                     continue
             results[name] = inference_on_dataset(model, data_loader, evaluator)
             if comm.is_main_process():
-                logger.info("Evaluation results for %s in csv format:", name)
-                print_csv_format(results[name])
+                # An evaluator that logged its own tables has said it all on the console; the
+                # raw numbers still go to the log file (and results.json).
+                tables = not getattr(evaluator, "logs_own_tables", False)
+                print_csv_format(results[name], tables=tables)
                 if cfg.OUTPUT_DIR:
-                    write_results_json(
+                    path = write_results_json(
                         results[name], os.path.join(cfg.OUTPUT_DIR, "inference", name)
                     )
+                    logger.info("Metrics of %s written to %s", name, path)
         if len(results) == 1:
             return next(iter(results.values()))
         return results

@@ -272,6 +272,8 @@ class Pix3DEvaluator(DatasetEvaluator):
         output_dir: unused (kept for the evaluator signature).
     """
 
+    logs_own_tables = True
+
     def __init__(
         self,
         dataset_name: str,

@@ -21,10 +21,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
 
-from meshrecon.layers import Conv2d, ConvTranspose2d, get_norm
+from meshrecon.layers import Conv2d, ConvTranspose2d, get_norm, weight_init
 from meshrecon.ops import GraphConv, SubdivideMeshes, vert_align
 from meshrecon.structures import Meshes
 

@@ -7,11 +7,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import Conv2d, ConvTranspose2d, ShapeSpec
+from meshrecon.layers import Conv2d, ConvTranspose2d, ShapeSpec, weight_init
 from meshrecon.modeling.roi_heads.box_head import make_norm
 from meshrecon.modeling.roi_heads.build import ROI_MASK_HEAD_REGISTRY
 from meshrecon.structures import Instances

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import smooth_l1_loss, weight_init
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import ShapeSpec
+from meshrecon.layers import ShapeSpec, weight_init
+from meshrecon.modeling.box_regression import smooth_l1_loss
 from meshrecon.modeling.roi_heads.build import ROI_Z_HEAD_REGISTRY
 from meshrecon.structures import Instances
 

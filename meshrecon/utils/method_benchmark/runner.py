@@ -352,9 +352,9 @@ _INFER_RE = re.compile(r"inference:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
 def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
     """Show a progress bar fed by the child's log until it exits."""
-    from tqdm import tqdm
+    from meshrecon.utils.progress import progress_bar
 
-    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
     phase = "train"
     try:
         while proc.poll() is None:
@@ -384,7 +384,7 @@ def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None)
 
 def _run_train_net(
     plan: MethodPlan,
-    train_script: str,
+    train_script: str | Sequence[str],
     log_path: str,
     threads: int,
     eval_only: bool,
@@ -393,7 +393,11 @@ def _run_train_net(
     desc: str,
     total: int | None,
 ) -> tuple[int, float]:
-    cmd = [sys.executable, train_script, "--config-file", plan.config_file]
+    if isinstance(train_script, str):
+        cmd = [sys.executable, train_script]
+    else:
+        cmd = list(train_script)
+    cmd += ["--config-file", plan.config_file]
     if eval_only:
         cmd.append("--eval-only")
     cmd += [*overrides, "OUTPUT_DIR", output_dir]
@@ -425,7 +429,7 @@ def _log_tail(path: str, lines: int = 15) -> str:
 def run_plan(
     plan: MethodPlan,
     *,
-    train_script: str,
+    train_script: str | Sequence[str],
     logs_dir: str,
     threads: int = 1,
     retrain: bool = False,
@@ -434,7 +438,8 @@ def run_plan(
     """Train (or reuse) and evaluate one method; return its record.
 
     Args:
-        train_script: path of ``tools/train_net.py``.
+        train_script: path of ``tools/train_net.py``, or the command that trains (e.g.
+            ``[sys.executable, "-m", "meshrecon", "train"]``); the config and overrides follow.
         logs_dir: where ``<name>.log`` (the process's output) goes.
         threads: ``OMP_NUM_THREADS`` of the process.
         retrain: train even when a finished identical run exists.

@@ -31,7 +31,8 @@ from collections import Counter
 from typing import Any
 
 import torch
-from tqdm import tqdm
+
+from meshrecon.utils.progress import progress_bar
 
 from .model import MODEL_FILE, ModelJob, Recipe, file_sha256, process_model
 from .registry import (
@@ -107,7 +108,7 @@ def _worker_init() -> None:
 
 def _run_jobs(jobs: list[ModelJob], workers: int, progress: bool) -> list[dict]:
     """Run :func:`process_model` on every job (a pool when ``workers > 1``)."""
-    bar = tqdm(
+    bar = progress_bar(
         total=len(jobs),
         desc="render-shapes",
         unit="model",

@@ -378,8 +378,62 @@ def ensure_generated(kind: str, split: str, config: SyntheticConfig | None = Non
                     f"{folder} exists but is incomplete (no {_META_FILE}); it was not written "
                     "by this generator's atomic rename. Delete it to regenerate."
                 )
-            _generate_into(folder, split_spec(kind, split, config))
+            spec = split_spec(kind, split, config)
+            logger.info(
+                "Generating %s (%s) into %s: %s",
+                dataset_name(kind, split),
+                _describe_spec(spec),
+                folder,
+                _why_generating(folder, spec),
+            )
+            _generate_into(folder, spec)
     return folder
+
+
+# Spec entries -> the config keys that set them, for the log's explanation.
+_SPEC_KEYS = {
+    "seed": "SEED",
+    "views": "SHAPENET_VIEWS",
+    "models_per_category": "SCALE",
+    "images": "SCALE",
+}
+
+
+def _config_key(spec: dict[str, Any], entry: str) -> str:
+    if entry == "image_size":
+        return f"DATASETS.SYNTHETIC.{spec['kind'].upper()}_IMAGE_SIZE"
+    return "DATASETS.SYNTHETIC." + _SPEC_KEYS.get(entry, entry.upper())
+
+
+def _describe_spec(spec: dict[str, Any]) -> str:
+    shown = ("seed", "models_per_category", "images", "views", "image_size")
+    return ", ".join(f"{k} {spec[k]}" for k in shown if k in spec)
+
+
+def _why_generating(folder: str, spec: dict[str, Any]) -> str:
+    """Why a split is generated: no cached copy, or how the cached copies differ from it."""
+    parent = os.path.dirname(folder)
+    others = []
+    for meta_path in sorted(glob.glob(os.path.join(parent, "v*", _META_FILE))):
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                theirs = json.load(f).get("spec", {})
+        except (OSError, ValueError):
+            continue
+        diffs = [
+            f"{k} {theirs[k]} ({_config_key(spec, k)})"
+            for k in spec
+            if k in theirs and theirs[k] != spec[k]
+        ]
+        key = os.path.basename(os.path.dirname(meta_path))
+        others.append(f"{key} has " + (", ".join(diffs) if diffs else "older generator code"))
+    if not others:
+        return "no copy of this split is cached yet (cache key " + os.path.basename(folder) + ")"
+    return (
+        f"the cache holds no copy with these parameters (cache key {os.path.basename(folder)}); "
+        f"cached copies differ: {'; '.join(others[:4])}"
+        + (f"; and {len(others) - 4} more" if len(others) > 4 else "")
+    )
 
 
 def _absolutize(value: Any, folder: DatasetRoot, missing: set[str], where: str = "") -> Any:

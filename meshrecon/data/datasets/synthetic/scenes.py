@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from meshrecon.render import (
     R2N2_MAX_CAMERA_DISTANCE,
@@ -37,6 +36,7 @@ from meshrecon.render import (
     pix3d_K,
     r2n2_camera,
 )
+from meshrecon.utils.progress import progress_bar
 
 from . import primitives as pr
 from .rendering import (
@@ -110,8 +110,8 @@ def _jitter_colors(colors: np.ndarray, rng: np.random.Generator, amount: float) 
     return np.clip(colors * rng.uniform(1 - amount, 1 + amount, size=3), 0.0, 1.0)
 
 
-def _progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=False)
+def _progress(total: int, desc: str):
+    return progress_bar(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=False)
 
 
 def generate_split(spec: dict[str, Any], out_dir: str) -> tuple[list[dict], dict[str, Any]]:
