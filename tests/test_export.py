@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from meshrecon.cli.export import main as export_main
 from meshrecon.config import get_cfg
 from meshrecon.export import (
     TOLERANCES,
@@ -30,7 +31,6 @@ from meshrecon.export import (
     meshes_from_tensors,
     run_exported,
 )
-from meshrecon.export.cli import main as export_main
 from meshrecon.modeling import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

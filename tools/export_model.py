@@ -7,14 +7,14 @@
 
 Writes one file per exported program and ``export_info.json`` (inputs, outputs, dynamic
 dimensions, the measured difference to eager mode); see the README's "Export" section. The
-logic lives in :mod:`meshrecon.export` (``meshrecon.export.cli.main``).
+logic lives in :mod:`meshrecon.export` (``meshrecon.cli.export.main``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from meshrecon.export.cli import main
+from meshrecon.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -82,7 +82,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "meshrecon.data.datasets.custom_shapes.cli",
         "render a folder of meshes into a registered ShapeNet-style dataset",
     ),
-    # "export" registers here the same way once its module exists.
+    "export": Subcommand(
+        "meshrecon.cli.export",
+        "export a model with torch.export (.pt2) or ONNX, checked against eager mode",
+    ),
 }
 
 

@@ -1,7 +1,7 @@
 """Export models for deployment: ``torch.export`` programs (``.pt2``) and ONNX files.
 
-``python tools/export_model.py --config-file CFG --format torch.export --output DIR
-MODEL.WEIGHTS PATH`` (:func:`meshrecon.export.cli.main`) writes one program per exportable part
+``meshrecon export --config-file CFG --format torch.export --output DIR MODEL.WEIGHTS PATH``
+(:func:`meshrecon.cli.export.main`) writes one program per exportable part
 of the model and ``export_info.json``. Exported programs take and return plain tensors; meshes
 leave them in the padded form described in :mod:`meshrecon.export.mesh_tensors`, which
 :func:`meshes_from_tensors` turns back into ``Meshes``.

@@ -1,6 +1,6 @@
-"""Command line of the exporter: ``tools/export_model.py`` (and a future ``meshrecon export``).
+"""Export a model for deployment: ``meshrecon export`` (and ``tools/export_model.py``).
 
-    python tools/export_model.py --config-file configs/synthetic/voxmesh.yaml \\
+    meshrecon export --config-file synthetic/voxmesh.yaml \\
         --format torch.export --output exported/voxmesh \\
         MODEL.WEIGHTS output/synthetic_voxmesh/model_final.pth
 
@@ -17,15 +17,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from meshrecon.cli.common import CONFIG_FILE_HELP, resolve_config_file
+
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="export_model",
-        description="Export a meshrecon model with torch.export (.pt2) or ONNX (.onnx).",
+        description="Export a meshrecon model with torch.export (.pt2) or ONNX (.onnx): one "
+        "file per program and export_info.json in --output.",
     )
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="the model's config")
+    parser.add_argument("--config-file", required=True, metavar="FILE", help=CONFIG_FILE_HELP)
     parser.add_argument(
         "--format",
         default="torch.export",
@@ -61,7 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the exporter with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 2:
+        raise SystemExit("--batch-size must be >= 2 (a batch of 1 would be fixed in the export)")
+    try:
+        config_file = resolve_config_file(args.config_file)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     # Imported here so that --help is instant.
     import torch
 
@@ -71,10 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from meshrecon.modeling import build_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 2:
-        raise SystemExit("--batch-size must be >= 2 (a batch of 1 would be fixed in the export)")
     cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(args.opts))
     cfg.MODEL.DEVICE = "cpu"  # the exported programs are traced and checked on the CPU
     # channels_last (the CPU default of GeneralizedRCNN) cannot be traced with a symbolic
