@@ -25,6 +25,7 @@ import torch
 
 from meshrecon.ops import chamfer_distance, earth_movers_distance
 from meshrecon.render.cameras import project_points, unproject_depth
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "consistency_loss",
@@ -186,6 +187,7 @@ def _resample(points: torch.Tensor, lengths: torch.Tensor, count: int) -> torch.
     return torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
 
 
+@stage("losses")
 def set_distance(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -211,6 +213,7 @@ def set_distance(
     return earth_movers_distance(x, y, batch_reduction=None)
 
 
+@stage("losses")
 def front_constraint_loss(
     points_cam: torch.Tensor,
     depth: torch.Tensor,
@@ -246,6 +249,7 @@ def front_constraint_loss(
     return torch.where(valid, loss, loss.new_zeros(())), valid
 
 
+@stage("losses")
 def diversity_loss(
     clouds: torch.Tensor, noise: torch.Tensor, margin: float, distance: str = "chamfer"
 ) -> tuple[torch.Tensor, torch.Tensor]:

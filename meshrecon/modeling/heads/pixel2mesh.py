@@ -35,6 +35,7 @@ from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.ops import SubdivideMeshes, ellipsoid, gather_scatter, knn_points
 from meshrecon.render.cameras import project_points
 from meshrecon.structures import Meshes
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "GResBlock",
@@ -173,6 +174,7 @@ def _nearest(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.
     return ((src - near) ** 2).sum(-1), idx
 
 
+@stage("losses")
 def pixel2mesh_losses(
     before: Meshes,
     after: Meshes,

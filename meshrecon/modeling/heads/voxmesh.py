@@ -28,6 +28,7 @@ from meshrecon.modeling.heads.shared import MeshRefinementHead, VoxelConvHead
 from meshrecon.ops import chamfer_distance, cubify, mesh_edge_loss, sample_points_from_meshes
 from meshrecon.render.cameras import camera_to_opengl, camera_to_opengl_points, opengl_to_camera
 from meshrecon.structures import Meshes
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "ShapeNetRefinementHead",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 
+@stage("losses")
 def refinement_mesh_losses(
     meshes_per_stage: Sequence[Meshes],
     gt_points: torch.Tensor,
@@ -144,6 +146,7 @@ class VoxelHead(VoxelConvHead):
             "loss_weight": v.LOSS_WEIGHT,
         }
 
+    @stage("losses")
     def losses(self, voxel_scores: torch.Tensor, views) -> dict[str, torch.Tensor]:
         """``{"loss_voxel": weight * BCE(logits, views.voxels)}``."""
         if views.voxels is None:
