@@ -16,7 +16,7 @@ from meshrecon.config import configurable
 
 from .augmentation import Augmentation, _rng, apply_augmentations
 from .mapper_utils import ShapeTargets, as_K4, check_image_size, image_tensor, matrix, shape_config
-from .readers import read_depth, read_image, read_mesh
+from .readers import read_depth, read_image
 from .shape_targets import model_to_camera, voxelize_in_frustum
 from .transforms import CropTransform, HFlipTransform, TransformList
 
@@ -50,6 +50,7 @@ class ShapeNetMapper:
         num_samples: int = 5000,
         sample_online: bool = False,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         self.is_train = is_train
         self.augmentations = list(augmentations)
@@ -62,6 +63,7 @@ class ShapeNetMapper:
             voxel_align,
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
@@ -97,10 +99,11 @@ class ShapeNetMapper:
         if not self.load_annotations:
             return out
         tg = self.targets
-        mesh = read_mesh(record["mesh"]) if record.get("mesh") else None
+        # A model's files are read once per process and shared by its views (ShapeTargets).
+        mesh = tg.mesh(record["mesh"]) if record.get("mesh") else None
         if mesh is not None:
             verts = model_to_camera(mesh[0], R0, t0, tfms)
-            out["mesh"] = (verts, tfms.apply_faces(mesh[1]))
+            out["mesh"] = (verts, tfms.apply_faces(mesh[1].clone()))
         if record.get("samples") or mesh is not None:
             pts, nrm = tg.surface(record, mesh)
             out["points"] = model_to_camera(pts, R0, t0, tfms)
@@ -152,6 +155,7 @@ class MultiViewMapper:
         sample_online: bool = False,
         voxel_size: int = 32,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
@@ -167,6 +171,7 @@ class MultiViewMapper:
             "header",
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
