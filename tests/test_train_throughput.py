@@ -90,3 +90,19 @@ def test_bad_baseline_is_refused(tmp_path, capsys):
     code = tool.main(["train", "--device", "cpu", "--baseline", str(tmp_path)])
     assert code == 2
     assert "not a meshrecon checkout" in capsys.readouterr().err
+
+
+def test_cache_warming_maps_one_record_per_new_shape_file():
+    tt = _load_tool()._train_module()
+    records = [
+        {"file_name": "a.png", "mesh": "m1.obj", "samples": "s1.pt"},  # new files
+        {"file_name": "b.png", "mesh": "m1.obj", "samples": "s1.pt"},  # the same model again
+        {"file_name": "c.png", "annotations": [{"mesh": "m1.obj"}, {"voxel": "v2.mat"}]},
+        {"views": [{"mesh": "m3.obj"}, {"mesh": "m3.obj"}], "voxel": "v2.mat"},
+        {"file_name": "d.png", "depth": {"path": "d.png"}},  # no shape file
+    ]
+    assert tt._shape_files(records[2]) == {"m1.obj", "v2.mat"}
+    mapped = []
+    assert tt.warm_shape_cache(mapped.append, records) == 3
+    assert [r.get("file_name") for r in mapped] == ["a.png", "c.png", None]
+    assert tt.warm_shape_cache(None, records) == 0

@@ -5,7 +5,8 @@ script of its own. One call of :func:`measure_config` builds a config's model, o
 gradient clipper, mapper and training loader exactly as ``DefaultTrainer`` does, runs
 ``warmup`` steps and then ``steps`` timed steps of forward, backward and optimizer step (the
 steps of ``SimpleTrainer.run_step``, without hooks, logging or checkpoints) on random weights,
-and returns the mean time per step split into stages:
+and returns the mean time per step split into stages. The mappers' shape caches are warmed
+first (each model's files read once), as they are after the first steps of a real training:
 
 ========== =================================================================================
 data       waiting for the next batch: mapping (reading files, building targets) when
@@ -144,6 +145,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# Record keys naming a model's shape files, which mappers keep in a per-process cache.
+_SHAPE_KEYS = ("mesh", "voxel", "samples")
+
+
+def _shape_files(value: Any) -> set[str]:
+    """Paths of the shape files a record (with its annotations or views) names."""
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if k in _SHAPE_KEYS and isinstance(v, str)}
+        for v in value.values():
+            found |= _shape_files(v) if isinstance(v, (dict, list)) else set()
+        return found
+    if isinstance(value, list):
+        return set().union(*(_shape_files(v) for v in value)) if value else set()
+    return set()
+
+
+def warm_shape_cache(mapper, records: list[dict]) -> int:
+    """Map every record that names a shape file not seen before; return how many were mapped.
+
+    A long training reads each model's files long before its steady state; a short
+    measurement would otherwise time those first reads, which the mappers' caches remove
+    afterwards. Data-loader workers forked later inherit the warm cache.
+    """
+    if mapper is None:
+        return 0
+    seen: set[str] = set()
+    count = 0
+    for record in records:
+        files = _shape_files(record)
+        if files - seen:
+            mapper(record)
+            seen |= files
+            count += 1
+    return count
+
+
 def _measure_mapping(mapper, records: list[dict], count: int) -> float | None:
     """Mean seconds the mapper takes per record, over ``count`` records (training mapping)."""
     if mapper is None or not records:
@@ -164,6 +201,7 @@ def measure_config(
     opts: list[str] | None = None,
     toy: bool = False,
     start_iter: int | None = None,
+    warm_cache: bool = True,
     label: str = "",
 ) -> TrainThroughput:
     """Run ``warmup`` + ``steps`` training steps of ``config_file``; return the timed steps'
@@ -179,6 +217,8 @@ def measure_config(
         start_iter: the iteration the steps report to the model (``EventStorage.iter``);
             default ``SOLVER.MAX_ITER // 2``, past warm-ups such as ``VOXEL_ONLY_ITERS`` so that
             every head trains.
+        warm_cache: first map one record of every model (:func:`warm_shape_cache`), so that
+            the steps see the mappers' steady state.
         label: a name for the checkout measured (comparisons).
     """
     import meshrecon.data.datasets  # noqa: F401  (registers the datasets)
@@ -210,6 +250,8 @@ def measure_config(
     mapper = build_mapper(cfg, is_train=True)
     records = get_dataset_dicts(cfg.DATASETS.TRAIN)
     loader = build_train_loader(cfg, mapper=mapper, dataset=records)
+    if warm_cache:
+        warm_shape_cache(mapper, records)
     batches = iter(loader)
     if start_iter is None:
         start_iter = cfg.SOLVER.MAX_ITER // 2
