@@ -58,6 +58,7 @@ def test_toy_run_times_every_stage_of_a_training_step(tmp_path, toy_root):
     assert (result["images_per_step"], result["steps"], result["threads"]) == (2, 2, 1)
     _check_split(result, stages)
     assert result["map_s_per_image"] > 0.0
+    assert 0.0 < result["cpu_s"] < 4 * result["step_s"]
     assert "| voxmesh | cpu | 1 | 0 | 2 |" in stdout
 
 
@@ -81,8 +82,16 @@ def test_config_list_and_comparison_table():
     assert "meshrcnn_R18_FPN" in names and "psgn" in names
     assert not any(n.startswith("Base-") for n in names)
     assert tool._train_configs(REPO, "rcnn") == [n for n in names if "rcnn" in n]
-    table = tool._train_module().format_comparison([("psgn", [2.0, 3.0, 4.0], [6.0, 6.0])])
-    assert "| psgn | 3.00 | 6.00 | 2.00x |" in table
+    tt = tool._train_module()
+
+    def run(images_per_s, cpu_s):
+        return tt.TrainThroughput("psgn.yaml", "cpu", 1, 0, 2, 5, 2 / images_per_s, {}, None, cpu_s)
+
+    before = [run(2.0, 1.2), run(3.0, 1.0), run(4.0, 0.8)]
+    after = [run(6.0, 0.5), run(6.0, 0.5)]
+    table = tt.format_comparison([("psgn", before, after)])
+    # Medians: 3 -> 6 images/s; CPU seconds per image 0.5 -> 0.25.
+    assert "| psgn | 3.00 | 6.00 | 2.00x | 2.00x |" in table
 
 
 def test_bad_baseline_is_refused(tmp_path, capsys):

@@ -81,7 +81,9 @@ class TrainThroughput:
     the mean wall time of a whole step; ``images_per_step`` is ``SOLVER.IMS_PER_BATCH`` (for
     the multi-view configs an "image" is one object with its views). ``map_s_per_image`` is the
     mapper's time per record measured apart in this process (what a data-loader worker spends
-    per record), None when the records need no mapper.
+    per record), None when the records need no mapper. ``cpu_s`` is the CPU time of the
+    training process per step (all its threads; not the data-loader workers'): on a machine
+    that other jobs share, it moves far less with their load than the wall time does.
     """
 
     config: str
@@ -93,6 +95,7 @@ class TrainThroughput:
     step_s: float
     stages: dict[str, float]
     map_s_per_image: float | None
+    cpu_s: float = float("nan")
     label: str = ""
 
     @property
@@ -257,7 +260,7 @@ def measure_config(
         start_iter = cfg.SOLVER.MAX_ITER // 2
 
     timer = _stage_timer_class()(dev)
-    step_total = 0.0
+    step_total = cpu_total = 0.0
     with EventStorage(start_iter) as storage, timer:
         for i in range(warmup + steps):
             if i == warmup:
@@ -265,7 +268,7 @@ def measure_config(
                 timer.reset()
             storage.iter = start_iter + i
             _sync(dev)
-            begin = time.perf_counter()
+            begin, cpu_begin = time.perf_counter(), time.process_time()
             with timer.measure("data"):
                 data = next(batches)
             with timer.measure("heads"):
@@ -284,6 +287,7 @@ def measure_config(
             _sync(dev)
             if i >= warmup:
                 step_total += time.perf_counter() - begin
+                cpu_total += time.process_time() - cpu_begin
             if not torch.isfinite(losses.detach()):
                 raise FloatingPointError(f"{config_file}: loss is {float(losses)} at step {i}")
         totals = dict(timer.totals)
@@ -300,6 +304,7 @@ def measure_config(
         step_s=step_total / steps,
         stages={name: totals.get(name, 0.0) / steps for name in STAGES},
         map_s_per_image=map_s,
+        cpu_s=cpu_total / steps,
         label=label,
     )
 
@@ -311,7 +316,7 @@ def config_name(path: str) -> str:
 
 def format_table(results: list[TrainThroughput]) -> str:
     """A markdown table: images/s and the milliseconds per step of each stage."""
-    header = ["config", "device", "thr", "workers", "img/step", "step ms", "img/s"]
+    header = ["config", "device", "thr", "workers", "img/step", "step ms", "cpu ms", "img/s"]
     header += [f"{s} ms" for s in STAGES] + ["other ms", "map ms/img", "largest stage"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
@@ -324,6 +329,7 @@ def format_table(results: list[TrainThroughput]) -> str:
             str(r.num_workers),
             str(r.images_per_step),
             f"{r.step_s * 1e3:.0f}",
+            f"{r.cpu_s * 1e3:.0f}",
             f"{r.images_per_s:.2f}",
         ]
         row += [f"{r.stages[s] * 1e3:.0f}" for s in STAGES]
@@ -334,14 +340,21 @@ def format_table(results: list[TrainThroughput]) -> str:
     return "\n".join(lines)
 
 
-def format_comparison(pairs: list[tuple[str, list[float], list[float]]]) -> str:
-    """A markdown table of images/s before and after, per config (medians over rounds)."""
+def format_comparison(
+    pairs: list[tuple[str, list[TrainThroughput], list[TrainThroughput]]],
+) -> str:
+    """A markdown table per config: images/s before and after (medians over the rounds) and
+    their ratio, and the ratio of the training process's CPU time per image."""
     import statistics
 
-    header = ["config", "before img/s", "after img/s", "after / before"]
+    header = ["config", "before img/s", "after img/s", "after / before", "CPU time ratio"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, before, after in pairs:
-        b, a = statistics.median(before), statistics.median(after)
+        b = statistics.median(r.images_per_s for r in before)
+        a = statistics.median(r.images_per_s for r in after)
+        cpu_b = statistics.median(r.cpu_s / r.images_per_step for r in before)
+        cpu_a = statistics.median(r.cpu_s / r.images_per_step for r in after)
         ratio = a / b if b > 0 else float("nan")
-        lines.append(f"| {name} | {b:.2f} | {a:.2f} | {ratio:.2f}x |")
+        cpu_ratio = cpu_b / cpu_a if cpu_a > 0 else float("nan")
+        lines.append(f"| {name} | {b:.2f} | {a:.2f} | {ratio:.2f}x | {cpu_ratio:.2f}x |")
     return "\n".join(lines)
