@@ -24,7 +24,7 @@ from .mapper_utils import (
     num_surface_samples,
     shape_config,
 )
-from .readers import read_depth, read_image, read_mesh
+from .readers import read_depth, read_image
 from .record_checks import (
     check_depth,
     check_depth_range,
@@ -68,6 +68,7 @@ class ShapeNetMapper:
         num_samples: int = 5000,
         sample_online: bool = False,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         self.is_train = is_train
         self.augmentations = list(augmentations)
@@ -80,6 +81,7 @@ class ShapeNetMapper:
             voxel_align,
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
@@ -119,13 +121,14 @@ class ShapeNetMapper:
         if not self.load_annotations:
             return out
         tg = self.targets
-        mesh = read_mesh(record["mesh"]) if record.get("mesh") else None
+        # A model's files are read once per process and shared by its views (ShapeTargets).
+        mesh = tg.mesh(record["mesh"]) if record.get("mesh") else None
         if mesh is not None:
             check_mesh(mesh[0], mesh[1], where)
             verts = model_to_camera(mesh[0], R0, t0, tfms)
             # Projected with K (Pixel2Mesh, the frustum voxels): it must be in front.
             check_depth_range(verts, where, "mesh")
-            out["mesh"] = (verts, tfms.apply_faces(mesh[1]))
+            out["mesh"] = (verts, tfms.apply_faces(mesh[1].clone()))
         if record.get("samples") or mesh is not None:
             pts, nrm = tg.surface(record, mesh)
             check_points(pts, where, "surface points")
@@ -181,6 +184,7 @@ class MultiViewMapper:
         sample_online: bool = False,
         voxel_size: int = 32,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
@@ -196,6 +200,7 @@ class MultiViewMapper:
             "header",
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
@@ -296,7 +301,7 @@ class MultiViewMapper:
         if model.get("samples") or model.get("mesh"):
             mesh = None
             if model.get("mesh") and (self.targets.sample_online or not model.get("samples")):
-                mesh = read_mesh(model["mesh"])
+                mesh = self.targets.mesh(model["mesh"])
                 check_mesh(mesh[0], mesh[1], f"model {name}")
             out["points"], out["normals"] = self.targets.surface(model, mesh)
             check_points(out["points"], f"model {name}", "surface points")

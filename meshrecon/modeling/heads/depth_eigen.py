@@ -29,6 +29,7 @@ from torch import nn
 
 from meshrecon.config import configurable
 from meshrecon.modeling.heads.build import DEPTH_HEAD_REGISTRY
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "PHASES",
@@ -264,7 +265,8 @@ class EigenCoarseNet(nn.Module):
                 f"EigenCoarseNet takes (N, 3, {self.input_size[0]}, {self.input_size[1]}) images, "
                 f"got {tuple(images.shape)}"
             )
-        x = self.features(images).flatten(1)
+        with stage("backbone"):
+            x = self.features(images).flatten(1)
         x = self.dropout(F.relu(self.fc1(x)))
         return self.fc2(x).view(-1, *self.output_size)
 

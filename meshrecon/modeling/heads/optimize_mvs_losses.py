@@ -25,6 +25,7 @@ import torch
 
 from meshrecon.ops import chamfer_distance, earth_movers_distance
 from meshrecon.render.cameras import project_points, unproject_depth
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "consistency_loss",
@@ -188,6 +189,7 @@ def _resample(points: torch.Tensor, lengths: torch.Tensor, count: int) -> torch.
     return torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
 
 
+@stage("losses")
 def set_distance(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -213,6 +215,7 @@ def set_distance(
     return earth_movers_distance(x, y, batch_reduction=None)
 
 
+@stage("losses")
 def front_constraint_loss(
     points_cam: torch.Tensor,
     depth: torch.Tensor,
@@ -254,6 +257,7 @@ def front_constraint_loss(
     return loss, valid | nonfinite
 
 
+@stage("losses")
 def diversity_loss(
     clouds: torch.Tensor, noise: torch.Tensor, margin: float, distance: str = "chamfer"
 ) -> tuple[torch.Tensor, torch.Tensor]:

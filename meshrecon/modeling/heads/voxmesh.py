@@ -34,6 +34,7 @@ from meshrecon.ops import (
 from meshrecon.render.cameras import camera_to_opengl, camera_to_opengl_points, opengl_to_camera
 from meshrecon.structures import Meshes
 from meshrecon.structures.utils import packed_to_item_idx
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "ShapeNetRefinementHead",
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 
+@stage("losses")
 def refinement_mesh_losses(
     meshes_per_stage: Sequence[Meshes],
     gt_points: torch.Tensor,
@@ -150,6 +152,7 @@ class VoxelHead(VoxelConvHead):
             "loss_weight": v.LOSS_WEIGHT,
         }
 
+    @stage("losses")
     def losses(self, voxel_scores: torch.Tensor, views) -> dict[str, torch.Tensor]:
         """``{"loss_voxel": weight * BCE(logits, views.voxels)}``."""
         if views.voxels is None:

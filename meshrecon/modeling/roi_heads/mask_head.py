@@ -16,6 +16,7 @@ from meshrecon.modeling.roi_heads.build import ROI_MASK_HEAD_REGISTRY
 from meshrecon.structures import Instances
 from meshrecon.structures.masks import BitMasks
 from meshrecon.utils.events import get_event_storage, has_event_storage
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "BaseMaskRCNNHead",
@@ -35,6 +36,7 @@ def _as_bitmasks(masks: Any) -> BitMasks:
     )
 
 
+@stage("losses")
 def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances]) -> torch.Tensor:
     """Mean per-pixel binary cross-entropy of the predicted masks of the ground-truth classes.
 
