@@ -323,11 +323,13 @@ class VoxMeshHead(ShapeNetRefinementHead):
             grid_meshes = cubify(probs, self.cubify_thresh, align=self.cubify_align)
         verts = []
         for n, v in enumerate(grid_meshes.verts_list()):
-            index = (v + 1.0) * (0.5 * (V - 1))
+            # cubify's grid vertices are float32; they are placed in the scores' dtype (as
+            # Mesh R-CNN, which casts them before ``voxel_to_world``).
+            index = (v.to(voxel_scores.dtype) + 1.0) * (0.5 * (V - 1))
             verts.append(
                 frustum_voxel_coords_to_camera(
                     index, views.K[n], views.image_size, V, self.voxel_zrange, self.near_far
-                ).to(v.dtype)
+                )
             )
         return Meshes(verts=verts, faces=grid_meshes.faces_list())
 
