@@ -390,7 +390,11 @@ SHAPENET_OVERRIDES = [
 ]
 SHAPENET_CONFIGS = {
     "voxmesh": [],
-    "sphereinit": [("MODEL.MESH_HEAD.ICO_SPHERE_LEVEL", 2)],
+    # The released ShapeNet configs weigh the normal loss 0; one record turns it on.
+    "sphereinit": [
+        ("MODEL.MESH_HEAD.ICO_SPHERE_LEVEL", 2),
+        ("MODEL.MESH_HEAD.NORMALS_LOSS_WEIGHT", 0.1),
+    ],
     "pixel2mesh": [("MODEL.MESH_HEAD.ICO_SPHERE_LEVEL", 1)],
 }
 SHAPENET_FEATURE_SIZES = [16, 8, 4, 2]
