@@ -158,8 +158,8 @@ def read_mask(path: str, threshold: int = 128) -> np.ndarray:
 
     Args:
         path: mask image; a colour mask is converted to grey first.
-        threshold: grey values ``>= threshold`` are foreground (128: the mask / 255 >= 0.5 that
-            Mesh R-CNN's targets use).
+        threshold: grey values ``>= threshold`` are foreground (128: mask / 255 >= 0.5; Mesh
+            R-CNN's evaluator counts every non-zero pixel, i.e. ``threshold=1``).
     """
     local = _local(path)
     try:

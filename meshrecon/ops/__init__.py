@@ -36,6 +36,7 @@ from .laplacian_matrices import norm_laplacian as norm_laplacian
 from .mesh_losses import mesh_edge_loss as mesh_edge_loss
 from .mesh_losses import mesh_laplacian_smoothing as mesh_laplacian_smoothing
 from .mesh_losses import mesh_normal_consistency as mesh_normal_consistency
+from .sample_points_from_meshes import replay_samples as replay_samples
 from .sample_points_from_meshes import sample_points_from_meshes as sample_points_from_meshes
 from .vert_align import vert_align as vert_align
 

@@ -342,6 +342,9 @@ class VoxMeshHead(ShapeNetRefinementHead):
                 probs, self.cubify_thresh, align=self.cubify_align
             )
             owner = packed_to_item_idx(num_verts, verts.shape[0])
+            # cubify's grid vertices are float32; they are placed in the scores' dtype (as
+            # Mesh R-CNN, which casts them before ``voxel_to_world``).
+            verts = verts.to(voxel_scores.dtype)
             index = (verts + 1.0) * (0.5 * (V - 1))
             # K[owner].T is (4, sum V_n): each vertex is mapped with its own view's intrinsics.
             verts = frustum_voxel_coords_to_camera(
