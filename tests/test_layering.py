@@ -85,12 +85,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # The mean-shape head reads the training split (the mean shape computed once as data).
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.readers"): "mean shape as data",
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.build"): "mean shape as data",
-    # VoxMesh voxelizes GT meshes in the camera frustum: voxelize_in_frustum moves down.
-    ("meshrecon.modeling.heads.voxmesh", "meshrecon.data.shape_targets"): "step 2 (frustum)",
-    # The Pix3D evaluator maps boxes to the frustum: the box-frustum maps move down.
-    ("meshrecon.evaluation.pix3d_evaluation", "meshrecon.modeling.roi_heads.box_frustum"): (
-        "step 2 (frustum)"
-    ),
     # The OptimizeMVS evaluator's farthest-point sampling and set distance move to ops.
     (
         "meshrecon.evaluation.optimize_mvs_evaluation",

@@ -416,7 +416,8 @@ _C.INPUT.SHAPENET.VOXEL_SIZE = 32
 # "camera": Mesh R-CNN's grid over the view frustum, indexed [z, y, x] with x, y along image
 # columns, rows and z along depth; "canonical": the model-frame grid as stored (R2N2).
 _C.INPUT.SHAPENET.VOXEL_FRAME = "camera"
-# Depth range (Blender NDC z) that the camera grid spans, and Blender's near / far planes.
+# Depth range (Blender NDC z) that the camera grid spans, and Blender's near / far planes
+# (meshrecon.render.frustum's SHAPENET_ZRANGE and BLENDER_NEAR_FAR; a test keeps them equal).
 _C.INPUT.SHAPENET.VOXEL_ZRANGE = [0.67, 0.92]
 _C.INPUT.SHAPENET.NEAR_FAR = [0.1, 100.0]
 # "header": binvox voxels placed by the file's translate/scale; "mesh_bbox": stretched onto the

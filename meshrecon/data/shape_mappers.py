@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.render.frustum import BLENDER_NEAR_FAR, SHAPENET_ZRANGE, voxelize_in_frustum
 
 from .augmentation import Augmentation, _rng, apply_augmentations
 from .mapper_utils import (
@@ -35,7 +36,7 @@ from .record_checks import (
     check_translation,
     check_voxel_grid,
 )
-from .shape_targets import model_to_camera, voxelize_in_frustum
+from .shape_targets import model_to_camera
 from .transforms import CropTransform, HFlipTransform, TransformList
 
 __all__ = ["MultiViewMapper", "ShapeNetMapper"]
@@ -62,8 +63,8 @@ class ShapeNetMapper:
         background: Sequence[float] = (255, 255, 255),
         voxel_size: int = 32,
         voxel_frame: str = "camera",
-        voxel_zrange: Sequence[float] = (0.67, 0.92),
-        near_far: Sequence[float] = (0.1, 100.0),
+        voxel_zrange: Sequence[float] = SHAPENET_ZRANGE,
+        near_far: Sequence[float] = BLENDER_NEAR_FAR,
         voxel_align: str = "mesh_bbox",
         num_samples: int = 5000,
         sample_online: bool = False,
@@ -195,8 +196,8 @@ class MultiViewMapper:
         self.targets = ShapeTargets(
             voxel_size,
             "canonical",
-            (0.67, 0.92),
-            (0.1, 100.0),
+            SHAPENET_ZRANGE,
+            BLENDER_NEAR_FAR,
             "header",
             num_samples,
             sample_online,

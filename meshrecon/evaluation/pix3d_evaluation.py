@@ -32,6 +32,7 @@ import torch
 from meshrecon.evaluation.evaluator import DatasetEvaluator, register_evaluator
 from meshrecon.evaluation.shape_metrics import compare_meshes, threshold_key
 from meshrecon.ops import ico_sphere
+from meshrecon.render.frustum import box_frustum_to_camera
 from meshrecon.structures import Boxes, Meshes, pairwise_iou
 from meshrecon.utils import comm
 
@@ -89,8 +90,6 @@ def place_meshes_in_camera(
         K: (3,) ``[f, px, py]`` or (4,) ``[fx, fy, cx, cy]``.
         image_size: (H, W).
     """
-    from meshrecon.modeling.roi_heads.box_frustum import box_frustum_to_camera
-
     f = K[0]
     verts_out, faces_out = [], []
     H, W = image_size
