@@ -67,6 +67,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     # PyTorch3D's Pointclouds.estimate_normals imports its op lazily the same way: the structure
     # offers the method, the op holds the maths.
     ("meshrecon.structures.pointclouds", "meshrecon.ops.points_normals"): "kept (PyTorch3D's)",
+    # Voxels.to_points / .cubify the same way: the voxel <-> point maps and cubify are ops.
+    ("meshrecon.structures.voxels", "meshrecon.ops"): "kept (PyTorch3D's pattern)",
     # `from meshrecon.utils import ico_sphere` (PyTorch3D's name for the op); a lazy
     # module __getattr__ would be shadowed by the submodule of the same name once imported.
     ("meshrecon.utils", "meshrecon.utils.ico_sphere"): "kept (PyTorch3D's alias)",

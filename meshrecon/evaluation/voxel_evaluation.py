@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from meshrecon.config import configurable
-from meshrecon.ops import cubify, voxel_iou
-from meshrecon.structures import Meshes
+from meshrecon.io.voxels_io import VOXEL_EXTENSIONS, load_voxels
+from meshrecon.ops import voxel_iou
+from meshrecon.structures import Meshes, Voxels
 from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
@@ -57,25 +58,17 @@ def read_voxel_box(path: str) -> tuple[torch.Tensor, str]:
     ``.npz`` (synthetic): its ``bounds`` and ``align`` (default "corner"); ``.binvox``:
     ``[translate, translate + scale]``, "corner". Other formats: the unit cube around the origin.
     """
-    ext = os.path.splitext(str(path))[1].lower()
-    if ext == ".npz":
-        with np.load(path) as data:
-            if "bounds" not in data.files:
-                raise ValueError(f"{path}: voxel .npz has no 'bounds' array")
-            box = torch.as_tensor(np.asarray(data["bounds"], dtype=np.float32))
-            align = str(data["align"]) if "align" in data.files else "corner"
-        return box, align
-    if ext == ".binvox":
-        from meshrecon.io import read_binvox
-
-        _, translate, scale = read_binvox(path)
-        return torch.stack([translate, translate + float(scale)]), "corner"
-    return _DEFAULT_BOX
+    if os.path.splitext(str(path))[1].lower() not in VOXEL_EXTENSIONS:
+        return _DEFAULT_BOX
+    voxels = load_voxels(path)
+    return voxels.boxes()[0], voxels.align
 
 
 def voxel_boxes_from_dataset(dataset_name: str) -> dict[str, str]:
     """Map each model of a ShapeNet-style dataset to its voxel file, keyed as the multi-view
     mapper names items (``"<synset_id>/<model_id>"``)."""
+    # To do (issue 19): the mapper reads the file already; once it emits the grid's box with
+    # the grid (a Voxels), the evaluator takes it from the inputs and this look-up goes.
     from meshrecon.data import DatasetCatalog
 
     paths: dict[str, str] = {}
@@ -95,13 +88,10 @@ def occupancy_to_mesh(
     occupied)."""
     if probs.dim() != 3:
         raise ValueError(f"probs must be (D, H, W), got {tuple(probs.shape)}")
-    mesh = cubify(probs[None].float(), thresh, align=align)
-    verts = mesh.verts_list()[0]
-    box = torch.as_tensor(box, dtype=verts.dtype, device=verts.device)
+    box = torch.as_tensor(box)
     if box.shape != (2, 3):
         raise ValueError(f"box must be (2, 3), got {tuple(box.shape)}")
-    verts = box[0] + (verts + 1.0) * 0.5 * (box[1] - box[0])
-    return Meshes(verts=[verts], faces=mesh.faces_list())
+    return Voxels([probs.float()], box.to(probs.device), align).cubify(thresh)
 
 
 class R2N2Evaluator(DatasetEvaluator):
