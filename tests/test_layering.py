@@ -87,11 +87,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # The mean-shape head reads the training split (the mean shape computed once as data).
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.readers"): "mean shape as data",
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.build"): "mean shape as data",
-    # The OptimizeMVS evaluator's farthest-point sampling and set distance move to ops.
-    (
-        "meshrecon.evaluation.optimize_mvs_evaluation",
-        "meshrecon.modeling.heads.optimize_mvs_losses",
-    ): ("step 4 (ops out of heads)"),
 }
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.ops import sample_farthest_points, set_distance
 from meshrecon.render.cameras import transform_points
 from meshrecon.utils import comm
 
@@ -120,11 +121,6 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         return self._meshes[path]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        from meshrecon.modeling.heads.optimize_mvs_losses import (
-            sample_farthest_points,
-            set_distance,
-        )
-
         for x, out in zip(inputs, outputs):
             name = str(x.get("image_id"))
             if "hypotheses_world" not in out:
@@ -159,7 +155,7 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
                 preds["oracle"] = list(oracle)
             for k in self.fps_points:
                 if k < union.shape[0]:
-                    preds[f"multiview_fps{k}"] = sample_farthest_points(union[None], k)[0][0]
+                    preds[f"multiview_fps{k}"] = sample_farthest_points(union[None], K=k)[0][0]
             for res in out.get("by_num_views", []):
                 k = res["views_world"].shape[0]
                 preds[f"multiview@{k}"] = res["points_world"].detach().float().cpu()
