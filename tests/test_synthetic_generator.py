@@ -526,3 +526,18 @@ def test_pix3d_geometry(generated):
     verts, faces = (x.numpy().astype(np.float64) for x in load_mesh(a["mesh"]))
     tri = verts[faces.astype(np.int64)]
     assert _voxel_agreement(occ_xyz, mat["bounds"], tri, rng) > 0.97
+
+
+def test_source_digest_does_not_depend_on_the_import_path(monkeypatch):
+    # tools/*.py put "tools/.." on sys.path, so the module's __file__ is not normalized there;
+    # the cache keys (datasets, pretrained weights) must be the same as under `python -m`.
+    import os
+
+    from meshrecon.data.datasets.synthetic import generator
+
+    normal = generator._source_digest()
+    here = os.path.dirname(os.path.abspath(generator.__file__))
+    detour = os.path.join(here, "..", os.path.basename(here), os.path.basename(generator.__file__))
+    assert os.path.abspath(detour) == os.path.abspath(generator.__file__) and detour != normal
+    monkeypatch.setattr(generator, "__file__", detour)
+    assert generator._source_digest() == normal

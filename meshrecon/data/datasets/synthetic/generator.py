@@ -261,8 +261,11 @@ def split_spec(kind: str, split: str, config: SyntheticConfig | None = None) -> 
 def _source_digest() -> str:
     """Hash of the source of the modules that produce the content of the splits."""
     digest = hashlib.sha256()
-    here = os.path.dirname(os.path.abspath(__file__))
-    files = [p for p in sorted(glob.glob(os.path.join(here, "*.py"))) if p != __file__]
+    # Normalized: a script that puts "tools/.." on sys.path imports this module under a
+    # non-normalized __file__, and the digest (hence every cache key) must not depend on that.
+    me = os.path.abspath(__file__)
+    here = os.path.dirname(me)
+    files = [p for p in sorted(glob.glob(os.path.join(here, "*.py"))) if p != me]
     render = importlib.util.find_spec("meshrecon.render")
     if render is not None and render.submodule_search_locations:
         for location in render.submodule_search_locations:
