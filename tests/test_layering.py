@@ -67,6 +67,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     # PyTorch3D's Pointclouds.estimate_normals imports its op lazily the same way: the structure
     # offers the method, the op holds the maths.
     ("meshrecon.structures.pointclouds", "meshrecon.ops.points_normals"): "kept (PyTorch3D's)",
+    # Meshes.adjacency_packed keeps GraphConv's matrices, which the op builds (PyTorch3D's
+    # Meshes reaches its Laplacian op the same way).
+    ("meshrecon.structures.meshes", "meshrecon.ops.graph_conv"): "kept (PyTorch3D's pattern)",
     # Voxels.to_points / .cubify the same way: the voxel <-> point maps and cubify are ops.
     ("meshrecon.structures.voxels", "meshrecon.ops"): "kept (PyTorch3D's pattern)",
     # `from meshrecon.utils import ico_sphere` (PyTorch3D's name for the op); a lazy
