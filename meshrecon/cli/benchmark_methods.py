@@ -120,7 +120,7 @@ PRESETS: dict[str, dict] = {
             "300",
         ],
         "method_opts": {
-            "r2n2_res_gru": ["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"],
+            "r2n2_res_gru": ["TEST.R2N2.MESH_SAMPLES", "300"],
             "meshrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "voxelrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "sphereinit_R18_FPN": _TOY_DETECTOR_OPTS,

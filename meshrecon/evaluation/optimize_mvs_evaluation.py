@@ -96,7 +96,7 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         args.pop("output_dir", None)
         return {
             "mesh_paths": mesh_paths_from_dataset(dataset_name) if dataset_name else {},
-            "fps_points": cfg.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS,
+            "fps_points": cfg.TEST.OPTIMIZE_MVS.FPS_POINTS,
             "shapenet_args": args,
             "output_dir": output_dir,
         }

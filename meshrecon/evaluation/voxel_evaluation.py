@@ -152,9 +152,9 @@ class R2N2Evaluator(DatasetEvaluator):
         for key in ("class_names", "num_samples", "output_dir"):
             mesh_args.pop(key, None)
         args: dict[str, Any] = {
-            "iou_thresh": cfg.MODEL.R2N2.IOU_THRESH,
+            "iou_thresh": cfg.TEST.R2N2.IOU_THRESH,
             "max_views": cfg.INPUT.MULTIVIEW.NUM_VIEWS,
-            "mesh_samples": cfg.MODEL.R2N2.EVAL_MESH_SAMPLES,
+            "mesh_samples": cfg.TEST.R2N2.MESH_SAMPLES,
             "mesh_evaluator_args": mesh_args,
         }
         if dataset_name is not None:
