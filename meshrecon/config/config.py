@@ -124,7 +124,7 @@ RENAMED_KEYS: dict[str, tuple[str, int]] = {
 
 
 def _pop_nested(tree: dict, parts: list[str]) -> tuple[bool, Any]:
-    node = tree
+    node: Any = tree
     for part in parts[:-1]:
         node = node.get(part)
         if not isinstance(node, dict):

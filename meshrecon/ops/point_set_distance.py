@@ -3,6 +3,8 @@ its evaluator's metric)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from .chamfer import chamfer_distance
@@ -48,7 +50,7 @@ def set_distance(
         loss, _ = chamfer_distance(
             x, y, x_lengths=x_lengths, y_lengths=y_lengths, batch_reduction=None
         )
-        return loss
+        return cast(torch.Tensor, loss)  # batch_reduction=None, both directions: one tensor
     if x_lengths is not None or y_lengths is not None or x.shape[1] != y.shape[1]:
         xl = x_lengths if x_lengths is not None else torch.full_like(x[:, 0, 0], x.shape[1])
         yl = y_lengths if y_lengths is not None else torch.full_like(y[:, 0, 0], y.shape[1])

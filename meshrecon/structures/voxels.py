@@ -13,6 +13,7 @@ Files: :func:`meshrecon.io.load_voxels` / :func:`meshrecon.io.save_voxels`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -161,7 +162,8 @@ class Voxels:
         for grid, box in zip(self._grids, self._boxes):
             # A bool grid's occupied voxels are its True ones, whatever thresh says.
             t = 0.5 if grid.dtype == torch.bool else thresh
-            mesh = cubify(grid[None].float(), t, align=self.align)
+            # Without feats, cubify returns a Meshes (not a tuple).
+            mesh = cast(Meshes, cubify(grid[None].float(), t, align=self.align))
             v = mesh.verts_list()[0]
             b = box.to(device=v.device, dtype=v.dtype)
             verts.append(b[0] + (v + 1.0) * 0.5 * (b[1] - b[0]))
