@@ -209,6 +209,14 @@ class ShapeTargets:
             pts = align_points_to_box(pts, box)
         return pts
 
+    def canonical_box(self, path: str) -> tuple[torch.Tensor, str] | None:
+        """(box (2, 3), align) that the model's grid file tiles (a copy), or None when the
+        format stores no box."""
+        voxels = self.cache.voxel(path).voxels
+        if voxels is None:
+            return None
+        return voxels.boxes()[0].clone(), voxels.align
+
     def canonical_grid(self, path: str) -> torch.Tensor:
         """(D, H, W) bool occupancy of the model's grid file (a copy the caller may keep)."""
         grid = self.cache.voxel(path).grid

@@ -38,10 +38,13 @@ class VoxelData(NamedTuple):
         points: (M, 3) float32 centres of the occupied voxels, model frame.
         grid: (D, H, W) bool occupancy indexed ``[z, y, x]`` along the model axes (the
             :mod:`meshrecon.ops` convention), or None when the file stores only points.
+        voxels: the grid with the box it tiles (a one-grid :class:`Voxels`) for the formats
+            that store one (``.binvox``, ``.npz``); None for the others.
     """
 
     points: torch.Tensor
     grid: torch.Tensor | None
+    voxels: Voxels | None = None
 
 
 def _local(path: str) -> str:
@@ -214,7 +217,7 @@ def read_mesh(path: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _voxel_data(voxels: Voxels) -> VoxelData:
     """The one grid of ``voxels`` as :class:`VoxelData` (occupied centres in its box)."""
-    return VoxelData(voxels.to_points()[0], voxels.grids_list()[0])
+    return VoxelData(voxels.to_points()[0], voxels.grids_list()[0], voxels)
 
 
 def _read_mat_voxel(path: str) -> VoxelData:

@@ -165,8 +165,10 @@ class MultiViewMapper:
 
     Output: ``images`` (V, 3, h, w), ``K`` (V, 4), ``R`` (V, 3, 3), ``t`` (V, 3) per view after
     its transforms, ``view_indices`` (V,), ``voxels`` the canonical (model-frame) grid (flips
-    change R, not the grid), ``points`` / ``normals`` (P, 3) model frame, ``depth`` (V, h, w)
-    when every view has one, ``image_id``, ``category_id``, ``height``, ``width`` (= h, w).
+    change R, not the grid) with ``voxel_box`` (2, 3) and ``voxel_align``, where it sits in the
+    model frame (for the voxel formats that store a box), ``points`` / ``normals`` (P, 3) model
+    frame, ``depth`` (V, h, w) when every view has one, ``image_id``, ``category_id``,
+    ``height``, ``width`` (= h, w).
     """
 
     @configurable
@@ -299,6 +301,11 @@ class MultiViewMapper:
         if model.get("voxel") and self.targets.voxel_size > 0:
             out["voxels"] = self.targets.canonical_grid(model["voxel"])
             check_voxel_grid(out["voxels"], f"model {name}")
+            # Where the grid sits in the model frame: evaluators place cubified predictions
+            # with it (R2N2Evaluator).
+            box = self.targets.canonical_box(model["voxel"])
+            if box is not None:
+                out["voxel_box"], out["voxel_align"] = box
         if model.get("samples") or model.get("mesh"):
             mesh = None
             if model.get("mesh") and (self.targets.sample_online or not model.get("samples")):

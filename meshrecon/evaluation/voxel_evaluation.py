@@ -7,8 +7,9 @@ single ``voxels`` for k = V when the model gives no prefixes) and scores:
 * voxel IoU with R2N2's rule, a voxel is occupied when its probability is ``>= iou_thresh``
   (0.4), against the ground-truth grid ``inputs[i]["voxels"]``;
 * the ShapeNet mesh metrics of the mesh that :func:`~meshrecon.ops.cubify` makes of the
-  thresholded grid, placed in the model frame by the grid's box (read from the dataset's voxel
-  files), against the ground-truth surface samples ``inputs[i]["points"]`` / ``["normals"]``.
+  thresholded grid, placed in the model frame by the grid's box (``inputs[i]["voxel_box"]`` and
+  ``["voxel_align"]``, which the multi-view mapper reads with the grid), against the
+  ground-truth surface samples ``inputs[i]["points"]`` / ``["normals"]``.
   They are computed by one :class:`~meshrecon.evaluation.shapenet_evaluation.ShapeNetEvaluator`
   per view count, so the protocol (Mesh R-CNN's: ground truth scaled to a longest box edge of
   10; and Pixel2Mesh's), the keys and the handling of empty predictions (precision = recall =
@@ -67,8 +68,8 @@ def read_voxel_box(path: str) -> tuple[torch.Tensor, str]:
 def voxel_boxes_from_dataset(dataset_name: str) -> dict[str, str]:
     """Map each model of a ShapeNet-style dataset to its voxel file, keyed as the multi-view
     mapper names items (``"<synset_id>/<model_id>"``)."""
-    # To do (issue 19): the mapper reads the file already; once it emits the grid's box with
-    # the grid (a Voxels), the evaluator takes it from the inputs and this look-up goes.
+    # The multi-view mapper now gives each item's box with its grid (voxel_box); this look-up
+    # serves R2N2Evaluator(voxel_paths=...) for inputs mapped without one.
     from meshrecon.data import DatasetCatalog
 
     paths: dict[str, str] = {}
@@ -107,8 +108,9 @@ class R2N2Evaluator(DatasetEvaluator):
         iou_thresh: occupied when probability ``>= iou_thresh`` (R2N2: 0.4); also cubifies.
         max_views: largest view count scored.
         class_names: names of the ``category_id`` values (metadata ``thing_classes``).
-        voxel_paths: item ``image_id`` -> voxel file, whose box places the cubified mesh;
-            items without one use the unit cube around the origin.
+        voxel_paths: item ``image_id`` -> voxel file, whose box places the cubified mesh of
+            an item whose inputs carry no ``voxel_box``; items with neither use the unit cube
+            around the origin.
         mesh_samples: points sampled on each surface; 0 disables the mesh metrics.
         mesh_evaluator_args: further arguments of the per-view-count
             :class:`ShapeNetEvaluator` (thresholds, gt_scale, p2m_protocol, seed, ...).
@@ -161,8 +163,6 @@ class R2N2Evaluator(DatasetEvaluator):
             from meshrecon.data import MetadataCatalog
 
             args["class_names"] = MetadataCatalog.get(dataset_name).get("thing_classes")
-            if args["mesh_samples"] > 0:
-                args["voxel_paths"] = voxel_boxes_from_dataset(dataset_name)
         return args
 
     def reset(self) -> None:
@@ -170,13 +170,16 @@ class R2N2Evaluator(DatasetEvaluator):
         for ev in self._mesh_evaluators.values():
             ev.reset()
 
-    def _box(self, image_id: Any) -> tuple[torch.Tensor, str]:
+    def _box(self, x: dict) -> tuple[torch.Tensor, str]:
+        if "voxel_box" in x:
+            return torch.as_tensor(x["voxel_box"]).cpu(), str(x.get("voxel_align", "corner"))
+        image_id = x.get("image_id")
         path = self.voxel_paths.get(str(image_id))
         if path is None:
             if not self._missing_box:
                 logger.warning(
-                    "no voxel file known for %s: cubified meshes use the unit cube "
-                    "around the origin",
+                    "no voxel box (inputs' voxel_box) or voxel file known for %s: cubified "
+                    "meshes use the unit cube around the origin",
                     image_id,
                 )
                 self._missing_box = True
@@ -215,7 +218,7 @@ class R2N2Evaluator(DatasetEvaluator):
                     }
                 )
                 if self._mesh_evaluators and "points" in x:
-                    box, align = self._box(x.get("image_id"))
+                    box, align = self._box(x)
                     mesh = occupancy_to_mesh(occupied.float(), 0.5, box, align)
                     pred_mesh = {"mesh": (mesh.verts_list()[0], mesh.faces_list()[0])}
                     self._mesh_evaluators[k].process([gt_surface], [pred_mesh])
