@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from meshrecon.ops import sample_points_from_meshes
+from meshrecon.structures import Meshes
+
 from .readers import read_mesh, read_voxel
 from .shape_targets import align_points_to_box
 
@@ -123,9 +126,6 @@ def samples(
 
 
 def sample_surface(verts: torch.Tensor, faces: torch.Tensor, num: int):
-    from meshrecon.ops import sample_points_from_meshes
-    from meshrecon.structures import Meshes
-
     pts, nrm = sample_points_from_meshes(Meshes([verts], [faces]), num, return_normals=True)
     return pts[0], nrm[0]
 

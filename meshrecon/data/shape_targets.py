@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from meshrecon.render.cameras import transform_points
+
 # The frustum grid's maps live with the camera geometry (heads and evaluators use them too);
 # they stay importable from here.
 from meshrecon.render.frustum import (
@@ -46,8 +48,6 @@ def model_to_camera(
     "meshrcnn", X and Y are also multiplied by the resize factors (Mesh R-CNN's Pix3D
     targets, for which K stays [f, w/2, h/2]).
     """
-    from meshrecon.render.cameras import transform_points
-
     X = transforms.apply_points_cam(transform_points(points.float(), R.float(), t.float()))
     if convention == "meshrcnn":
         sx, sy = transforms.meshrcnn_xy_scale()

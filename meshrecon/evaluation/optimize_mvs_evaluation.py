@@ -32,6 +32,8 @@ from typing import Any
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.data import DatasetCatalog
+from meshrecon.data.readers import read_mesh
 from meshrecon.ops import sample_farthest_points, set_distance
 from meshrecon.render.cameras import transform_points
 from meshrecon.utils import comm
@@ -48,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 def mesh_paths_from_dataset(dataset_name: str) -> dict[str, str]:
     """Model name (the multi-view mapper's ``image_id``) -> mesh file, from the records."""
-    from meshrecon.data import DatasetCatalog
-
     out = {}
     for r in DatasetCatalog.get(dataset_name):
         name = r.get("image_id") or f"{r.get('synset_id')}/{r.get('model_id')}"
@@ -115,8 +115,6 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         if path is None:
             return None
         if path not in self._meshes:
-            from meshrecon.data.readers import read_mesh
-
             self._meshes[path] = read_mesh(path)
         return self._meshes[path]
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.data import DatasetCatalog, MetadataCatalog
 from meshrecon.io.voxels_io import VOXEL_EXTENSIONS, load_voxels
 from meshrecon.ops import voxel_iou
 from meshrecon.structures import Meshes, Voxels
@@ -70,8 +71,6 @@ def voxel_boxes_from_dataset(dataset_name: str) -> dict[str, str]:
     mapper names items (``"<synset_id>/<model_id>"``)."""
     # The multi-view mapper now gives each item's box with its grid (voxel_box); this look-up
     # serves R2N2Evaluator(voxel_paths=...) for inputs mapped without one.
-    from meshrecon.data import DatasetCatalog
-
     paths: dict[str, str] = {}
     for record in DatasetCatalog.get(dataset_name):
         voxel = record.get("voxel") or (record.get("views") or [{}])[0].get("voxel")
@@ -160,8 +159,6 @@ class R2N2Evaluator(DatasetEvaluator):
             "mesh_evaluator_args": mesh_args,
         }
         if dataset_name is not None:
-            from meshrecon.data import MetadataCatalog
-
             args["class_names"] = MetadataCatalog.get(dataset_name).get("thing_classes")
         return args
 

@@ -17,6 +17,8 @@ from typing import cast
 
 import torch
 
+from .meshes import Meshes
+
 __all__ = ["Voxels", "VOXEL_ALIGNS"]
 
 VOXEL_ALIGNS = ("center", "corner", "topleft")
@@ -155,8 +157,6 @@ class Voxels:
         ``align``), placed in each grid's box. Returns a :class:`Meshes` of N meshes (a grid
         with no occupied voxel gives an empty mesh)."""
         from meshrecon.ops.cubify import cubify
-
-        from .meshes import Meshes
 
         verts, faces = [], []
         for grid, box in zip(self._grids, self._boxes):
