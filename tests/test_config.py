@@ -361,7 +361,7 @@ def test_an_old_file_loads_with_its_keys_renamed(tmp_path, caplog):
     path = _write(
         tmp_path / "old.yaml",
         "VERSION: 2\nMODEL:\n  R2N2:\n    IOU_THRESH: 0.3\n    EVAL_MESH_SAMPLES: 77\n"
-        "  OPTIMIZE_MVS:\n    EVAL_FPS_POINTS: [64, 128]\n",
+        "  OPTIMIZE_MVS:\n    EVAL_FPS_POINTS: [64, 128]\n    EVAL_VIEW_COUNTS: [1, 2]\n",
     )
     cfg = get_cfg()
     with caplog.at_level("WARNING", logger="meshrecon.config.config"):
@@ -369,6 +369,7 @@ def test_an_old_file_loads_with_its_keys_renamed(tmp_path, caplog):
     assert cfg.TEST.R2N2.IOU_THRESH == 0.3
     assert cfg.TEST.R2N2.MESH_SAMPLES == 77
     assert list(cfg.TEST.OPTIMIZE_MVS.FPS_POINTS) == [64, 128]
+    assert list(cfg.TEST.OPTIMIZE_MVS.VIEW_COUNTS) == [1, 2]
     assert cfg.VERSION == 3
     logged = caplog.text
     for old in ("MODEL.R2N2.IOU_THRESH", "MODEL.R2N2.EVAL_MESH_SAMPLES", "EVAL_FPS_POINTS"):

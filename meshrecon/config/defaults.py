@@ -785,12 +785,13 @@ _C.MODEL.OPTIMIZE_MVS.REFINE_LR = 0.05
 _C.MODEL.OPTIMIZE_MVS.REFINE_OPTIMIZER = "adam"
 # Farthest-point sampling of the union to this many points (0: the whole union).
 _C.MODEL.OPTIMIZE_MVS.OUTPUT_POINTS = 0
-# Also reconstruct from the first k views for each k listed (scored per k by the evaluator).
-_C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
-# Evaluator (OptimizeMVSEvaluator, chosen for this head on "multiview" datasets): also score
-# the union thinned to each of these point counts by farthest-point sampling
-# (MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS before VERSION 3).
+# Test-time settings (MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS / EVAL_FPS_POINTS before VERSION 3).
 _C.TEST.OPTIMIZE_MVS = CN()
+# The head also reconstructs from the first k views for each k listed (scored per k by the
+# evaluator), as Detectron2's heads read TEST.DETECTIONS_PER_IMAGE.
+_C.TEST.OPTIMIZE_MVS.VIEW_COUNTS = []
+# Evaluator (OptimizeMVSEvaluator, chosen for this head on "multiview" datasets): also score
+# the union thinned to each of these point counts by farthest-point sampling.
 _C.TEST.OPTIMIZE_MVS.FPS_POINTS = [1024]
 # ---- end OptimizeMVS ----
 

@@ -231,7 +231,7 @@ class OptimizeMVSHead(nn.Module):
             "refine_lr": o.REFINE_LR,
             "refine_optimizer": o.REFINE_OPTIMIZER,
             "output_points": o.OUTPUT_POINTS,
-            "eval_view_counts": o.EVAL_VIEW_COUNTS,
+            "eval_view_counts": cfg.TEST.OPTIMIZE_MVS.VIEW_COUNTS,
             "seed": cfg.SEED if cfg.SEED >= 0 else 0,
         }
 
