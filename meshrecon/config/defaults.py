@@ -717,6 +717,18 @@ _C.TEST.SHAPENET.VOXEL_IOU_THRESH = 0.4
 _C.TEST.SHAPENET.EQUAL_POINTS = 1024
 # Seed of the surface sampling, so a checkpoint always gets the same numbers.
 _C.TEST.SHAPENET.SEED = 0
+# Tatarchenko et al.'s protocol (results "shapenet_fscore"): precision, recall and F-score at
+# FSCORE_THRESHOLDS, fractions of the GT's size: its bounding box's longest edge ("side", the
+# unit cube of their what3d code) or its diagonal ("diagonal").
+_C.TEST.SHAPENET.FSCORE_PROTOCOL = True
+_C.TEST.SHAPENET.FSCORE_THRESHOLDS = [0.01]
+_C.TEST.SHAPENET.FSCORE_REFERENCE = "side"
+# Occupancy Networks' protocol (results "shapenet_onet"): Chamfer-L1 in units of 1/10 of the GT
+# box's longest edge, normal consistency, and volumetric IoU of closed meshes on an
+# ONET_IOU_SIZE^3 grid over the GT's bounding cube enlarged by ONET_IOU_PADDING.
+_C.TEST.SHAPENET.ONET_PROTOCOL = True
+_C.TEST.SHAPENET.ONET_IOU_SIZE = 32
+_C.TEST.SHAPENET.ONET_IOU_PADDING = 0.1
 # --- end section ---
 
 # ---- OptimizeMVS ----
