@@ -50,6 +50,7 @@ from .evaluator import DatasetEvaluator, register_evaluator
 from .protocols import (
     fscore_key,
     fscore_metrics,
+    is_closed,
     onet_metrics,
     reference_length,
     surface_distances,
@@ -369,8 +370,8 @@ class ShapeNetEvaluator(DatasetEvaluator):
             if "mesh" in out and inp.get("mesh") is not None:
                 pv, pf = (torch.as_tensor(x) for x in out["mesh"])
                 gv, gf = (torch.as_tensor(x) for x in inp["mesh"])
-                # An empty prediction of a closed GT has no volume in common with it.
-                iou = 0.0 if pf.numel() == 0 else None
+                # An empty prediction has no volume in common with a closed GT.
+                iou = 0.0 if pf.numel() == 0 and is_closed(torch.as_tensor(gf)) else None
                 if pf.numel():
                     iou = volumetric_iou(
                         pv.detach().float().cpu(),

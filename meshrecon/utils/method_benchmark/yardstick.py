@@ -62,9 +62,10 @@ def yardstick_paragraph(task, entries: Sequence[tuple]) -> str:
     yspec, yrow = yard[0]
     every = [c.key for c in task.columns]
     headline = ", ".join(c.header for c in task.columns if c.key in task.headline)
+    name = yspec.title.split(" (")[0]
     parts = [
-        f"Beyond recognition? Each learned method against {yspec.title} (the nearest training "
-        f"shape to what the image shows) on the headline metrics ({headline}):"
+        f"Beyond recognition? Each learned method against {name} (the training shape nearest "
+        f"to what the input shows) on the headline metrics ({headline}):"
     ]
     for spec, row in learned:
         better, worse = compare_with_yardstick(row, yrow, task.columns, task.headline)
