@@ -167,7 +167,9 @@ def test_r2n2_voxel_iou_threshold():
     sphere = ico_sphere(1)
     mesh = (sphere.verts_packed(), sphere.faces_packed())
     ev.process([{"mesh": mesh, "voxels": gt[0]}], [{"mesh": mesh, "voxels": probs[0]}])
-    assert ev.evaluate()["voxels"]["IoU"] == pytest.approx(1 / 3)
+    res = ev.evaluate()
+    assert res["voxels"]["IoU"] == pytest.approx(1 / 3)
+    assert res["voxels_per_category"] == {"all/IoU": pytest.approx(1 / 3)}
 
 
 # ----------------------------------------------------------------------------- ranking

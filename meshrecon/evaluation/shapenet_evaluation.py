@@ -449,6 +449,9 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 "IoU": sum(r["IoU"] for r in ious) / len(ious),
                 "IoU_category_mean": _nanmean([sum(v) / len(v) for v in by_cat.values()]),
             }
+            results["voxels_per_category"] = {
+                f"{c}/IoU": sum(v) / len(v) for c, v in sorted(by_cat.items())
+            }
             tables.append(
                 f"Voxel IoU (occupied at p >= {self.voxel_iou_thresh:.2f})\n"
                 + create_small_table(
