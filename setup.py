@@ -1,4 +1,5 @@
-"""Install meshrecon: ``pip install -e .`` (add ``[dev]`` for the test and lint tools)."""
+"""Install meshrecon: ``pip install .`` (or ``-e .`` in a clone; add ``[dev]`` for the test and lint
+tools). It installs the ``meshrecon`` command."""
 
 from pathlib import Path
 
@@ -22,7 +23,18 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
     include_package_data=True,
-    package_data={"meshrecon.model_zoo": ["configs/**/*.yaml"]},
+    package_data={
+        "meshrecon.model_zoo": ["configs/**/*.yaml"],
+        # The 3D viewer's scripts and the pinned three.js files it needs, with its licence.
+        "meshrecon.utils.viewer3d": [
+            "static/*.js",
+            "static/*.css",
+            "static/three/LICENSE",
+            "static/three/README.md",
+            "static/three/build/*.js",
+            "static/three/examples/jsm/*/*.js",
+        ],
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -38,9 +50,22 @@ setup(
         "tensorboard>=2.12",
         "matplotlib>=3.6",
     ],
+    # `meshrecon SUBCOMMAND` (also `python -m meshrecon`); subcommands: meshrecon/cli.
+    entry_points={"console_scripts": ["meshrecon = meshrecon.cli:main"]},
     extras_require={
         # playwright drives the system's Chromium in the report's browser test (no browser
         # download: the test passes the Chromium it finds as executable_path).
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff==0.17.6", "playwright>=1.40"],
+        # wandb (the optional W&B writer) and onnx / onnxscript / onnxruntime (ONNX export and
+        # its numerical check) are optional at run time; the tests of those paths need them.
+        "dev": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "ruff==0.17.6",
+            "playwright>=1.40",
+            "wandb>=0.17",
+            "onnx>=1.16",
+            "onnxscript>=0.1",
+            "onnxruntime>=1.18",
+        ],
     },
 )

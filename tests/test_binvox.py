@@ -142,6 +142,15 @@ def test_voxel_centers_known_values():
         (_binvox_bytes(2, [(0, 8), (1, 1)]), "sum to 9"),
         (_binvox_bytes(2, [(0, 8)]) + b"\x00", "odd number"),
         (b"#binvox 1\ndim 2 2 2\ntranslate 0 0 0\nscale 1\n", "header"),
+        # Non-finite or non-positive placement would put every voxel at NaN / inf / a point.
+        (_binvox_bytes(2, [(0, 8)], scale="nan"), "'scale' must be a positive finite"),
+        (_binvox_bytes(2, [(0, 8)], scale="inf"), "'scale' must be a positive finite"),
+        (_binvox_bytes(2, [(0, 8)], scale=0), "'scale' must be a positive finite"),
+        (_binvox_bytes(2, [(0, 8)], scale=-1), "'scale' must be a positive finite"),
+        (_binvox_bytes(2, [(0, 8)], translate=(0, "nan", 0)), "'translate' must be finite"),
+        (_binvox_bytes(2, [(0, 8)], translate=("-inf", 0, 0)), "'translate' must be finite"),
+        # A header claiming a huge grid is refused before any dense allocation.
+        (_binvox_bytes(4096, [(0, 255)]), "exceeds MAX_BINVOX_DIM"),
     ],
 )
 def test_corrupt_files_name_the_file(tmp_path, data, message):

@@ -182,14 +182,38 @@ def test_point_reduction_none_shapes_and_padding(search):
 
 
 def test_zero_weights_give_connected_zeros():
-    x, y, _, _, lx, ly, _ = _clouds(seed=6)
+    x, y, nx, ny, lx, ly, _ = _clouds(seed=6)
     x.requires_grad_()
+    y.requires_grad_()
+    # As in PyTorch3D, loss_normals is a zero that carries gradients, with or without normals.
     loss, normals = chamfer_distance(x, y, lx, ly, weights=torch.zeros(4))
-    assert loss.shape == () and loss.item() == 0 and normals is None
-    loss.backward()
-    assert (x.grad == 0).all()
-    per_cloud, _ = chamfer_distance(x, y, weights=torch.zeros(4), batch_reduction=None)
-    assert per_cloud.shape == (4,)
+    assert loss.shape == () and loss.item() == 0
+    assert torch.is_tensor(normals) and normals.shape == () and normals.item() == 0
+    (loss + normals).backward()
+    assert (x.grad == 0).all() and (y.grad == 0).all()
+    nx.requires_grad_()
+    _, normals = chamfer_distance(x, y, lx, ly, nx, ny, weights=torch.zeros(4))
+    normals.backward()
+    assert nx.grad is not None and (nx.grad == 0).all()
+    per_cloud, per_cloud_n = chamfer_distance(x, y, weights=torch.zeros(4), batch_reduction=None)
+    assert per_cloud.shape == per_cloud_n.shape == (4,)
+    (cx, cy), (ncx, ncy) = chamfer_distance(
+        x, y, weights=torch.zeros(4), batch_reduction=None, point_reduction=None
+    )
+    assert cx.shape == ncx.shape == x.shape[:2] and cy.shape == ncy.shape == y.shape[:2]
+    assert all(t.requires_grad and not t.any() for t in (cx, cy, ncx, ncy))
+    single, single_n = chamfer_distance(
+        x,
+        y,
+        weights=torch.zeros(4),
+        batch_reduction=None,
+        point_reduction=None,
+        single_directional=True,
+    )
+    assert single.shape == single_n.shape == x.shape[:2]
+    # point_reduction "max" takes no normals: PyTorch3D returns None there too.
+    _, none = chamfer_distance(x, y, weights=torch.zeros(4), point_reduction="max")
+    assert none is None
 
 
 def test_gradcheck():
@@ -322,3 +346,28 @@ def test_cuda_matches_cpu(monkeypatch):
     )
     torch.testing.assert_close(out[0].cpu(), ref[0])
     torch.testing.assert_close(out[1].cpu(), ref[1])
+
+
+@pytest.mark.parametrize("point_reduction", ["mean", "sum", None])
+def test_clouds_without_points_match_zero_lengths(search, point_reduction):
+    # A (N, 0, D) cloud is the lengths-0 case PyTorch3D defines: no x -> y distance, and a
+    # normal term of 1 per x point (the missing neighbour's normal is zero). It raised
+    # "index 0 is out of bounds" before.
+    x, y, nx, ny, lx, _, _ = _clouds(seed=12)
+    x.requires_grad_()
+    batch = None if point_reduction is None else "mean"
+    kwargs = dict(point_reduction=point_reduction, batch_reduction=batch)
+    got = chamfer_distance(x, y[:, :0], lx, None, nx, ny[:, :0], **kwargs)
+    ref = chamfer_distance(x, y, lx, torch.zeros(4, dtype=torch.int64), nx, ny, **kwargs)
+    for a, b in zip(got, ref):
+        if point_reduction is None:  # per-point pairs: the y part has P2 = 0 columns
+            assert a[1].shape == (4, 0) and not b[1].any()
+            a, b = a[0], b[0]
+        assert a.shape == b.shape and torch.allclose(a, b)
+    _flat(got[0]).sum().backward()
+    assert x.grad is not None and not x.grad.any()
+    # Both clouds empty, and an empty x: zero losses.
+    loss, _ = chamfer_distance(x[:, :0], y[:, :0])
+    assert loss.item() == 0
+    loss, normals = chamfer_distance(x[:, :0], y, None, None, nx[:, :0], ny)
+    assert loss.item() == 0 and normals.item() == 1  # y -> x: distance 0, normal cost 1

@@ -385,13 +385,22 @@ def test_download_is_atomic_and_cached(tmp_path, monkeypatch):
     # file:// exercises the real downloader without any network.
     payload = tmp_path / "remote.bin"
     payload.write_bytes(b"weights" * 1000)
-    dst = tmp_path / "cache" / "sub" / "remote.bin"
+    dst = tmp_path / "got.bin"
     catalog._download(payload.as_uri(), str(dst))
     assert dst.read_bytes() == payload.read_bytes()
-    assert os.listdir(dst.parent) == ["remote.bin"]
-    with pytest.raises(urllib.error.URLError):
-        catalog._download((tmp_path / "missing.bin").as_uri(), str(tmp_path / "cache" / "m.bin"))
-    assert sorted(os.listdir(tmp_path / "cache")) == ["sub"]  # no partial file left
+
+    # A download that fails half-way leaves neither the file nor a temp file in the cache.
+    monkeypatch.setenv("MESHRECON_CACHE", str(tmp_path / "cache"))
+
+    def broken(url, dst, timeout=0):
+        with open(dst, "wb") as f:
+            f.write(b"partial")
+        raise urllib.error.URLError("connection reset")
+
+    monkeypatch.setattr(catalog, "_download", broken)
+    with pytest.raises(WeightsDownloadError, match="connection reset"):
+        catalog.PathManager.get_local_path("https://host.example/sub/remote.bin")
+    assert os.listdir(tmp_path / "cache") == []
 
 
 def test_cache_dir_env_var(monkeypatch, tmp_path):

@@ -154,6 +154,30 @@ def test_unsafe_yaml_is_refused_and_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (
+            'SEED: 1\nOUTPUT_DIR: "caf\u00e9"\n'.encode("latin-1"),
+            "byte b'\\xe9' at offset 24 (line 2)",
+        ),
+        ("SEED: 3\n".encode("utf-16"), "offset 0 (line 1)"),
+        (b"SEED: 1\n" * 2000 + b'OUTPUT_DIR: "\xff"\n', "(line 2001)"),
+    ],
+)
+def test_non_utf8_yaml_names_the_file_and_the_byte(tmp_path, data, where):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="is not UTF-8 text") as err:
+        get_cfg().merge_from_file(str(path))
+    assert str(path) in str(err.value) and where in str(err.value)
+    # Through a _BASE_ chain, the message names the base file at fault.
+    child = tmp_path / "child.yaml"
+    child.write_text('_BASE_: "latin1.yaml"\nSEED: 2\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="latin1.yaml is not UTF-8"):
+        get_cfg().merge_from_file(str(child))
+
+
 def test_dump_round_trip(tmp_path):
     cfg = get_cfg()
     cfg.merge_from_list(["SOLVER.STEPS", "(5, 9)", "DATASETS.TEST", "('x',)", "SEED", "3"])

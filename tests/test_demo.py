@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from test_meshrcnn_roi_heads import _cfg
@@ -61,7 +62,8 @@ def test_demo_single_view_model_writes_its_mesh(tmp_path):
     out = tmp_path / "out"
     config = get_config_file("synthetic/sphereinit.yaml")
     demo = _load_demo()
-    assert demo.main(["--config-file", config, "--input", str(image), "--output", str(out)]) == 0
+    argv = ["--config-file", config, "--input", str(image), "--output", str(out)]
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
     verts, faces, _ = load_obj(out / "object_mesh.obj")
     # Sphere-Init refines an ico-sphere: its topology survives the (random) refinement.
     assert verts.shape[1] == 3 and faces.verts_idx.shape[0] > 0 and torch.isfinite(verts).all()
@@ -75,3 +77,112 @@ def test_demo_single_view_model_writes_its_mesh(tmp_path):
     for k in range(1, 4):
         panel = views[:, 137 * k : 137 * (k + 1)]
         assert (panel.sum(-1) < 3 * 250).mean() > 0.01  # something besides white
+
+
+# ------------------------------------------------------------------ image size bounds
+
+
+def _noise_image(path, width, height, seed=0):
+    # A smooth pattern compresses well: a 3000 x 3000 PNG stays small on disk.
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 255 // width), (y * 255 // height), ((x + y) % 256)], -1)
+    Image.fromarray(rgb.astype(np.uint8)).save(path)
+
+
+def test_single_view_demo_on_a_large_image_works_at_model_size(tmp_path):
+    from meshrecon.model_zoo import get_config_file
+    from meshrecon.utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
+
+    image = tmp_path / "photo.png"
+    _noise_image(image, 3000, 2000)
+    out = tmp_path / "out"
+    demo = _load_demo()
+    config = get_config_file("synthetic/sphereinit.yaml")
+    argv = ["--config-file", config, "--input", str(image), "--output", str(out)]
+    assert demo.main([*argv, "--allow-random-weights"]) == 0
+    # The model saw the image at its input size (longer side 137), and the pictures written
+    # have that size, not the photo's 6 megapixels.
+    side = SINGLE_VIEW_INPUT_SIZE
+    with Image.open(out / "photo_views.png") as views:
+        assert views.size == (4 * side, round(2000 * side / 3000))
+    verts, faces, _ = load_obj(out / "photo_mesh.obj")
+    assert faces.verts_idx.shape[0] > 0 and torch.isfinite(verts).all()
+
+
+def test_single_view_demo_scales_K_with_the_resize(tmp_path):
+    from meshrecon.utils.demo_single_view import fit_image_to_input
+
+    img = np.zeros((300, 600, 3), dtype=np.uint8)
+    small, K = fit_image_to_input(img, 150, [600.0, 610.0, 300.0, 150.0])
+    assert small.shape == (75, 150, 3)
+    assert K == pytest.approx([150.0, 152.5, 75.0, 37.5])
+    same, K2 = fit_image_to_input(small, 150, None)
+    assert same is small and K2 is None
+
+
+def test_detector_demo_on_a_large_image_writes_model_size_pictures(tmp_path):
+    torch.manual_seed(0)
+    cfg = _cfg("meshrcnn")
+    cfg.DATASETS.TEST = ("synthetic_pix3d_test",)
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    cfg.INPUT.MAX_SIZE_TEST = 96
+    model = build_model(cfg)
+    weights = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(cfg.dump())
+    image = tmp_path / "scene.png"
+    _noise_image(image, 3000, 2000)
+    out = tmp_path / "out"
+    demo = _load_demo()
+    argv = ["--config-file", str(cfg_file), "--input", str(image), "--output", str(out)]
+    argv += ["--threshold", "0.0", "MODEL.WEIGHTS", str(weights)]
+    assert demo.main(argv) == 0
+    # Shorter side 64 (longer 96): the pictures have the model's input size.
+    for name in ("scene_det.png", "scene_meshes.png"):
+        with Image.open(out / name) as picture:
+            assert picture.size == (96, 64)
+    assert len(sorted(out.glob("scene_*.obj"))) == 3
+
+
+def test_demo_refuses_an_image_beyond_the_maximum(tmp_path, monkeypatch):
+    from meshrecon.model_zoo import get_config_file
+    from meshrecon.utils import image_limits
+
+    image = tmp_path / "huge.png"
+    _noise_image(image, 400, 300)
+    monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 100 * 100)
+    demo = _load_demo()
+    config = get_config_file("synthetic/sphereinit.yaml")
+    argv = ["--config-file", config, "--input", str(image), "--output", str(tmp_path / "out")]
+    with pytest.raises(image_limits.ImageTooLargeError) as err:
+        demo.main([*argv, "--allow-random-weights"])
+    msg = str(err.value)
+    assert str(image) in msg and "400 x 300" in msg and "MAX_IMAGE_PIXELS" in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_single_view_demo_feeds_the_model_at_input_size_with_K_scaled(tmp_path):
+    from meshrecon.config import get_cfg
+    from meshrecon.utils.demo_single_view import run_single_view_demo
+
+    class Spy(torch.nn.Module):
+        def forward(self, inputs):
+            self.seen = inputs
+            return [{}]
+
+    image = tmp_path / "photo.jpg"
+    _noise_image(image, 3000, 2000)
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "SingleViewReconstructor"
+    cfg.INPUT.FORMAT = "RGB"
+    spy = Spy()
+    run_single_view_demo(
+        cfg, str(image), str(tmp_path / "out"), K=[3000.0, 3000.0, 1500.0, 1000.0], model=spy
+    )
+    (item,) = spy.seen
+    assert tuple(item["image"].shape) == (3, 91, 137)
+    assert (item["height"], item["width"]) == (91, 137)
+    # K follows the file's pixels to the input's: x by 137 / 3000, y by 91 / 2000.
+    sx, sy = 137 / 3000, 91 / 2000
+    assert item["K"].tolist() == pytest.approx([3000 * sx, 3000 * sy, 1500 * sx, 1000 * sy])

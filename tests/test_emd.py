@@ -149,3 +149,63 @@ def test_cuda_auction_matches_cpu_exact():
     exact = earth_movers_distance(x, y, method="exact", batch_reduction=None)
     approx = earth_movers_distance(x.cuda(), y.cuda(), batch_reduction=None).cpu()
     assert (approx <= exact * 1.01 + 1e-6).all() and (approx >= exact * (1 - 1e-6)).all()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["auction", "exact"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_gives_nan_never_a_number_and_returns_fast(bad, method):
+    # Before: NaN pairs counted as distance 0 and the auction bid to its round limit (minutes),
+    # then returned a finite loss with NaN gradients. The timeout marker bounds the call.
+    x, y = _sets(seed=10, N=3, P=64, dtype=torch.float32)
+    y[1, 17, 2] = bad
+    x.requires_grad_()
+    per_set = earth_movers_distance(x, y, method=method, batch_reduction=None)
+    assert torch.isnan(per_set[1]) and torch.isfinite(per_set[[0, 2]]).all()
+    good = earth_movers_distance(x[[0, 2]], y[[0, 2]], method=method, batch_reduction=None)
+    torch.testing.assert_close(per_set[[0, 2]], good)  # the other sets are untouched
+    terms = earth_movers_distance(x, y, method=method, point_reduction=None, batch_reduction=None)
+    assert torch.isnan(terms[1]).all() and torch.isfinite(terms[[0, 2]]).all()
+    loss = earth_movers_distance(x, y, method=method)
+    assert torch.isnan(loss)
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all() and x.grad[0].abs().sum() > 0
+    with pytest.raises(ValueError, match=r"NaN or infinite coordinates in set\(s\) \[1\]"):
+        emd_assignment(x, y, method=method)
+
+
+def test_auction_rounds_are_bounded_in_total_and_a_shortfall_warns():
+    import meshrecon.ops.emd as emd_module
+
+    x, y = _sets(seed=11, N=2, P=48, dtype=torch.float32)
+    allowed, used = [], []
+    phase = emd_module._auction_phase
+
+    def counting(*args):
+        allowed.append(args[-1])
+        used.append(phase(*args))
+        return used[-1]
+
+    emd_module._auction_phase = counting
+    try:
+        with pytest.warns(RuntimeWarning, match="did not converge within max_rounds=40 "):
+            phi = emd_assignment(x, y, max_rounds=40)
+        # Each phase gets what the previous ones left; the last one runs out.
+        assert allowed[0] == 40 and used[-1] == -1
+        assert all(a == 40 - sum(used[:k]) for k, a in enumerate(allowed))
+        allowed.clear(), used.clear()
+        emd_assignment(x, y)  # the default bound is far above what 48 points need
+        assert len(allowed) > 1 and all(u >= 0 for u in used) and sum(used) < 100_000
+    finally:
+        emd_module._auction_phase = phase
+    assert (phi.sort(1).values == torch.arange(48)).all()  # still a matching
+    with pytest.raises(ValueError, match="max_rounds"):
+        earth_movers_distance(x, y, max_rounds=0)
+
+
+def test_huge_float64_coordinates_keep_the_matching():
+    x, y = _sets(seed=12, N=2, P=7)
+    scale = 2.0**700  # squared differences overflow float64 (~1e421)
+    phi = emd_assignment(x, y, method="exact")
+    assert torch.equal(emd_assignment(x * scale, y * scale, method="exact"), phi)
+    assert torch.equal(emd_assignment(x * scale, y * scale), emd_assignment(x, y))

@@ -86,10 +86,26 @@ def test_tables_and_csv_format(caplog):
     assert lines[0].split("|")[1].strip() == "Chamfer-L2"
     assert "0.1235" in lines[2] and "55.0000" in lines[2]
     assert len({len(line) for line in lines}) == 1  # aligned columns
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):
         print_csv_format({"shapenet": {"Chamfer-L2": 0.5, "F1@0.3": 70.0}})
     assert "copypaste: Chamfer-L2,F1@0.3" in caplog.text
     assert "copypaste: 0.5000,70.0000" in caplog.text
+    # The comma-separated lines are for the log file (DEBUG), not the console (INFO).
+    copypaste = [r for r in caplog.records if r.getMessage().startswith("copypaste")]
+    assert copypaste and {r.levelno for r in copypaste} == {logging.DEBUG}
+    caplog.clear()
+    # Many metrics: the table wraps so that no line exceeds max_width.
+    many = {f"Precision@0.{i}00000": 0.5 + i for i in range(1, 10)}
+    with caplog.at_level(logging.INFO):
+        print_csv_format({"shapenet": many}, max_width=100)
+    lines = caplog.records[0].getMessage().splitlines()[1:]
+    assert max(len(line) for line in lines) <= 100 and len(lines) >= 6  # >= 2 tables
+    for key, value in many.items():
+        assert key in caplog.text and f"{value:.4f}" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        print_csv_format({"shapenet": many}, tables=False)
+    assert not caplog.records  # an evaluator logged its own tables: nothing more on the console
 
 
 def test_verify_results():

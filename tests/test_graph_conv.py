@@ -137,6 +137,19 @@ def test_empty_graph_keeps_grad():
     assert x.grad.shape == (0, 4)
 
 
+def test_empty_graph_given_as_1d_tensors_like_pytorch3d():
+    # PyTorch3D returns zeros((0, output_dim)) that carry gradients (it raised here before).
+    conv = GraphConv(3, 2)
+    verts = torch.tensor([], requires_grad=True)
+    out = conv(verts, torch.tensor([]))
+    assert out.shape == (0, 2) and out.requires_grad
+    out.sum().backward()
+    assert verts.grad.shape == (0,)
+    # No edges given as torch.tensor([]): the same as a (0, 2) edge tensor.
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(conv(x, torch.tensor([])), conv(x, torch.zeros(0, 2).long()))
+
+
 def test_repr():
     assert repr(GraphConv(3, 5, directed=True)) == "GraphConv(3 -> 5, directed=True)"
 

@@ -173,3 +173,22 @@ def test_cuda_matches_cpu(monkeypatch):
         gpu = knn_points(p1.cuda(), p2.cuda(), lengths1.cuda(), lengths2.cuda(), K=4, norm=norm)
         torch.testing.assert_close(gpu.dists.cpu(), cpu.dists, rtol=1e-5, atol=1e-6)
         assert (gpu.idx.cpu() == cpu.idx).float().mean() > 0.999  # exact ties may differ
+
+
+def test_clouds_without_points_give_pytorch3d_zeros(search):
+    # PyTorch3D's kernel leaves zeros where p2 has no point; a P2 = 0 tensor is the same case
+    # as lengths2 = 0 (it raised "index 0 is out of bounds" before).
+    p1, p2, lengths1, _ = _random_batch(seed=11)
+    p1.requires_grad_()
+    none = knn_points(p1, p2[:, :0], lengths1, K=2, return_nn=True)
+    padded = knn_points(p1, p2, lengths1, torch.zeros(3, dtype=torch.int64), K=2, return_nn=True)
+    for got, ref in zip(none, padded):
+        assert torch.equal(got, ref) and not got.any()
+    assert none.knn.shape == (3, p1.shape[1], 2, 3)
+    none.dists.sum().backward()
+    assert torch.equal(p1.grad, torch.zeros_like(p1))
+    out = knn_points(p1[:, :0], p2, K=3)
+    assert out.dists.shape == out.idx.shape == (3, 0, 3)
+    x = torch.zeros(2, 0, 4, requires_grad=True)
+    gathered = knn_gather(x, torch.zeros(2, 5, 3, dtype=torch.int64))
+    assert gathered.shape == (2, 5, 3, 4) and not gathered.any() and gathered.requires_grad

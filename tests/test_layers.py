@@ -319,3 +319,60 @@ def test_roi_align_aligned_flag_matters_and_validates():
         ROIAlign((2, 0), 1.0, 2)
     with pytest.raises(ValueError, match="sampling_ratio"):
         ROIAlign(2, 1.0, -1)
+
+
+_EDGE_ROIS = [
+    [0, 1.3, 2.2, 20.5, 15.0],
+    [1, 0.0, 0.0, 43.9, 35.9],  # whole image
+    [1, 30.0, 5.0, 31.0, 5.5],  # smaller than a feature pixel
+    [0, -6.0, -3.0, 10.0, 50.0],  # partly outside
+    [1, -30.0, -30.0, -10.0, -12.0],  # wholly outside: reads nothing
+    [0, 38.0, 30.0, 44.0, 36.0],  # on the last row and column
+]
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("ratio", [1, 2, 3])
+def test_roi_align_gradient_matches_naive_reference_and_torchvision(aligned, ratio):
+    from torchvision.ops import roi_align
+
+    g = torch.Generator().manual_seed(ratio)
+    feats = torch.randn(2, 3, 9, 11, dtype=torch.float64, generator=g)
+    rois = torch.tensor(_EDGE_ROIS, dtype=torch.float64)
+    grad_out = torch.randn(len(rois), 3, 3, 4, dtype=torch.float64, generator=g)
+    grads = []
+    for fn in (
+        lambda f: ROIAlign((3, 4), 0.25, ratio, aligned)(f, rois),
+        lambda f: _naive_roi_align(f, rois, (3, 4), 0.25, ratio, aligned),
+        lambda f: roi_align(f, rois, (3, 4), 0.25, ratio, aligned),
+    ):
+        f = feats.clone().requires_grad_()
+        fn(f).backward(grad_out)
+        grads.append(f.grad)
+    ours, naive, torchvision = grads
+    torch.testing.assert_close(ours, naive, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ours, torchvision, rtol=1e-10, atol=1e-10)
+    # ROIAlign is linear in its input, so gradcheck's finite differences are exact.
+    f = feats.clone().requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x: ROIAlign((3, 4), 0.25, ratio, aligned)(x, rois), f, fast_mode=True
+    )
+
+
+def test_roi_align_float32_gradient_and_empty_rois():
+    from torchvision.ops import roi_align
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 16, 20, 24, generator=g)
+    boxes = torch.rand(50, 2, generator=g) * 90 - 5
+    rois = torch.cat([torch.randint(0, 3, (50, 1), generator=g).float(), boxes, boxes + 30], 1)
+    grad_out = torch.randn(50, 16, 7, 7, generator=g)
+    a, b = feats.clone().requires_grad_(), feats.clone().requires_grad_()
+    out = ROIAlign(7, 0.25, 2, aligned=False)(a, rois)
+    torch.testing.assert_close(out, roi_align(b, rois, 7, 0.25, 2, False), rtol=0, atol=0)
+    out.backward(grad_out)
+    roi_align(b, rois, 7, 0.25, 2, False).backward(grad_out)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)
+    empty = feats.clone().requires_grad_()
+    ROIAlign(7, 0.25, 2)(empty, rois[:0]).sum().backward()
+    assert torch.equal(empty.grad, torch.zeros_like(feats))

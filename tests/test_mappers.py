@@ -333,3 +333,15 @@ def test_meshrcnn_mapper_without_objects(pix3d_record, convention, k_width):
     inst = rcnn_mapper(True, convention)(empty)["instances"]
     assert len(inst) == 0 and inst.gt_K.shape == (0, k_width)
     assert inst.gt_masks.tensor.shape == (0, 80, 120)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_num_samples_must_be_positive_and_the_error_names_the_key(value):
+    # Before: 0 went through and failed later in the sampler or on an empty cloud.
+    cfg = get_cfg()
+    cfg.INPUT.SHAPENET.NUM_SAMPLES = value
+    for mapper in (ShapeNetMapper, MultiViewMapper):
+        with pytest.raises(ValueError, match="INPUT.SHAPENET.NUM_SAMPLES must be a positive"):
+            mapper(cfg, is_train=True)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        ShapeNetMapper(is_train=True, num_samples=value)

@@ -51,7 +51,8 @@ def _triangles(verts, faces):
 def test_load_obj_known_answer(tmp_path):
     path = tmp_path / "known.obj"
     path.write_text(OBJ_TEXT)
-    verts, faces, aux = load_obj(path)
+    with pytest.warns(UserWarning, match="material file not found"):
+        verts, faces, aux = load_obj(path)
     expected_verts = torch.tensor(
         [[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [9, 9, 9], [0, 0, 1]], dtype=torch.float32
     )
@@ -61,11 +62,12 @@ def test_load_obj_known_answer(tmp_path):
     assert faces.verts_idx.tolist() == [[0, 1, 2], [0, 2, 3], [5, 1, 2]]
     assert faces.textures_idx.tolist() == [[0, 1, 2], [0, 2, 0], [0, 1, 2]]
     assert faces.normals_idx.tolist() == [[0, 0, 0], [0, 0, 0], [1, 1, 1]]
-    assert faces.materials_idx.tolist() == [-1, -1, -1]
+    # usemtl numbers materials by first use, as in PyTorch3D (its .mtl file is missing)
+    assert faces.materials_idx.tolist() == [0, 0, 0]
     assert torch.equal(aux.normals, torch.tensor([[0.0, 0, 1], [0, 1, 0]]))
     assert torch.equal(aux.verts_uvs, torch.tensor([[0.0, 0], [1, 0], [1, 1]]))
     assert aux.texture_images is None
-    from_stream, faces_stream, _ = load_obj(io.BytesIO(OBJ_TEXT.encode()))
+    from_stream, faces_stream, _ = load_obj(io.BytesIO(OBJ_TEXT.encode()), load_textures=False)
     assert torch.equal(from_stream, verts) and torch.equal(faces_stream.verts_idx, faces.verts_idx)
     # load_mesh reads OBJ through the same path
     v2, f2 = load_mesh(path)

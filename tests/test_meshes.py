@@ -403,6 +403,9 @@ def test_split_extend_join():
     assert torch.equal(scene.verts_packed(), meshes.verts_packed())
     assert torch.equal(scene.faces_packed(), meshes.faces_packed())
     assert join_meshes_as_scene([meshes[0]]).num_faces_per_mesh().tolist() == [14]
+    # join_meshes_as_scene(m1, m2) would join m1 alone: refused, as in PyTorch3D.
+    with pytest.raises(ValueError, match="include_textures"):
+        join_meshes_as_scene(meshes[0], meshes[1])
 
 
 def test_clone_detach_to():
@@ -443,10 +446,12 @@ def test_invalid_inputs_raise():
     cases = [
         (([v], [f, f]), {}, "same length"),
         (([v[:, :2]], [f]), {}, "verts\\[0\\]"),
-        (([v], [f.float()]), {}, "integer"),
+        (([v], [f.float() + 0.5]), {}, "non-integer"),
+        (([v], [f.bool()]), {}, "integer"),
         (([v.long()], [f]), {}, "floating"),
         (([v], [f + 2]), {}, "mesh 0"),
-        (([v], [f - 1]), {}, "mesh 0"),
+        (([v], [torch.cat([f - 1, f])]), {}, "padding"),
+        (([torch.rand(2, 3, 3)], [f]), {}, "verts\\[0\\]"),
         ((v[None].expand(2, -1, -1), torch.stack([f, f + 2])), {}, "mesh 1"),
         (([v], f[None]), {}, "both"),
         ((v[None], f[None, :, :2]), {}, "faces"),
@@ -469,3 +474,150 @@ def test_given_verts_normals_are_used_until_verts_change():
     assert torch.allclose(
         meshes.verts_normals_packed(), Meshes(verts, faces).verts_normals_packed()
     )
+
+
+# ---------------------------------------------------------------------- PyTorch3D's loose inputs
+def test_empty_meshes_given_as_1d_tensors_like_pytorch3d():
+    verts, faces = random_meshes(seed=21)
+    loose_v = [v if len(v) else torch.tensor([]) for v in verts]
+    loose_f = [f if len(f) or len(v) else torch.tensor([]) for v, f in zip(verts, faces)]
+    assert loose_v[1].shape == (0,) and loose_f[1].shape == (0,)
+    strict, loose = Meshes(verts, faces), Meshes(loose_v, loose_f)
+    assert loose.verts_list()[1].shape == (0, 3) and loose.faces_list()[1].dtype == torch.int64
+    for view in ("verts_padded", "faces_padded", "verts_packed", "faces_packed", "edges_packed"):
+        assert torch.equal(getattr(loose, view)(), getattr(strict, view)()), view
+    assert loose.valid.tolist() == strict.valid.tolist()
+    # The empty entry takes the batch's float type (torch.tensor([]) is float32).
+    doubles = Meshes([verts[0].double(), torch.tensor([])], [faces[0], torch.tensor([])])
+    assert doubles.verts_packed().dtype == torch.float64
+    assert doubles.verts_list()[1].dtype == torch.float64
+    # A batch of only empty meshes.
+    empty = Meshes([torch.tensor([]), torch.tensor([])], [torch.tensor([]), torch.tensor([])])
+    assert empty.isempty() and empty.verts_padded().shape == (2, 0, 3)
+    assert empty.faces_packed().shape == (0, 3) and empty.num_faces_per_mesh().tolist() == [0, 0]
+    # Gradients still reach the non-empty entries.
+    v0 = verts[0].clone().requires_grad_()
+    Meshes([v0, torch.tensor([])], [faces[0], torch.tensor([])]).verts_padded().sum().backward()
+    assert torch.equal(v0.grad, torch.ones_like(v0))
+
+
+@pytest.mark.parametrize("from_padded", [False, True])
+def test_float_faces_are_cast_to_int64_like_pytorch3d(from_padded):
+    verts, faces = random_meshes(seed=22)
+    ref = Meshes(verts, faces)
+    if from_padded:
+        meshes = Meshes(ref.verts_padded(), ref.faces_padded().float())
+        ref = Meshes(ref.verts_padded(), ref.faces_padded())
+    else:
+        meshes = Meshes(verts, [f.double() for f in faces])
+    assert meshes.faces_padded().dtype == torch.int64
+    assert torch.equal(meshes.faces_packed(), ref.faces_packed())
+    assert torch.equal(meshes.edges_packed(), ref.edges_packed())
+    # PyTorch3D would truncate these silently.
+    for bad in (torch.tensor([[0.0, 1.5, 2.0]]), torch.tensor([[0.0, float("nan"), 2.0]])):
+        with pytest.raises(ValueError, match="faces.*non-integer"):
+            Meshes([torch.rand(3, 3)], [bad])
+
+
+def test_list_faces_with_trailing_padding_rows_like_pytorch3d():
+    verts, faces = random_meshes(sizes=[(6, 4), (5, 3)], seed=23)
+    padded = [torch.cat([faces[0], torch.full((2, 3), -1)]), faces[1]]
+    meshes = Meshes(verts, padded)
+    assert meshes.num_faces_per_mesh().tolist() == [4, 3]
+    assert torch.equal(meshes.faces_packed(), Meshes(verts, faces).faces_packed())
+    # Padding in the middle would renumber the faces after it: refused, naming the entry.
+    middle = torch.cat([faces[1][:1], torch.full((1, 3), -1), faces[1][1:]])
+    with pytest.raises(ValueError, match=r"faces\[1\].*padding"):
+        Meshes(verts, [faces[0], middle])
+
+
+# ---------------------------------------------------------------------- submeshes
+def naive_submesh(verts, faces, ids):
+    """Keep faces[ids] and the vertices they use, in increasing index order, by loops."""
+    kept = [faces[i].tolist() for i in ids]
+    used = sorted({k for face in kept for k in face})
+    new_index = {old: new for new, old in enumerate(used)}
+    sub_faces = torch.tensor([[new_index[k] for k in face] for face in kept], dtype=torch.int64)
+    return verts[used], sub_faces.view(-1, 3)
+
+
+def test_submeshes_match_loop_in_all_input_forms():
+    verts, faces = random_meshes(sizes=[(9, 10), (12, 14), (6, 5)], seed=24)
+    meshes = Meshes(verts, faces)
+    selection = [
+        [torch.tensor([0, 3, 4]), torch.tensor([9]), torch.tensor([], dtype=torch.int64)],
+        [],
+        [torch.tensor([4, 0, 2])],
+    ]
+    sub = meshes.submeshes(selection)
+    expected = [
+        naive_submesh(verts[n], faces[n], ids.tolist())
+        for n, sel in enumerate(selection)
+        for ids in sel
+    ]
+    assert len(sub) == 4 and sub.num_faces_per_mesh().tolist() == [3, 1, 0, 3]
+    for (v, f), sv, sf in zip(expected, sub.verts_list(), sub.faces_list()):
+        assert torch.equal(sv, v) and torch.equal(sf, f)
+    # Faces keep their corner positions: the same triangles as in the full mesh.
+    assert torch.equal(sub.verts_list()[0][sub.faces_list()[0]], verts[0][faces[0][[0, 3, 4]]])
+    # A 2-D tensor per mesh, and one (N, S, K) tensor, give the same as the lists.
+    rows = [torch.tensor([[0, 1], [2, 3]]), torch.tensor([[5, 6]]), torch.zeros(0, 2).long()]
+    lists = [[r for r in t] for t in rows]
+    a, b = meshes.submeshes(rows), meshes.submeshes(lists)
+    assert all(torch.equal(x, y) for x, y in zip(a.verts_list(), b.verts_list()))
+    assert all(torch.equal(x, y) for x, y in zip(a.faces_list(), b.faces_list()))
+    block = torch.tensor([[[0, 1]], [[2, 3]], [[4, 0]]])
+    c = meshes.submeshes(block)
+    assert len(c) == 3
+    for n in range(3):
+        v, f = naive_submesh(verts[n], faces[n], block[n, 0].tolist())
+        assert torch.equal(c.verts_list()[n], v) and torch.equal(c.faces_list()[n], f)
+    assert len(meshes.submeshes([[], [], []])) == 0
+
+
+def test_submeshes_gradients_reach_the_original_vertices():
+    verts, faces = random_meshes(sizes=[(8, 9)], seed=25)
+    v = verts[0].clone().requires_grad_()
+    meshes = Meshes([v], faces)
+    ids = [torch.tensor([0, 1]), torch.tensor([1, 2, 3])]
+    meshes.submeshes([ids]).verts_packed().sum().backward()
+    # Each vertex gets one unit per submesh that uses it.
+    uses = torch.zeros(8)
+    for sel in ids:
+        uses[faces[0][sel].unique()] += 1
+    assert torch.equal(v.grad, uses[:, None].expand(8, 3))
+
+
+def test_submeshes_invalid_inputs():
+    verts, faces = random_meshes(sizes=[(6, 4), (5, 3)], seed=26)
+    meshes = Meshes(verts, faces)
+    cases = [
+        ([[torch.tensor([0])]], "one entry per mesh"),
+        ([[torch.tensor([0])], [torch.tensor([3])]], r"face_indices\[1\]\[0\].*3 faces"),
+        ([[torch.tensor([0.0])], []], r"face_indices\[0\]\[0\].*integer"),
+        ([torch.tensor([0, 1]), []], r"face_indices\[0\]"),
+        (torch.zeros(2, 3).long(), "shape"),
+    ]
+    for selection, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            meshes.submeshes(selection)
+
+
+@pytest.mark.parametrize("from_padded", [False, True])
+def test_index_maps_need_no_packed_view_first(from_padded):
+    # Each map is asked first, on a fresh batch (they used to be None until a packed view).
+    verts, faces = random_meshes(seed=27)
+    ref = Meshes(verts, faces)
+    ref.verts_packed()
+    for name in (
+        "verts_packed_to_mesh_idx",
+        "faces_packed_to_mesh_idx",
+        "mesh_to_verts_packed_first_idx",
+        "mesh_to_faces_packed_first_idx",
+    ):
+        fresh = Meshes(verts, faces)
+        if from_padded:
+            fresh = Meshes(fresh.verts_padded(), fresh.faces_padded())
+            ref = Meshes(ref.verts_padded(), ref.faces_padded())
+            ref.verts_packed()
+        assert torch.equal(getattr(fresh, name)(), getattr(ref, name)()), name

@@ -12,6 +12,7 @@ from meshrecon.modeling.roi_heads.box_frustum import (
     crop_meshes_within_boxes,
     crop_voxels_within_boxes,
 )
+from meshrecon.modeling.roi_heads.mask_head import crop_masks_meshrcnn, mask_rcnn_loss
 from meshrecon.ops import ico_sphere
 from meshrecon.structures import Boxes, Instances
 from meshrecon.structures.masks import BitMasks
@@ -274,3 +275,24 @@ def test_mesh_head_training_cap_rejects_negative():
     cfg.MODEL.ROI_MESH_HEAD.TRAIN_MAX_PROPOSALS_PER_IMAGE = -1
     with pytest.raises(ValueError, match="mesh_train_max_per_image"):
         build_model(cfg)
+
+
+def test_meshrcnn_mask_targets_truncate_the_box_and_keep_any_positive_value():
+    """Mesh R-CNN's mask targets, by hand: the box [2.7, 2.9, 8.99, 8.2] is truncated to pixels
+    [2, 2, 8, 8] (a 6x6 crop); resized to 3x3 with half-pixel centres, output cell k samples
+    input 2k + 0.5, so the one foreground pixel (crop row / col 3) reaches only cell (1, 1),
+    with weight 1/4, and any positive value is foreground. Detectron2's targets (ROIAlign,
+    >= 0.5) see no foreground at all."""
+    mask = torch.zeros(1, 10, 10, dtype=torch.bool)
+    mask[0, 5, 5] = True
+    boxes = torch.tensor([[2.7, 2.9, 8.99, 8.2]])
+    want = torch.zeros(1, 3, 3, dtype=torch.bool)
+    want[0, 1, 1] = True
+    assert torch.equal(crop_masks_meshrcnn(BitMasks(mask), boxes, 3), want)
+    assert not BitMasks(mask).crop_and_resize(boxes, 3).any()
+    # A box covering no whole pixel after truncation gives background (Mesh R-CNN fails there).
+    assert not crop_masks_meshrcnn(mask, torch.tensor([[4.2, 4.1, 4.9, 4.8]]), 3).any()
+    with pytest.raises(ValueError, match="boxes must have shape"):
+        crop_masks_meshrcnn(mask, torch.zeros(2, 4), 3)
+    with pytest.raises(ValueError, match="target_crop"):
+        mask_rcnn_loss(torch.zeros(1, 1, 3, 3), [], target_crop="nearest")

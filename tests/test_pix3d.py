@@ -151,26 +151,73 @@ def test_split_categories_are_mapped_by_name(pix3d, tmp_path):
         load_pix3d_split(str(path), pix3d["dir"])
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "mask/../../outside.png", "/etc/passwd"])
-def test_paths_escaping_the_dataset_are_refused(pix3d, bad):
+@pytest.mark.parametrize(
+    "bad", ["../../etc/passwd", "mask/../../outside.png", "/etc/passwd", "..\\..\\x.png"]
+)
+def test_paths_escaping_the_dataset_are_refused_named_and_counted(pix3d, bad, caplog):
     json_file = os.path.join(pix3d["dir"], "pix3d.json")
     entries = pix3d["entries"]
     entries[2]["mask"] = bad
     with open(json_file, "w") as f:
         json.dump(entries, f)
-    with pytest.raises(ValueError) as err:
-        load_pix3d_json(json_file, pix3d["dir"])
-    msg = str(err.value)
-    assert "entry 2" in msg and "img/sofa/0003.png" in msg and bad in msg and "'mask'" in msg
+    with caplog.at_level(logging.WARNING, logger="meshrecon.data.datasets.pix3d"):
+        records = load_pix3d_json(json_file, pix3d["dir"])
+    # The image whose mask path leaves the folder is skipped; the others load.
+    names = sorted(os.path.basename(r["file_name"]) for r in records)
+    assert names == ["0001.png", "0002.jpg", "0004.png"]
+    msg = caplog.text
+    assert "skipped 1 image(s) whose annotation paths leave the dataset folder" in msg
+    assert "entry 2" in msg and "img/sofa/0003.png" in msg and repr(bad) in msg
+    assert "'mask'" in msg and pix3d["dir"] in msg
 
     split_file = os.path.join(pix3d["dir"], "pix3d_s2_train.json")
     data = pix3d["splits"]["pix3d_s2_train.json"]
     data["annotations"][0]["model"] = bad
     with open(split_file, "w") as f:
         json.dump(data, f)
-    with pytest.raises(ValueError, match="'model'") as err:
-        load_pix3d_split(split_file, pix3d["dir"])
-    assert bad in str(err.value) and "annotations[0]" in str(err.value)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="meshrecon.data.datasets.pix3d"):
+        records = load_pix3d_split(split_file, pix3d["dir"])
+    image_of_anno = data["annotations"][0]["image_id"]
+    assert image_of_anno not in [r["image_id"] for r in records]
+    assert "skipped 1 image(s)" in caplog.text and "'model'" in caplog.text
+    assert "annotations[0]" in caplog.text and repr(bad) in caplog.text
+
+
+def test_symlink_leading_out_of_the_dataset_is_refused(pix3d, tmp_path, caplog):
+    # The json names a path inside the folder, but the file there is a link to a secret
+    # elsewhere: the link's target decides.
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not yours")
+    mask = os.path.join(pix3d["dir"], "mask/sofa/0003.png")
+    os.remove(mask)
+    os.symlink(secret, mask)
+    # A folder linked out of the root is refused the same way.
+    outside = tmp_path / "outside_models"
+    os.rename(os.path.join(pix3d["dir"], "model/bed"), outside)
+    os.symlink(outside, os.path.join(pix3d["dir"], "model/bed"))
+    json_file = os.path.join(pix3d["dir"], "pix3d.json")
+    with caplog.at_level(logging.WARNING, logger="meshrecon.data.datasets.pix3d"):
+        records = load_pix3d_json(json_file, pix3d["dir"])
+    names = sorted(os.path.basename(r["file_name"]) for r in records)
+    assert names == ["0001.png", "0002.jpg"]
+    assert "skipped 2 image(s) whose annotation paths leave the dataset folder" in caplog.text
+    assert f"is a symlink to {secret}" in caplog.text
+
+    # A link inside the folder to another place inside it is fine, and so is a linked root.
+    os.remove(mask)
+    os.symlink(os.path.join(pix3d["dir"], "mask/chair/0001.png"), mask)
+    linked_root = tmp_path / "linked_pix3d"
+    os.symlink(pix3d["dir"], linked_root)
+    records = load_pix3d_json(json_file, str(linked_root))
+    assert len(records) == 3
+
+    # Nothing left to load: the error names the refusal.
+    entries = [dict(e, img="/etc/passwd") for e in pix3d["entries"]]
+    with open(json_file, "w") as f:
+        json.dump(entries, f)
+    with pytest.raises(ValueError, match="none of its images could be loaded.*is absolute"):
+        load_pix3d_json(json_file, pix3d["dir"])
 
 
 def test_missing_files(pix3d, caplog, clean_catalog):

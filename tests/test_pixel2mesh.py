@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from meshrecon.modeling.heads.pixel2mesh import (
@@ -9,6 +10,7 @@ from meshrecon.modeling.heads.pixel2mesh import (
     Pixel2MeshGResNetHead,
     laplacian_coordinates,
     perceptual_pool,
+    perceptual_pool_linear,
     pixel2mesh_losses,
     unpool,
 )
@@ -155,3 +157,69 @@ def test_training_steps_lower_the_loss():
     with torch.no_grad():
         after = float(total())
     assert after < 0.5 * before, (before, after)
+
+
+def test_perceptual_pool_linear_matches_pooling_then_multiplying():
+    g = torch.Generator().manual_seed(0)
+    feats = [torch.randn(2, c, s, s, generator=g, dtype=torch.float64) for c, s in ((3, 8), (4, 5))]
+    # Some vertices project outside the image (border clamping) or lie behind the camera.
+    verts = torch.randn(2, 11, 3, generator=g, dtype=torch.float64) * 0.4
+    verts[..., 2] += 1.0
+    verts[0, 0, 2] = -0.3
+    weight = torch.randn(5, 3 + 7, generator=g, dtype=torch.float64)
+    results = []
+    for fast in (False, True):
+        f = [x.clone().requires_grad_() for x in feats]
+        v, w = verts.clone().requires_grad_(), weight.clone().requires_grad_()
+        Kd = K.double().repeat(2, 1)
+        if fast:
+            out = perceptual_pool_linear(f, v, Kd, (SIZE, SIZE), w)
+        else:
+            out = perceptual_pool(f, v, Kd, (SIZE, SIZE)) @ w.T
+        out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
+        results.append([out.detach(), *(x.grad for x in f), v.grad, w.grad])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="weight"):
+        perceptual_pool_linear(feats, verts, K.double().repeat(2, 1), (SIZE, SIZE), weight[:, :9])
+
+
+def test_head_deforms_as_pooling_then_the_first_graph_conv():
+    """The head projects before pooling; the blocks' outputs and every gradient are those of
+    the direct order (pool, concatenate the hidden features, run the block)."""
+    torch.manual_seed(0)
+    head = Pixel2MeshGResNetHead(feature_channels=[3, 4], hidden_dim=6, num_gconvs=4).double()
+    for p in head.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    feats = [torch.randn(2, 3, 16, 16).double(), torch.randn(2, 4, 8, 8).double()]
+    views = ViewBatch(image_size=(SIZE, SIZE), K=K.double().repeat(2, 1))
+
+    def direct(features):
+        meshes = head.initial_meshes(2)
+        meshes = Meshes([v.double() for v in meshes.verts_list()], meshes.faces_list())
+        hidden, out = None, []
+        for b, block in enumerate(head.blocks):
+            if b > 0:
+                meshes, hidden = unpool(meshes, hidden)
+            x = perceptual_pool(features, meshes.verts_padded(), views.K, views.image_size)
+            x = x.flatten(0, 1)
+            if hidden is not None:
+                x = torch.cat([x, hidden], dim=1)
+            offsets, hidden = block(x, meshes.edges_packed())
+            meshes = meshes.offset_verts(offsets)
+            out.append(meshes.verts_packed())
+        return out
+
+    results = []
+    for fn in (direct, lambda f: [new.verts_packed() for _, new in head.deform(f, views)]):
+        f = [x.clone().requires_grad_() for x in feats]
+        head.zero_grad()
+        outs = fn(f)
+        sum(o.square().sum() for o in outs).backward()
+        grads = [x.grad for x in f] + [p.grad.clone() for p in head.parameters()]
+        results.append(([o.detach() for o in outs], grads))
+    (want, want_grads), (got, got_grads) = results
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -235,3 +235,128 @@ def test_invalid_inputs_raise():
     for args, kwargs, msg in cases:
         with pytest.raises(ValueError, match=msg):
             Pointclouds(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------- PyTorch3D's loose inputs
+def test_empty_clouds_as_1d_tensors_and_none_entries_like_pytorch3d():
+    points, normals, features = random_clouds(seed=20)  # cloud 1 is empty
+    ref = Pointclouds(points, normals=normals, features=features)
+    loose = Pointclouds(
+        [p if len(p) else torch.tensor([]) for p in points],
+        normals=[n if len(n) else None for n in normals],
+        features=[f if len(f) else None for f in features],
+    )
+    for field in ("points", "normals", "features"):
+        for form in ("padded", "packed"):
+            a, b = getattr(loose, f"{field}_{form}")(), getattr(ref, f"{field}_{form}")()
+            assert torch.equal(a, b), (field, form)
+    assert loose.normals_list()[1].shape == (0, 3)
+    assert loose.features_list()[1].shape == (0, C)
+    # None (or no rows) is only allowed for an empty cloud: the entry is named.
+    with pytest.raises(ValueError, match=r"normals\[0\]"):
+        Pointclouds(points, normals=[None, *normals[1:]])
+    with pytest.raises(ValueError, match=r"features\[2\]"):
+        Pointclouds(points, features=[features[0], None, torch.tensor([]), features[3]])
+
+
+def test_no_normals_or_features_on_batches_without_points_like_pytorch3d():
+    empty_cases = [
+        Pointclouds([], normals=[], features=[]),
+        Pointclouds(torch.zeros(0, 4, 3), torch.zeros(0, 4, 3), torch.zeros(0, 4, 2)),
+        Pointclouds([torch.tensor([]), torch.zeros(0, 3)], normals=[None, None]),
+    ]
+    for clouds in empty_cases:
+        for field in ("normals", "features"):
+            for form in ("list", "packed", "padded"):
+                assert getattr(clouds, f"{field}_{form}")() is None, (field, form)
+        assert clouds.points_packed().shape == (0, 3)
+    # Given (0, C) entries of empty clouds are kept (PyTorch3D keeps the list too).
+    kept = Pointclouds([torch.zeros(0, 3)], normals=[torch.zeros(0, 3)])
+    assert kept.normals_list()[0].shape == (0, 3) and kept.normals_padded().shape == (1, 0, 3)
+
+
+# ---------------------------------------------------------------------- subsample
+def test_subsample_keeps_random_subsets_with_their_normals_and_features():
+    g = torch.Generator().manual_seed(30)
+    sizes = [10, 0, 4, 7]
+    points = [torch.randn(p, 3, generator=g) for p in sizes]
+    # Features hold each point's index and normals its position: both must follow the point.
+    features = [torch.arange(p, dtype=torch.float32)[:, None] for p in sizes]
+    clouds = Pointclouds(points, normals=[p * 2 for p in points], features=features)
+    torch.manual_seed(0)
+    sub = clouds.subsample(5)
+    assert sub.num_points_per_cloud().tolist() == [5, 0, 4, 5]
+    for p, sp, sn, sf in zip(points, sub.points_list(), sub.normals_list(), sub.features_list()):
+        idx = sf[:, 0].long()
+        assert len(set(idx.tolist())) == len(idx)  # without replacement
+        assert torch.equal(sp, p[idx]) and torch.equal(sn, 2 * p[idx])
+    torch.manual_seed(0)
+    again = clouds.subsample(5)
+    assert torch.equal(again.points_packed(), sub.points_packed())  # torch.manual_seed repeats
+    per_cloud = clouds.subsample([3, 9, 4, 0])
+    assert per_cloud.num_points_per_cloud().tolist() == [3, 0, 4, 0]
+    assert clouds.subsample(10) is clouds  # nothing to do: self, as in PyTorch3D
+    for bad, msg in (([1, 2], "4 entries"), (-1, "non-negative")):
+        with pytest.raises(ValueError, match=msg):
+            clouds.subsample(bad)
+
+
+def test_subsample_draws_every_subset_uniformly():
+    clouds = Pointclouds([torch.arange(4, dtype=torch.float32)[:, None].expand(4, 3)])
+    torch.manual_seed(1)
+    counts = torch.zeros(4)
+    for _ in range(400):
+        counts[clouds.subsample(2).points_packed()[:, 0].long()] += 1
+    # Each point is kept with probability 1/2: 200 of 400 draws, binomial sd 10.
+    assert ((counts - 200).abs() < 50).all(), counts
+
+
+# ---------------------------------------------------------------------- inside_box
+def test_inside_box_matches_loop():
+    points, _, _ = random_clouds(seed=31)
+    clouds = Pointclouds(points)
+    g = torch.Generator().manual_seed(31)
+    lo = torch.rand(4, 3, generator=g) - 1.0
+    boxes = torch.stack([lo, lo + 1.2], 1)  # (N, 2, 3)
+
+    def loop(per_cloud_box):
+        return torch.tensor(
+            [
+                all(b[0, d] <= p[d] <= b[1, d] for d in range(3))
+                for p, b in zip(clouds.points_packed(), per_cloud_box)
+            ],
+            dtype=torch.bool,
+        )
+
+    owner = clouds.packed_to_cloud_idx()
+    assert torch.equal(clouds.inside_box(boxes), loop(boxes[owner]))
+    assert torch.equal(clouds.inside_box(boxes[0]), loop(boxes[0].expand(len(owner), 2, 3)))
+    assert torch.equal(clouds.inside_box(boxes[:1]), clouds.inside_box(boxes[0]))
+    # The boundary is inside.
+    on_edge = Pointclouds([torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.01]])])
+    unit = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    assert on_edge.inside_box(unit).tolist() == [True, True, False]
+    for bad, msg in ((torch.zeros(2, 2), "shape"), (boxes[:2], "shape"), (unit.flip(0), "min")):
+        with pytest.raises(ValueError, match=msg):
+            clouds.inside_box(bad)
+
+
+# ---------------------------------------------------------------------- estimate_normals
+def test_estimate_normals_on_a_plane_and_assign_to_self():
+    g = torch.Generator().manual_seed(32)
+    plane = torch.cat([torch.rand(60, 2, generator=g), torch.zeros(60, 1)], 1)
+    tilted = plane @ torch.linalg.qr(torch.randn(3, 3, generator=g)).Q.T
+    clouds = Pointclouds([tilted, tilted[:40]])
+    normals = clouds.estimate_normals(neighborhood_size=8)
+    assert normals.shape == (2, 60, 3)
+    expected = torch.linalg.cross(tilted[1] - tilted[0], tilted[2] - tilted[0], dim=0)
+    expected = expected / expected.norm()
+    cos = normals[0] @ expected
+    assert torch.allclose(cos.abs(), torch.ones(60), atol=1e-4)
+    assert not normals[1, 40:].any()  # padding rows are zero
+    assert clouds.normals_list() is None  # not assigned unless asked
+    clouds.estimate_normals(neighborhood_size=8, assign_to_self=True)
+    assert torch.equal(clouds.normals_padded(), normals)
+    assert torch.equal(clouds.normals_list()[1], normals[1, :40])
+    with pytest.raises(ValueError, match="neighborhood_size"):
+        clouds.estimate_normals(neighborhood_size=40)

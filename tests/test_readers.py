@@ -133,3 +133,103 @@ def test_read_depth_npy(tmp_path):
     d = np.random.default_rng(0).random((3, 4)).astype(np.float32)
     np.save(tmp_path / "d.npy", d)
     np.testing.assert_array_equal(read_depth({"kind": "npy", "path": str(tmp_path / "d.npy")}), d)
+
+
+def _png_claiming(path, width, height, mode=2):
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb: the
+    few bytes of data would never fill it, but a reader that trusts the header allocates)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    depth = 16 if mode == 0 else 8
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, mode, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return str(path)
+
+
+@pytest.mark.parametrize("size", [(100_000, 100_000), (9000, 9000), (70_000, 1000)])
+def test_decompression_bomb_is_refused_from_the_header(tmp_path, size):
+    from meshrecon.data.depth_io import read_depth as read_depth_source
+    from meshrecon.utils.image_limits import MAX_IMAGE_PIXELS, ImageTooLargeError
+
+    w, h = size
+    assert w * h > MAX_IMAGE_PIXELS
+    bomb = _png_claiming(tmp_path / "bomb.png", w, h)
+    for read in (read_image, read_mask):
+        with pytest.raises(ImageTooLargeError) as err:
+            read(bomb)
+        msg = str(err.value)
+        assert bomb in msg and ("MAX_IMAGE_PIXELS" in msg)
+    depth = _png_claiming(tmp_path / "depth.png", w, h, mode=0)
+    with pytest.raises(ImageTooLargeError, match="depth.png"):
+        read_depth_source({"kind": "png16", "path": depth, "scale": 256.0})
+
+
+def test_pil_bomb_limit_becomes_our_error(tmp_path, monkeypatch):
+    # PIL's own threshold, when lower than ours, warns (or errors at twice it): both become an
+    # ImageTooLargeError naming the file rather than a warning or a bare PIL exception.
+    from meshrecon.utils.image_limits import ImageTooLargeError
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.raises(ImageTooLargeError, match="decompression bomb") as err:
+        read_image(str(path))
+    assert str(path) in str(err.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
+    with pytest.raises(ImageTooLargeError, match=str(path)):
+        read_image(str(path))
+
+
+def test_image_at_the_maximum_is_read(tmp_path, monkeypatch):
+    from meshrecon.utils import image_limits
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 2000)
+    assert read_image(str(path)).shape == (40, 50, 3)
+    monkeypatch.setattr(image_limits, "MAX_IMAGE_PIXELS", 1999)
+    with pytest.raises(image_limits.ImageTooLargeError, match="50 x 40 = 2000 pixels"):
+        read_image(str(path))
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg"])
+def test_draft_side_shrinks_by_a_whole_factor_keeping_the_side(tmp_path, ext):
+    y, x = np.mgrid[0:2000, 0:3000]
+    rgb = np.stack([x * 255 // 3000, y * 255 // 2000, np.full_like(x, 90)], -1).astype(np.uint8)
+    path = tmp_path / f"big.{ext}"
+    Image.fromarray(rgb).save(path)
+    small = read_image(str(path), "RGB", draft_side=137)
+    h, w = small.shape[:2]
+    assert 137 <= min(h, w) < 2 * 137  # shrunk, never below the side
+    assert abs(w / h - 1.5) < 0.02  # aspect ratio kept
+    # Same picture, coarser: a pixel's colour matches the full-size image's around it.
+    full = read_image(str(path), "RGB")
+    assert full.shape == (2000, 3000, 3)
+    cy, cx = h // 2, w // 3
+    ref = full[round(cy * 2000 / h), round(cx * 3000 / w)].astype(int)
+    assert np.abs(small[cy, cx].astype(int) - ref).max() <= 6
+    # Without a large enough image, nothing changes.
+    assert read_image(str(path), "RGB", draft_side=5000).shape == (2000, 3000, 3)
+
+
+def test_obj_texture_bomb_is_refused_from_the_header(tmp_path):
+    from meshrecon.io import load_obj
+    from meshrecon.utils.image_limits import ImageTooLargeError
+
+    _png_claiming(tmp_path / "tex.png", 100_000, 100_000)
+    (tmp_path / "m.mtl").write_text("newmtl skin\nKd 1 1 1\nmap_Kd tex.png\n")
+    (tmp_path / "m.obj").write_text(
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl skin\n"
+        "f 1/1 2/2 3/3\n"
+    )
+    with pytest.raises(ImageTooLargeError, match="tex.png.*MAX_IMAGE_PIXELS"):
+        load_obj(tmp_path / "m.obj", load_textures=True)
+    verts, faces, _ = load_obj(tmp_path / "m.obj", load_textures=False)
+    assert verts.shape == (3, 3)

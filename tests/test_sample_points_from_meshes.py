@@ -2,7 +2,11 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from meshrecon.ops.sample_points_from_meshes import _guided_search, sample_points_from_meshes
+from meshrecon.ops.sample_points_from_meshes import (
+    _guided_search,
+    replay_samples,
+    sample_points_from_meshes,
+)
 from meshrecon.structures import Meshes
 
 
@@ -196,8 +200,12 @@ def test_invalid_inputs():
         sample_points_from_meshes(meshes, 2.5)
     with pytest.raises(ValueError, match="textures"):
         sample_points_from_meshes(meshes, 10, return_textures=True)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="Meshes are empty"):
         sample_points_from_meshes(Meshes([torch.rand(3, 3)], [torch.zeros(0, 3).long()]))
+    with pytest.raises(ValueError, match="Meshes are empty"):
+        sample_points_from_meshes(Meshes([torch.tensor([])] * 2, [torch.tensor([])] * 2))
+    with pytest.raises(ValueError, match="Meshes are empty"):
+        sample_points_from_meshes(Meshes([], []))
     bad = torch.rand(3, 3)
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -231,3 +239,69 @@ def test_cuda_samples_on_faces():
     bary, residual = barycentric(samples[0], verts[faces[face]])
     assert residual.max() < 1e-5 and bary.min() > -1e-5
     torch.testing.assert_close(normals[0, :, 2].abs(), torch.ones(2000))
+
+
+@pytest.mark.parametrize("scale", [1e18, 1e30, 3e37])
+def test_huge_finite_coordinates_sample_like_the_unit_mesh(scale):
+    # Before: float32 areas overflowed to inf, the CDF became NaN and its int64 face index
+    # raised "index -9223372036854775807 is out of bounds".
+    from meshrecon.ops import ico_sphere
+
+    sphere = ico_sphere(2)
+    v, f = sphere.verts_packed(), sphere.faces_packed()
+    torch.manual_seed(0)
+    ref, ref_n = sample_points_from_meshes(Meshes([v, v], [f, f]), 2000, return_normals=True)
+    torch.manual_seed(0)
+    got, got_n = sample_points_from_meshes(
+        Meshes([v, v * scale], [f, f]), 2000, return_normals=True
+    )
+    # Same draws, same faces: the huge mesh's samples are the unit mesh's, scaled.
+    torch.testing.assert_close(got[0], ref[0])
+    torch.testing.assert_close(got[1] / scale, ref[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_n, ref_n, rtol=0, atol=1e-6)
+
+
+def test_replay_samples_gives_the_recorded_points_and_their_gradients():
+    """Inside replay_samples, each call uses the next recorded (face, barycentric) draw: the
+    points are those combinations of the face corners (empty meshes stay zero rows), the
+    normals the faces' normals, gradients reach the vertices, and no random number is used."""
+    v1, f1 = stacked_triangles(4, seed=3, dtype=torch.float64)
+    v2, f2 = stacked_triangles(3, seed=4, dtype=torch.float64)
+    empty = (torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 3, dtype=torch.int64))
+    verts = [v1.requires_grad_(True), empty[0], v2]
+    meshes = Meshes(verts=verts, faces=[f1, empty[1], f2])
+    # Packed faces: mesh 0 owns 0..3, mesh 2 owns 4..6.
+    face_idx = torch.tensor([[0, 3, 3, 1], [4, 6, 5, 4]])
+    bary = torch.rand(3, 2, 4, dtype=torch.float64)
+    bary = bary / bary.sum(0, keepdim=True)
+    state = torch.random.get_rng_state()
+    with replay_samples([(face_idx, bary), (face_idx, bary)]) as left:
+        pts, nrm = sample_points_from_meshes(meshes, 4, return_normals=True)
+        assert len(left) == 1
+        again = sample_points_from_meshes(meshes, 4)
+        assert not left
+    assert torch.equal(torch.random.get_rng_state(), state)
+    tri = meshes.verts_packed()[meshes.faces_packed()]
+    want = (bary.permute(1, 2, 0)[..., None] * tri[face_idx]).sum(2)
+    torch.testing.assert_close(pts[[0, 2]], want, rtol=0, atol=1e-14)
+    assert torch.equal(pts[1], torch.zeros(4, 3, dtype=torch.float64))
+    assert torch.equal(again, pts)
+    # The stacked triangles lie in planes z = k, wound alternately: normals are +-z.
+    assert torch.equal(nrm[[0, 2], :, :2].abs(), torch.zeros(2, 4, 2, dtype=torch.float64))
+    (g,) = torch.autograd.grad(pts[0, 1, 0], v1)
+    assert torch.allclose(g[f1[3], 0], bary[:, 0, 1])
+
+
+def test_replay_samples_refuses_draws_that_do_not_fit():
+    v, f = stacked_triangles(4, seed=5)
+    mesh = Meshes(verts=[v, v], faces=[f, f])
+    good = (torch.tensor([[0, 1], [4, 7]]), torch.full((3, 2, 2), 1 / 3))
+    with replay_samples([]), pytest.raises(ValueError, match="no draw left"):
+        sample_points_from_meshes(mesh, 2)
+    with replay_samples([good]), pytest.raises(ValueError, match="does not fit"):
+        sample_points_from_meshes(mesh, 3)
+    outside = (torch.tensor([[0, 4], [4, 7]]), good[1])  # face 4 belongs to mesh 1
+    with replay_samples([outside]), pytest.raises(ValueError, match="outside"):
+        sample_points_from_meshes(mesh, 2)
+    # Outside a block, sampling is random again.
+    assert sample_points_from_meshes(mesh, 2).shape == (2, 2, 3)

@@ -63,6 +63,78 @@ def test_resumable_batch_sampler_state_and_start_iter():
     assert take(resumed, 3) == batches[2:]
 
 
+def _run(size, seed, world_size, batch_size, num_iter, state=None, start_iter=0):
+    """A run's batches over all ranks: (first iteration, [[items of iteration i]...], state)."""
+    samplers = [
+        ResumableBatchSampler(TrainingSampler(size, seed=seed, rank=r, world_size=world_size), b)
+        for r, b in [(r, batch_size) for r in range(world_size)]
+    ]
+    starts = set()
+    for sampler in samplers:
+        if state is not None:
+            sampler.load_state_dict(state)
+        starts.add(sampler.set_start_iter(start_iter))
+    (start,) = starts
+    per_rank = [take(s, num_iter) for s in samplers]
+    iterations = [[i for rank in per_rank for i in rank[it]] for it in range(num_iter)]
+    return start, iterations, samplers[0].state_dict()
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        ((2, 2), (1, 4)),  # 2 processes x 2 -> 1 x 4: the same iterations
+        ((1, 4), (2, 2)),
+        ((2, 2), (1, 2)),  # another total batch (REFERENCE_WORLD_SIZE scaling): 4 -> 2 per step
+        ((1, 2), (2, 2)),  # 2 -> 4 per step, from an odd number of steps: mid-step position
+        ((3, 1), (2, 3)),
+    ],
+)
+def test_resume_with_another_world_size_continues_the_stream(old, new):
+    size, seed, done = 11, 7, 5
+    stream = take(TrainingSampler(size, seed=seed, rank=0, world_size=1), 200)
+    (old_world, old_batch), (new_world, new_batch) = old, new
+    old_total, new_total = old_world * old_batch, new_world * new_batch
+
+    _, first, state = _run(size, seed, old_world, old_batch, done)
+    consumed = done * old_total
+    start, second, state2 = _run(size, seed + 1, new_world, new_batch, 4, state, done)
+    assert start == consumed // new_total  # the iteration of the new run holding that item
+    # Together the two runs took the stream's items in order, each position once: no item of
+    # an epoch is repeated or skipped.
+    seen = [sorted(items) for items in first + second]
+    expected, pos, by_epoch = [], 0, {}
+    for items in first + second:
+        expected.append(sorted(stream[pos : pos + len(items)]))
+        if pos // size == (pos + len(items) - 1) // size:  # the step lies in one epoch
+            by_epoch.setdefault(pos // size, []).extend(items)
+        pos += len(items)
+    assert seen == expected and pos == consumed + 4 * new_total
+    assert all(len(set(items)) == len(items) for items in by_epoch.values())
+
+    # The resumed run's own checkpoint resumes it exactly (the mid-step offset is kept), also
+    # back on the first layout.
+    again, third, _ = _run(size, seed + 2, old_world, old_batch, 2, state2, start + 4)
+    assert sorted(third[0]) == sorted(stream[pos : pos + old_total])
+    assert again == pos // old_total
+
+
+def test_resumable_batch_sampler_rejects_a_corrupt_state():
+    sampler = ResumableBatchSampler(TrainingSampler(6, seed=1, rank=0, world_size=1), 2)
+    with pytest.raises(ValueError, match="position_offset"):
+        sampler.load_state_dict({"seed": 1, "total_batch_size": 4, "position_offset": 4})
+
+
+def test_grouped_batch_sampler_warns_when_resumed_with_another_layout(caplog):
+    group_ids = [0, 1] * 5
+    old = GroupedBatchSampler(TrainingSampler(10, seed=2, rank=0, world_size=2), group_ids, 2)
+    new = GroupedBatchSampler(TrainingSampler(10, seed=2, rank=0, world_size=1), group_ids, 2)
+    new.load_state_dict(old.state_dict())
+    with caplog.at_level(logging.WARNING, logger="meshrecon.data.samplers"):
+        assert new.set_start_iter(3) == 6  # 3 steps of 4 items are 6 steps of 2
+    assert "repeated or skipped" in caplog.text
+
+
 def test_grouped_batch_sampler_groups_and_resumes():
     group_ids = [0, 1, 0, 1, 1, 0, 0, 1, 0, 1]
     sampler = GroupedBatchSampler(TrainingSampler(10, seed=2, rank=0, world_size=1), group_ids, 3)

@@ -151,3 +151,30 @@ def test_registered_for_shapenet_datasets(tmp_path):
     ev.evaluate()
     text = (tmp_path / "shapenet_results.txt").read_text()
     assert "b" in text and "Mesh R-CNN protocol" in text and "Pixel2Mesh protocol" in text
+
+
+def test_tables_written_once_and_points_have_no_normal_column(tmp_path, capsys):
+    """The tables go to the log (and shapenet_results.txt), not to stdout a second time; the
+    equal-density table shows "—" for the normals that point clouds do not have."""
+    sphere = ico_sphere(2)
+    mesh = (sphere.verts_packed(), sphere.faces_packed())
+    ev = _evaluator(num_samples=500, equal_points=100, output_dir=str(tmp_path))
+    ev.process([{"category_id": 0, "mesh": mesh}], [{"mesh": mesh}])
+    ev.evaluate()
+    assert capsys.readouterr().out == ""
+    text = (tmp_path / "shapenet_results.txt").read_text()
+    assert "nan" not in text
+    mesh_table, points_table = text.split("Equal-density")[0], text.split("Equal-density")[1]
+    header = points_table.splitlines()[1].split("|")
+    normal = header.index(" Normal ")
+    rows = [line.split("|") for line in points_table.splitlines()[3:] if line.startswith("|")]
+    assert rows and all(row[normal].strip() == "\u2014" for row in rows)
+    assert "\u2014" not in mesh_table  # a mesh has normals: numbers there
+    # A predicted point cloud has no normals in any protocol.
+    ev = _evaluator(output_dir=str(tmp_path))
+    ev.process(*map(list, zip(_shifted_points_item(0.02))))
+    ev.evaluate()
+    text = (tmp_path / "shapenet_results.txt").read_text()
+    # 3 rows x (Normal in Mesh R-CNN's, Pixel2Mesh's and Occupancy Networks' tables, and the
+    # last one's IoU of solids, which points do not have).
+    assert "nan" not in text and text.count("\u2014") == 3 * 4

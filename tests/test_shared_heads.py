@@ -124,3 +124,86 @@ def test_shapenet_heads_parity_with_mesh_rcnn():
         for got, want in zip(mesh.verts_list(), golden["stage_verts"][k]):
             err = (got - want).abs().max().item()
             assert err < 1e-4, f"stage {k}: max vertex error {err}"
+
+
+# ----------------------------------------------------------------------------- vert_align_linear
+
+
+def _direct(feats, grid, linear, padding_mode):
+    """The order vert_align_linear replaces: sample every channel, then the linear layer."""
+    from meshrecon.ops import vert_align
+
+    return linear(vert_align(feats, grid, padding_mode=padding_mode))
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("num_maps", [1, 3])
+def test_vert_align_linear_matches_the_direct_order_forward_and_backward(padding_mode, num_maps):
+    from meshrecon.modeling.heads.shared import vert_align_linear
+
+    g = torch.Generator().manual_seed(num_maps)
+    sizes = [(3, 5, 6), (4, 3, 3), (2, 7, 4)][:num_maps]
+    feats = [torch.randn(2, *s, generator=g, dtype=torch.float64) for s in sizes]
+    # Points inside and well outside [-1, 1], where the padding modes differ.
+    grid = torch.rand(2, 9, 3, generator=g, dtype=torch.float64) * 3.0 - 1.5
+    linear = torch.nn.Linear(sum(s[0] for s in sizes), 5).double()
+    results = []
+    for fn in (_direct, vert_align_linear):
+        f = [x.clone().requires_grad_() for x in feats]
+        p = grid.clone().requires_grad_()
+        linear.zero_grad()
+        out = fn(f if num_maps > 1 else f[0], p, linear, padding_mode)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out))
+        grads = [x.grad for x in f] + [p.grad, linear.weight.grad, linear.bias.grad]
+        results.append((out.detach(), [x.clone() for x in grads]))
+    (want, want_grads), (got, got_grads) = results
+    assert got.shape == (2, 9, 5)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_vert_align_linear_gradcheck_and_channel_check():
+    from meshrecon.modeling.heads.shared import vert_align_linear
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    # Off the cell boundaries, where bilinear sampling is differentiable.
+    grid = torch.tensor([[[0.1, -0.3, 0.0], [0.55, 0.7, 0.0]]], dtype=torch.float64) + 0.01
+    grid.requires_grad_()
+    linear = torch.nn.Linear(3, 2).double()
+    assert torch.autograd.gradcheck(
+        lambda f, p: vert_align_linear(f, p, linear, "border"), (feats, grid)
+    )
+    with pytest.raises(ValueError, match="channels"):
+        vert_align_linear(feats, grid, torch.nn.Linear(4, 2).double())
+
+
+def test_refinement_stage_equals_sampling_before_the_bottleneck(monkeypatch):
+    import meshrecon.modeling.heads.shared as shared
+
+    torch.manual_seed(0)
+    mesh = Meshes(
+        verts=[ico_sphere(1).verts_packed() * 0.6, ico_sphere(0).verts_packed() * 0.8],
+        faces=[ico_sphere(1).faces_packed(), ico_sphere(0).faces_packed()],
+    )
+    mesh = Meshes(verts=[v.double() for v in mesh.verts_list()], faces=mesh.faces_list())
+    feats = [torch.randn(2, 4, 6, 6, dtype=torch.float64), torch.randn(2, 3, 3, 3).double()]
+    stage = MeshRefinementStage(7, 0, 5, 2, padding_mode="zeros").double()
+    for p in stage.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    outs = []
+    for patch in (False, True):
+        if patch:
+            monkeypatch.setattr(shared, "vert_align_linear", _direct)
+        f = [x.clone().requires_grad_() for x in feats]
+        stage.zero_grad()
+        new_mesh, hidden = stage(f, mesh)
+        (new_mesh.verts_packed().sum() + hidden.square().sum()).backward()
+        grads = [x.grad for x in f] + [p.grad.clone() for p in stage.parameters()]
+        outs.append((new_mesh.verts_packed().detach(), hidden.detach(), grads))
+    (v1, h1, g1), (v0, h0, g0) = outs
+    torch.testing.assert_close(v1, v0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h1, h0, rtol=0, atol=1e-12)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-11)

@@ -206,6 +206,26 @@ def test_cubify_matches_meshrcnn_voxel_to_world_on_r2n2_views():
     assert torch.equal(ours.faces_packed(), theirs.faces_packed())
 
 
+def test_cubify_places_vertices_in_the_scores_dtype():
+    """In float64 the cubified mesh is placed in float64 (as Mesh R-CNN casts cubify's float32
+    grid before voxel_to_world); only Mesh R-CNN's seven-digit Blender constants separate the
+    two (about 1e-7 relative)."""
+    K, _, _ = r2n2_camera(0.0, 25.0, 1.4, image_size=137)
+    views = ViewBatch(image_size=(137, 137), K=K[None].double())
+    head = VoxMeshHead(input_channels=8, graph_conv_dim=8, num_graph_convs=1)
+    scores = torch.full((1, 1, 8, 8, 8), -5.0, dtype=torch.float64)
+    scores[0, 0, 2:5, 3:6, 1:4] = 5.0
+    ours = head.cubify(scores, views)
+    assert ours.verts_packed().dtype == torch.float64
+    from meshrecon.ops import cubify
+
+    grid = cubify(scores[:, 0].sigmoid(), 0.2)
+    grid = Meshes(verts=[v.double() for v in grid.verts_list()], faces=grid.faces_list())
+    theirs = voxel_to_world(grid).verts_packed()
+    err = (camera_to_opengl_points(ours.verts_packed()) - theirs).abs().max() / theirs.abs().max()
+    assert err < 3e-7
+
+
 def test_voxel_size_mismatch_names_both_keys():
     cfg = _shapenet_cfg("voxmesh")
     cfg.INPUT.SHAPENET.VOXEL_SIZE = 32
@@ -268,7 +288,12 @@ def test_demo_writes_the_prediction(tmp_path):
     cfg.MODEL.META_ARCHITECTURE = "SingleViewReconstructor"
     cfg.INPUT.FORMAT = "RGB"
     written = run_single_view_demo(
-        cfg, str(path), str(tmp_path / "out"), K=K64.tolist(), model=_tiny_model("sphereinit")
+        cfg,
+        str(path),
+        str(tmp_path / "out"),
+        K=K64.tolist(),
+        model=_tiny_model("sphereinit"),
+        input_size=SIZE,  # the tiny model's input size
     )
     assert set(written) == {"mesh", "views"} and Path(written["mesh"]).stat().st_size > 0
     with Image.open(written["views"]) as views:  # input camera + 3 turned viewpoints

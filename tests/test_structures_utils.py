@@ -33,6 +33,15 @@ def test_list_to_padded_matches_loop(ragged):
     assert torch.equal(padded, naive_padded(ragged, (7, 3), -2.5))
 
 
+def test_list_to_padded_takes_1d_empty_items_like_pytorch3d(ragged):
+    loose = [y if len(y) else torch.tensor([]) for y in ragged]
+    assert loose[1].shape == (0,)
+    assert torch.equal(
+        list_to_padded(loose, pad_value=-1.0), list_to_padded(ragged, pad_value=-1.0)
+    )
+    assert torch.equal(list_to_packed(loose)[0], list_to_packed(ragged)[0])
+
+
 def test_list_to_padded_explicit_size_and_trailing_dims():
     g = torch.Generator().manual_seed(1)
     items = [torch.randn(2, 3, generator=g), torch.randn(3, 1, generator=g)]

@@ -153,6 +153,8 @@ def test_invalid_inputs():
         SubdivideMeshes()(torch.zeros(3, 3))
     with pytest.raises(ValueError, match="meshes"):
         SubdivideMeshes(Meshes(verts=[], faces=[]))
+    with pytest.raises(ValueError, match="feats is on meta"):
+        SubdivideMeshes()(sphere, feats=torch.zeros(42, 2, device="meta"))
 
 
 def test_subdivide_faces_numbering():

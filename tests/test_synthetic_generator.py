@@ -22,6 +22,7 @@ import meshrecon.data.datasets  # noqa: F401  (registers the splits)
 from meshrecon.data import DatasetCatalog, MetadataCatalog
 from meshrecon.data.datasets.synthetic import (
     CATEGORIES,
+    SPLITS,
     SyntheticConfig,
     configure_synthetic,
     dataset_dir,
@@ -30,6 +31,7 @@ from meshrecon.data.datasets.synthetic import (
     get_synthetic_config,
     load_synthetic,
     set_synthetic_config,
+    split_spec,
     synthetic_config_from_env,
 )
 from meshrecon.data.datasets.synthetic import scenes as scenes_module
@@ -50,6 +52,11 @@ def generated(tmp_path_factory):
     config = tiny(tmp_path_factory.mktemp("synthetic"))
     splits = [("shapenet", "val"), ("pix3d", "train"), ("nyu", "test")]
     return {ks: (config, load_synthetic(*ks, config)) for ks in splits}
+
+
+def _sha1(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def _files(folder: str) -> dict[str, str]:
@@ -203,12 +210,37 @@ def test_folder_keyed_by_version_sizes_seed_and_source(tmp_path, monkeypatch):
 
 def test_unknown_split():
     with pytest.raises(KeyError, match="known"):
-        dataset_dir("pix3d", "val")
+        dataset_dir("pix3d", "holdout")
+
+
+def test_every_kind_has_a_validation_split_disjoint_from_train_and_test(tmp_path):
+    # Validation picks checkpoints and stops training, so it must share no model, scene or
+    # room with train or test: each split draws from its own streams (kind, split) of the seed.
+    assert all(s == ("train", "val", "test") for s in SPLITS.values())
+    base = SyntheticConfig()
+    assert split_spec("pix3d", "val", base)["images"] == 40
+    assert split_spec("nyu", "val", base)["images"] == 40
+    config = tiny(tmp_path)
+    for kind in ("pix3d", "nyu"):
+        images = {}
+        for split in ("train", "val", "test"):
+            records = load_synthetic(kind, split, config)
+            images[split] = {_sha1(r["file_name"]) for r in records}
+        assert images["val"].isdisjoint(images["train"]) and images["val"].isdisjoint(
+            images["test"]
+        ), kind
+    meshes = {}
+    for split in ("train", "val", "test"):
+        folder = dataset_dir("pix3d", split, config)
+        paths = sorted(glob.glob(os.path.join(folder, "model", "*", "*", "model.obj")))
+        meshes[split] = {_sha1(p) for p in paths}
+    assert len(meshes["val"]) == 9
+    assert meshes["val"].isdisjoint(meshes["train"] | meshes["test"])
 
 
 def test_registered_names_and_metadata(tmp_path):
     names = {n for n in DatasetCatalog.list() if not n.endswith("_multiview")}
-    for kind, splits in {"shapenet": 3, "pix3d": 2, "nyu": 2}.items():
+    for kind, splits in {"shapenet": 3, "pix3d": 3, "nyu": 3}.items():
         assert len([n for n in names if n.startswith(f"synthetic_{kind}_")]) == splits
     # Each ShapeNet-style split also has its grouped, multi-view twin.
     for split in ("train", "val", "test"):
@@ -217,6 +249,8 @@ def test_registered_names_and_metadata(tmp_path):
     assert MetadataCatalog.get("synthetic_pix3d_train").evaluator_type == "pix3d"
     assert MetadataCatalog.get("synthetic_shapenet_val").evaluator_type == "shapenet"
     assert MetadataCatalog.get("synthetic_nyu_train").evaluator_type == "depth"
+    assert MetadataCatalog.get("synthetic_nyu_val").evaluator_type == "depth"
+    assert MetadataCatalog.get("synthetic_pix3d_val").evaluator_type == "pix3d"
     assert MetadataCatalog.get("synthetic_pix3d_test").thing_classes == list(CATEGORIES)
     previous = set_synthetic_config(tiny(tmp_path))
     try:
@@ -245,6 +279,35 @@ def test_crash_leaves_no_trusted_folder(tmp_path, monkeypatch):
     assert os.listdir(os.path.dirname(folder)) == [os.path.basename(folder) + ".lock"]
     monkeypatch.undo()
     assert len(load_synthetic("nyu", "test", config)) == 1
+
+
+def test_log_says_when_and_why_a_split_is_generated(tmp_path, caplog):
+    """A generation is announced with the dataset, its parameters, the cache key and the
+    reason: nothing cached, or how the cached copies differ (the config key to change)."""
+    import logging
+
+    logger = generator.logger
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        load_synthetic("nyu", "test", tiny(tmp_path))
+        first = caplog.text
+        caplog.clear()
+        load_synthetic("nyu", "test", tiny(tmp_path))  # cached: nothing announced
+        again = caplog.text
+        caplog.clear()
+        load_synthetic("nyu", "test", tiny(tmp_path, nyu_image_size=(80, 60)))
+        other = caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+    key = os.path.basename(dataset_dir("nyu", "test", tiny(tmp_path)))
+    assert "Generating synthetic_nyu_test (seed 0, images 1, image_size [64, 48])" in first
+    assert f"no copy of this split is cached yet (cache key {key})" in first
+    assert "Generating" not in again
+    assert "Generating synthetic_nyu_test" in other and "image_size [80, 60]" in other
+    assert f"{key} has image_size [64, 48] (DATASETS.SYNTHETIC.NYU_IMAGE_SIZE)" in other
 
 
 def test_killed_generation_is_not_trusted(tmp_path):

@@ -166,6 +166,9 @@ def test_invalid_inputs():
         vert_align(feats, torch.rand(2, 5, 3), interp_mode="bicubicx")
     with pytest.raises(ValueError, match="padding_mode"):
         vert_align(feats, torch.rand(2, 5, 3), padding_mode="wrap")
+    # A device mismatch is named (the meta device stands in for a GPU on CPU-only machines).
+    with pytest.raises(ValueError, match=r"feats\[0\] is on meta"):
+        vert_align(feats.to("meta"), torch.rand(2, 5, 3))
 
 
 def test_packed_with_real_structures():

@@ -1,7 +1,5 @@
-"""tools/visualize_data.py draws every record format of the synthetic world into PNGs."""
-
-import importlib.util
-from pathlib import Path
+"""`meshrecon visualize` (tools/visualize_data.py) draws every record format of the synthetic
+world into PNGs."""
 
 import numpy as np
 import pytest
@@ -9,14 +7,11 @@ from PIL import Image
 
 from meshrecon.data.datasets.synthetic import SyntheticConfig, set_synthetic_config
 
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "visualize_data.py"
-
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("visualize_data", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    import meshrecon.cli.visualize_data as module
+
     return module
 
 

@@ -43,6 +43,8 @@ class ToyRegressor(nn.Module):
         x = torch.stack([torch.as_tensor(d["x"], dtype=torch.float32) for d in batched_inputs])
         pred = self.net(x).squeeze(1)
         if self.training:
+            # What this process trained on last, for the tests of the data order.
+            self.last_ids = [d["image_id"] for d in batched_inputs]
             y = torch.tensor([d["y"] for d in batched_inputs], dtype=torch.float32)
             # A mean over the batch: with DDP's gradient averaging, 2 processes x 2 samples give
             # the same update as 1 process x 4 samples.
@@ -184,3 +186,54 @@ def train_toy_main(output_dir: str, overrides: dict) -> None:
     report["results"] = results
     with open(os.path.join(output_dir, f"report_rank{rank}.json"), "w") as f:
         json.dump(report, f)
+
+
+def record_hook(record_dir: str):
+    """A hook that appends, after each step, what this process trained on to a JSON-lines file.
+
+    ``<record_dir>/rank<r>.jsonl`` gets one line per run (``start_iter``, ``world_size``) and
+    one per step (``iter``, ``lr`` used by that step, ``ids`` of this process's samples).
+    """
+    from meshrecon.engine import CallbackHook
+
+    def write(entry: dict) -> None:
+        os.makedirs(record_dir, exist_ok=True)
+        with open(os.path.join(record_dir, f"rank{comm.get_rank()}.jsonl"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def before_train(trainer) -> None:
+        write({"start_iter": trainer.start_iter, "world_size": comm.get_world_size()})
+
+    def after_step(trainer) -> None:
+        model = getattr(trainer.model, "module", trainer.model)  # DDP wraps it
+        lr = trainer.storage.history("lr").latest()
+        write({"iter": trainer.iter, "lr": lr, "ids": model.last_ids})
+
+    return CallbackHook(before_train=before_train, after_step=after_step)
+
+
+def read_records(record_dir: str) -> dict[int, dict[int, dict]]:
+    """``{rank: {iteration: {"lr", "ids"}}}`` of what :func:`record_hook` wrote."""
+    out: dict[int, dict[int, dict]] = {}
+    for name in sorted(os.listdir(record_dir)):
+        rank = int(name[len("rank") : -len(".jsonl")])
+        with open(os.path.join(record_dir, name)) as f:
+            for line in f:
+                entry = json.loads(line)
+                if "iter" in entry:
+                    out.setdefault(rank, {})[entry["iter"]] = entry
+    return out
+
+
+def train_toy_record_main(
+    output_dir: str, overrides: dict, record_dir: str, resume: bool = False
+) -> None:
+    """Train (or resume) the toy task, recording each step with :func:`record_hook`."""
+    from meshrecon.engine import DefaultTrainer, default_setup
+
+    cfg = toy_cfg(output_dir, **overrides)
+    default_setup(cfg)
+    trainer = DefaultTrainer(cfg)
+    trainer.register_hooks([record_hook(record_dir)])
+    trainer.resume_or_load(resume=resume)
+    trainer.train()

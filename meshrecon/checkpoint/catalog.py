@@ -9,35 +9,51 @@
 ``torchvision://N``    the URL of torchvision's weights for model ``N`` (``IMAGENET1K_V1`` if
                        it has them, else its default); ``N.VARIANT`` picks another variant
 ``http(s)://``         downloaded once into the cache, then read from there
+``synthetic://N``      weights pretrained on the synthetic world, made on first use
+                       (``meshrecon.checkpoint.synthetic_weights``)
 =====================  ===================================================================
 
 Downloads go to ``get_cache_dir()`` (``$MESHRECON_CACHE``, default ``~/.cache/meshrecon``),
 at ``<cache>/<path of the URL>``. On a machine without network, put the file at that path by
 hand: the same config then loads it without contacting any host. The error of a failed
 download names both the URL and that path.
+
+A URL's path is mapped into the cache by :func:`meshrecon.utils.path_policy.url_cache_path`:
+one whose path could lead outside the cache (``..``, percent-encoded separators, a symlink in
+the cache pointing out, ...) is refused before any folder is created or byte written. A download
+goes to a temp file in the cache and is moved to its cache path only once complete (and, for
+:func:`fetch_and_load`, once it loads). The cache is keyed by the URL's path, not its host:
+a file cached from one host is used for any URL with the same path.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlparse
 
 from iopath.common.file_io import PathHandler
 from iopath.common.file_io import PathManager as _IopathPathManager
+
+from meshrecon.checkpoint.synthetic_weights import SyntheticWeightsHandler
+from meshrecon.utils.path_policy import UnsafePathError, url_cache_path
 
 __all__ = [
     "PathManager",
     "DETECTRON2_BASE_URL",
     "MESHRCNN_BASE_URL",
     "SHAPENET_BASE_URL",
+    "DownloadedFileError",
+    "UnsafePathError",
     "WeightsDownloadError",
     "get_cache_dir",
     "cache_path_for_url",
+    "fetch_and_load",
     "resolve_url",
     "torchvision_weights_url",
 ]
@@ -51,10 +67,17 @@ SHAPENET_BASE_URL = "https://dl.fbaipublicfiles.com/meshrcnn/shapenet/"
 CACHE_ENV_VAR = "MESHRECON_CACHE"
 # Seconds without progress before a download is abandoned.
 DOWNLOAD_TIMEOUT_S = 60.0
+# Largest download accepted (bytes): released detection weights are a few hundred MB; a server
+# streaming without end must not fill the disk.
+MAX_DOWNLOAD_BYTES = 8 * 1024**3
 
 
 class WeightsDownloadError(OSError):
     """A URL could not be fetched; the message says where to put the file by hand."""
+
+
+class DownloadedFileError(ValueError):
+    """A download arrived but its content failed to load; it was not kept in the cache."""
 
 
 def get_cache_dir() -> str:
@@ -64,27 +87,61 @@ def get_cache_dir() -> str:
     )
 
 
-def cache_path_for_url(url: str) -> str:
-    """Return the local path where ``url`` (http/https/ftp) is cached."""
-    parsed = urlparse(url)
-    rel = parsed.path.lstrip("/")
-    if not rel or rel.endswith("/"):
-        raise ValueError(f"URL {url!r} does not name a file")
-    return os.path.join(get_cache_dir(), *rel.split("/"))
+def cache_path_for_url(url: str, origin: str | None = None) -> str:
+    """Return the local path where ``url`` (http/https/ftp) is cached: ``<cache>/<URL path>``.
+
+    Raises:
+        UnsafePathError: (a ``ValueError``) the URL's path cannot be mapped inside the cache:
+            ``..`` or ``.`` segments, empty segments, percent-encoded separators or dots,
+            backslashes, drive letters, control characters, or a symlink in the cache that
+            leads out of it (see :mod:`meshrecon.utils.path_policy`).
+    """
+    return url_cache_path(url, get_cache_dir(), origin=origin)
 
 
 def _download(url: str, dst: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Fetch ``url`` into ``dst`` through a temporary file, so ``dst`` is never partial."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dst), suffix=".part")
+    """Fetch ``url`` into the file ``dst`` (at most :data:`MAX_DOWNLOAD_BYTES`)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp, open(dst, "wb") as out:
+        length = resp.headers.get("Content-Length") if resp.headers else None
+        if length is not None and length.isdigit() and int(length) > MAX_DOWNLOAD_BYTES:
+            raise WeightsDownloadError(
+                f"{url} announces {int(length)} bytes, more than MAX_DOWNLOAD_BYTES "
+                f"({MAX_DOWNLOAD_BYTES})"
+            )
+        written = 0
+        while chunk := resp.read(1 << 20):
+            written += len(chunk)
+            if written > MAX_DOWNLOAD_BYTES:
+                raise WeightsDownloadError(
+                    f"{url} sent more than MAX_DOWNLOAD_BYTES ({MAX_DOWNLOAD_BYTES}) bytes"
+                )
+            out.write(chunk)
+
+
+def _unlink_quietly(path: str) -> None:
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out, length=1 << 20)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _move_into_place(tmp: str, local: str) -> None:
+    """Rename the verified download ``tmp`` (in the cache root) onto its cache path ``local``."""
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    try:
+        os.replace(tmp, local)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        # A cache subfolder on another file system: copy next to the target, then rename.
+        fd, near = tempfile.mkstemp(dir=os.path.dirname(local), prefix=".", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(tmp, near)
+            os.replace(near, local)
+        finally:
+            _unlink_quietly(near)
+            _unlink_quietly(tmp)
 
 
 class CachedURLHandler(PathHandler):
@@ -93,29 +150,83 @@ class CachedURLHandler(PathHandler):
     def _get_supported_prefixes(self) -> list[str]:
         return ["http://", "https://", "ftp://"]
 
-    def fetch(self, url: str, origin: str | None = None, force: bool = False) -> str:
+    def fetch(
+        self,
+        url: str,
+        origin: str | None = None,
+        force: bool = False,
+        verify: Callable[[str], Any] | None = None,
+    ) -> str:
         """Return the cached local path of ``url``, downloading it first if needed.
 
         Args:
             url: the URL to fetch.
             origin: the name the user gave (e.g. ``meshrcnn://x.pth``), for error messages.
             force: download again even if cached.
+            verify: called with the path of a fresh download (a temp file in the cache whose
+                name ends with the URL's file name); if it raises, the download is deleted and
+                the error propagates. See :meth:`fetch_and_load`.
         """
-        local = cache_path_for_url(url)
+        return self.fetch_and_load(url, verify, origin=origin, force=force)[0]
+
+    def fetch_and_load(
+        self,
+        url: str,
+        load: Callable[[str], Any] | None,
+        origin: str | None = None,
+        force: bool = False,
+    ) -> tuple[str, Any]:
+        """Return ``(cached path, load(path))`` of ``url``, downloading it first if needed.
+
+        A fresh download goes to a temp file in the cache folder; it is loaded there and moved
+        to its cache path only if ``load`` succeeds, so a file that does not load (a wrong URL
+        serving an HTML page, a damaged or hostile file) leaves nothing in the cache. A file
+        already in the cache is loaded where it is.
+
+        Args:
+            url: the URL to fetch.
+            load: reads a local file; None: nothing is loaded (the result is None).
+            origin: the name the user gave, for error messages.
+            force: download again even if cached.
+
+        Raises:
+            UnsafePathError: the URL cannot be mapped inside the cache (nothing was written).
+            WeightsDownloadError: the download failed (the message says where to put the file
+                by hand).
+            DownloadedFileError: ``load`` raised on the downloaded file (chained as the cause).
+        """
+        local = cache_path_for_url(url, origin=origin)
         if os.path.isfile(local) and not force:
-            return local
+            return local, (load(local) if load is not None else None)
         named = f"{origin} ({url})" if origin and origin != url else url
+        cache = get_cache_dir()
         logger.info("Downloading %s to %s", named, local)
+        os.makedirs(cache, exist_ok=True)
+        # The temp file keeps the URL's file name as its suffix: loaders pick the format by it.
+        suffix = "-" + os.path.basename(local)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=".download-", suffix=suffix)
+        os.close(fd)
         try:
-            _download(url, local)
-        except Exception as e:
-            raise WeightsDownloadError(
-                f"Could not download {named}: {type(e).__name__}: {e}. Without network, "
-                f"download the file elsewhere and place it at {local} (cache directory "
-                f"{get_cache_dir()}, set by ${CACHE_ENV_VAR}); {origin or url} then loads "
-                "from there without network."
-            ) from e
-        return local
+            try:
+                _download(url, tmp)
+            except Exception as e:
+                raise WeightsDownloadError(
+                    f"Could not download {named}: {type(e).__name__}: {e}. Without network, "
+                    f"download the file elsewhere and place it at {local} (cache directory "
+                    f"{cache}, set by ${CACHE_ENV_VAR}); {origin or url} then loads "
+                    "from there without network."
+                ) from e
+            try:
+                loaded = load(tmp) if load is not None else None
+            except Exception as e:
+                raise DownloadedFileError(
+                    f"{named} was downloaded but does not load, so it was deleted and nothing "
+                    f"was kept in the cache: {type(e).__name__}: {e}"
+                ) from e
+            _move_into_place(tmp, local)
+        finally:
+            _unlink_quietly(tmp)
+        return local, loaded
 
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)
@@ -153,6 +264,12 @@ class _PrefixHandler(PathHandler):
             raise ValueError(f"{path!r} names no file after {self.prefix}")
         return self.base_url + name
 
+    def fetch_and_load(
+        self, path: str, load: Callable[[str], Any] | None, force: bool = False
+    ) -> tuple[str, Any]:
+        """:meth:`CachedURLHandler.fetch_and_load` of the URL ``path`` stands for."""
+        return self.http.fetch_and_load(self.to_url(path), load, origin=path, force=force)
+
     def _get_local_path(self, path: str, force: bool = False, **kwargs: Any) -> str:
         self._check_kwargs(kwargs)
         return self.http.fetch(self.to_url(path), origin=path, force=force)
@@ -164,7 +281,7 @@ class _PrefixHandler(PathHandler):
         return open(self._get_local_path(path), mode)
 
     def _exists(self, path: str, **kwargs: Any) -> bool:
-        return os.path.isfile(cache_path_for_url(self.to_url(path)))
+        return os.path.isfile(cache_path_for_url(self.to_url(path), origin=path))
 
     def _isfile(self, path: str, **kwargs: Any) -> bool:
         return self._exists(path)
@@ -209,7 +326,7 @@ class _TorchvisionHandler(_PrefixHandler):
         return torchvision_weights_url(spec)
 
 
-def _make_path_manager() -> tuple[_IopathPathManager, dict[str, _PrefixHandler]]:
+def _make_path_manager() -> tuple[_IopathPathManager, dict[str, _PrefixHandler], CachedURLHandler]:
     manager = _IopathPathManager()
     http = CachedURLHandler()
     manager.register_handler(http)
@@ -221,10 +338,11 @@ def _make_path_manager() -> tuple[_IopathPathManager, dict[str, _PrefixHandler]]
     }
     for handler in handlers.values():
         manager.register_handler(handler)
-    return manager, handlers
+    manager.register_handler(SyntheticWeightsHandler())
+    return manager, handlers, http
 
 
-PathManager, _PREFIX_HANDLERS = _make_path_manager()
+PathManager, _PREFIX_HANDLERS, _HTTP_HANDLER = _make_path_manager()
 
 
 def resolve_url(path: str) -> str:
@@ -233,3 +351,17 @@ def resolve_url(path: str) -> str:
         if path.startswith(prefix):
             return handler.to_url(path)
     return path
+
+
+def fetch_and_load(path: str, load: Callable[[str], Any]) -> tuple[str, Any] | None:
+    """``(local path, load(local path))`` of a URL or prefixed name; None for other paths.
+
+    A fresh download is loaded from a temp file in the cache and kept only if ``load``
+    succeeds (see :meth:`CachedURLHandler.fetch_and_load`).
+    """
+    for prefix, handler in _PREFIX_HANDLERS.items():
+        if path.startswith(prefix):
+            return handler.fetch_and_load(path, load)
+    if path.startswith(("http://", "https://", "ftp://")):
+        return _HTTP_HANDLER.fetch_and_load(path, load)
+    return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +27,25 @@ from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 from fvcore.common.checkpoint import _IncompatibleKeys
 from torch import nn
 
-from meshrecon.checkpoint.catalog import PathManager
+from meshrecon.checkpoint.catalog import PathManager, fetch_and_load
+from meshrecon.checkpoint.integrity import (
+    CheckpointDamagedError,
+    NonFiniteWeightsError,
+    check_finite_weights,
+    checkpoint_iteration,
+    classify_torch_load_error,
+    damaged_error,
+    describe_oserror,
+    oserror_in_chain,
+    remove_interrupted_saves,
+    verify_zip_archive,
+)
 from meshrecon.checkpoint.matching import align_by_suffix, convert_c2_names
-from meshrecon.checkpoint.pickle_safety import safe_pickle_load, torch_safe_globals
+from meshrecon.checkpoint.pickle_safety import (
+    UnsafePickleError,
+    safe_pickle_load,
+    torch_safe_globals,
+)
 
 __all__ = ["Checkpointer", "RenameHook", "format_incompatible_keys"]
 
@@ -62,7 +79,12 @@ def _fsync_dir(path: str) -> None:
 
 
 def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` through a temporary file in its directory, fsync, then rename over it."""
+    """Write ``path`` through a temporary file in its directory, fsync, then rename over it.
+
+    On failure the temp file is removed and ``path`` keeps its previous content. A failed write
+    of the OS (a full disk, a quota) is raised as ``OSError`` saying so and naming ``path``,
+    also when a library wrapped it (torch reports ENOSPC as "unexpected pos ...").
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -72,9 +94,12 @@ def _atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        os_error = oserror_in_chain(err) if isinstance(err, Exception) else None
+        if os_error is not None:
+            raise OSError(os_error.errno, describe_oserror(os_error, path)) from err
         raise
     _fsync_dir(directory)
 
@@ -115,7 +140,12 @@ class Checkpointer(_FvcoreCheckpointer):
             scheduler, ...) saved and resumed with the model.
 
     ``load`` returns the checkpoint's remaining entries (e.g. ``iteration``) and keeps the
-    report of what did not match in ``self.last_incompatible``.
+    report of what did not match in ``self.last_incompatible``. A damaged file raises
+    :class:`CheckpointDamagedError`, one with NaN/inf weights :class:`NonFiniteWeightsError`,
+    and a pickle that asks for code is refused (``UnsafePickleError`` / ``ValueError``).
+
+    ``extra_data`` holds entries written into every checkpoint (``DefaultTrainer`` records its
+    config there as ``config``, the full YAML text).
     """
 
     def __init__(
@@ -134,6 +164,7 @@ class Checkpointer(_FvcoreCheckpointer):
         self.logger = logging.getLogger(__name__)
         self.rename_hook = rename_hook
         self.last_incompatible: _IncompatibleKeys | None = None
+        self.extra_data: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ saving
     def save(self, name: str, **kwargs: Any) -> None:
@@ -151,6 +182,7 @@ class Checkpointer(_FvcoreCheckpointer):
         data: dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        data.update(self.extra_data)
         data.update(kwargs)
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
@@ -162,7 +194,70 @@ class Checkpointer(_FvcoreCheckpointer):
         save_file = os.path.join(self.save_dir, LAST_CHECKPOINT)
         _atomic_write(save_file, lambda f: f.write(last_filename_basename), mode="w")
 
+    def remove_interrupted_saves(self) -> list[str]:
+        """Delete temp files of saves into ``save_dir`` that never completed; return them.
+
+        Call it only while no other process saves into ``save_dir`` (``DefaultTrainer`` does,
+        holding the ``OUTPUT_DIR`` lock): a live save's temp file looks the same.
+        """
+        if not self.save_dir or not self.save_to_disk:
+            return []
+        return remove_interrupted_saves(self.save_dir)
+
     # ------------------------------------------------------------------ loading
+    def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
+        """Resume from ``save_dir``'s last checkpoint, or load only the model from ``path``.
+
+        With ``resume`` and a ``last_checkpoint`` tag, the tagged file is loaded with every
+        checkpointable. If it is damaged, missing or holds NaN weights, the periodic checkpoints
+        before it (``<prefix>_<iteration>.pth``, newest first) are tried in turn, and each file
+        skipped is logged with the reason. A refused (unsafe) file is not skipped: it raises.
+
+        Raises:
+            CheckpointDamagedError: resuming, and no checkpoint of ``save_dir`` is intact.
+        """
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        skipped: list[str] = []
+        for candidate in self._resume_candidates():
+            try:
+                extra = self.load(candidate)
+            except (CheckpointDamagedError, NonFiniteWeightsError, FileNotFoundError) as err:
+                self.logger.warning("Not resuming from %s: %s", candidate, err)
+                # The first sentence says what is wrong; the full message was just logged.
+                skipped.append(f"{os.path.basename(candidate)}: {str(err).split('. ')[0]}")
+                continue
+            if skipped:
+                self.logger.warning(
+                    "Resumed from %s (iteration %s), the newest intact checkpoint; skipped:\n  %s",
+                    candidate,
+                    extra.get("iteration", "?"),
+                    "\n  ".join(skipped),
+                )
+            return extra
+        raise CheckpointDamagedError(
+            f"No intact checkpoint to resume from in {self.save_dir}:\n  "
+            + "\n  ".join(skipped or ["the last_checkpoint tag names no file"])
+            + "\nStart without --resume (from MODEL.WEIGHTS) or restore a checkpoint."
+        )
+
+    def _resume_candidates(self) -> list[str]:
+        """The tagged checkpoint, then the periodic ones older than it, newest first."""
+        tagged = self.get_checkpoint_file()
+        if os.path.normpath(tagged) == os.path.normpath(self.save_dir):
+            tagged = ""  # an empty tag
+        limit = checkpoint_iteration(tagged) if tagged else None
+        older: list[tuple[int, str]] = []
+        for file in self.get_all_checkpoint_files():
+            iteration = checkpoint_iteration(file)
+            if iteration is None or os.path.basename(file) == os.path.basename(tagged):
+                continue
+            # Never a later one: it may be a leftover of an earlier run in this folder.
+            if limit is None or iteration < limit:
+                older.append((iteration, file))
+        older.sort(reverse=True)
+        return ([tagged] if tagged else []) + [file for _, file in older]
+
     def load(self, path: str, checkpointables: list[str] | None = None) -> dict[str, Any]:
         """Load weights (and, unless excluded, checkpointables) from a path or URL.
 
@@ -178,15 +273,22 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.info("No checkpoint given; the model keeps its initialization.")
             return {}
         self.logger.info("Loading checkpoint from %s", path)
-        local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
-        if not os.path.isfile(local):
-            raise FileNotFoundError(
-                f"Checkpoint {path} not found"
-                + (f" (resolved to {local})" if local != path else "")
-            )
-        checkpoint = self._load_file(local)
+        # A URL is downloaded to a temp file in the cache and kept only if it loads here.
+        fetched = None if os.path.isfile(path) else fetch_and_load(path, self._load_file)
+        if fetched is not None:
+            local, checkpoint = fetched
+        else:
+            local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
+            if not os.path.isfile(local):
+                raise FileNotFoundError(
+                    f"Checkpoint {path} not found"
+                    + (f" (resolved to {local})" if local != path else "")
+                )
+            checkpoint = self._load_file(local)
         if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
             raise ValueError(f"Checkpoint {path} holds no 'model' state_dict")
+        # Before anything is copied into the model, so that a refused file leaves it untouched.
+        check_finite_weights(checkpoint["model"], path)
         incompatible = self._load_model(checkpoint)
         self.last_incompatible = incompatible
         self._log_incompatible_keys(incompatible)
@@ -208,8 +310,14 @@ class Checkpointer(_FvcoreCheckpointer):
     def _load_file(self, f: str) -> dict[str, Any]:
         """Read a local checkpoint file into ``{"model": ..., "__source__": ..., ...}``."""
         if f.endswith(".pkl"):
-            with open(f, "rb") as fh:
-                data = safe_pickle_load(fh, source=f)
+            try:
+                with open(f, "rb") as fh:
+                    data = safe_pickle_load(fh, source=f)
+            except UnsafePickleError:
+                raise
+            except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError) as e:
+                # Cut short ("Ran out of input", "pickle data was truncated") or not a pickle.
+                raise damaged_error(f, "not a complete pickle", e) from e
             if not isinstance(data, dict):
                 raise ValueError(f"{f} holds a {type(data).__name__}, not a dict of weights")
             if "model" in data and "__author__" in data:
@@ -225,15 +333,12 @@ class Checkpointer(_FvcoreCheckpointer):
                 "__source__": "caffe2",
             }
 
+        verify_zip_archive(f)  # torch.load neither checks CRCs nor names truncation as such
         try:
             with torch.serialization.safe_globals(torch_safe_globals()):
                 data = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError or RuntimeError for disallowed data
-            raise ValueError(
-                f"Cannot load {f} safely with torch.load(weights_only=True): {e}\n"
-                "Only tensors, numpy arrays and plain containers are loaded; a file that needs "
-                "anything else must be converted to such a state_dict in a trusted step."
-            ) from e
+        except Exception as e:  # a refused global (UnpicklingError), or a damaged legacy file
+            raise classify_torch_load_error(f, e) from e
         if not isinstance(data, dict):
             raise ValueError(f"{f} holds a {type(data).__name__}, not a dict")
         if isinstance(data.get("model"), dict):

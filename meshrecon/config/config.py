@@ -103,11 +103,20 @@ def _load_yaml_with_base(filename: str, seen: tuple[str, ...]) -> dict:
         raise ValueError(f"Config {BASE_KEY} chain loops: {chain}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Config file not found: {filename}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            cfg = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ValueError(f"Config file {filename} is not valid (safe) YAML: {e}") from e
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(
+            f"Config file {filename} is not UTF-8 text: byte {raw[e.start : e.end]!r} at offset "
+            f"{e.start} (line {line}); save it as UTF-8"
+        ) from e
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"Config file {filename} is not valid (safe) YAML: {e}") from e
     if cfg is None:
         cfg = {}
     if not isinstance(cfg, dict):

@@ -549,6 +549,12 @@ _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 # Automatic mixed precision (CUDA only; ignored with a warning on CPU).
 _C.SOLVER.AMP = CN({"ENABLED": False})
 
+# A step whose loss is NaN or infinite (e.g. one degenerate sample) is skipped: no update, its
+# samples named in the log, counted as train/skipped_iterations. The run stops with a
+# FloatingPointError when this many steps in a row are non-finite (a diverged run); 1 stops at
+# the first one, as Detectron2 does. An integer >= 1.
+_C.SOLVER.MAX_CONSECUTIVE_NONFINITE = 5
+
 # -----------------------------------------------------------------------------
 # TEST
 # -----------------------------------------------------------------------------
@@ -557,6 +563,8 @@ _C.TEST = CN()
 _C.TEST.EXPECTED_RESULTS = []
 # Evaluate every this many iterations during training (0: only at the end).
 _C.TEST.EVAL_PERIOD = 0
+# Evaluate on DATASETS.TEST once training ends (`meshrecon train --no-eval` turns it off).
+_C.TEST.EVAL_AFTER_TRAIN = True
 # Keypoint OKS sigmas for COCO keypoint evaluation; empty: COCO's defaults.
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
 # Maximum number of detections kept per image.
@@ -584,6 +592,20 @@ _C.CUDNN_BENCHMARK = False
 _C.FLOAT32_PRECISION = ""
 # Write visualizations of training samples every this many iterations (0: never).
 _C.VIS_PERIOD = 0
+
+# Weights & Biases logging beside TensorBoard and metrics.json (main process only). Needs the
+# optional package wandb; ENABLED with wandb missing is an error at the start of training.
+_C.WANDB = CN()
+_C.WANDB.ENABLED = False
+_C.WANDB.PROJECT = "meshrecon"
+# Team or user; empty: wandb's default entity.
+_C.WANDB.ENTITY = ""
+# Run name; empty: the last component of OUTPUT_DIR.
+_C.WANDB.NAME = ""
+# "online", "offline" (files under OUTPUT_DIR/wandb, upload later with `wandb sync`) or
+# "disabled"; empty: wandb's default (the WANDB_MODE environment variable, else online).
+_C.WANDB.MODE = ""
+_C.WANDB.TAGS = []
 
 # Scratch space for experiments that need a value without a proper key (Detectron2 compat).
 _C.GLOBAL = CN()
@@ -802,3 +824,30 @@ _C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
 # the union thinned to each of these point counts by farthest-point sampling.
 _C.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS = [1024]
 # ---- end OptimizeMVS ----
+
+# --- section: validation, best checkpoint, plateau, pretrained backbones (owner: training) ---
+# Validation splits (never test splits), evaluated every TEST.EVAL_PERIOD iterations and after
+# the last one (meshrecon.engine.validation): metrics go to the event storage as "val/<name>"
+# and to OUTPUT_DIR/validation.json. With a validation split the test splits are evaluated only
+# after training. Empty: the test splits are evaluated every TEST.EVAL_PERIOD, as before.
+_C.DATASETS.VAL = ()
+# Keep OUTPUT_DIR/model_best.pth at the best value of this flattened validation metric, e.g.
+# "shapenet/F1@0.300000" ("" keeps none); BEST_MODE "max" (higher is better) or "min".
+_C.TEST.BEST_METRIC = ""
+_C.TEST.BEST_MODE = "max"
+# Evaluate the test splits after training with model_best.pth instead of the final model.
+_C.TEST.EVAL_BEST = False
+# Plateau rule (meshrecon.engine.plateau): the curve of TEST.BEST_METRIC is flat when the best
+# value of the last WINDOW_FRAC of training beats the earlier best by less than MIN_DELTA, in
+# the metric's units (F1 in %: 1.0 is a point; IoU, AP, delta<1.25 are fractions: use 0.01).
+_C.TEST.PLATEAU_WINDOW_FRAC = 0.2
+_C.TEST.PLATEAU_MIN_DELTA = 1.0
+# End training at the first validation that finds the curve flat (SOLVER.MAX_ITER: the bound).
+_C.SOLVER.STOP_ON_PLATEAU = False
+# Weights of the model's ResNet image encoder (torchvision layout, e.g. torchvision's), loaded
+# before MODEL.WEIGHTS when training starts, not when resuming; the first convolution is adapted
+# to INPUT.FORMAT / MODEL.PIXEL_MEAN / PIXEL_STD. "" trains the encoder from scratch;
+# "synthetic://resnet18_pretrained.pth": ResNet-18 pretrained on the synthetic world (made on
+# first use, cached; meshrecon.pretrain); "torchvision://resnet18": ImageNet's, for real data.
+_C.MODEL.BACKBONE.PRETRAINED = ""
+# --- end section ---

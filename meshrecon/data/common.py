@@ -55,6 +55,18 @@ class DatasetFromList(torchdata.Dataset):
         return copy.deepcopy(self._items[idx]) if self._copy else self._items[idx]
 
 
+def _describe(item: Any) -> str:
+    """`` (image_id ..., file ...)`` for a record dict, so that a skipped sample is named."""
+    if not isinstance(item, dict):
+        return ""
+    parts = [f"image_id {item['image_id']!r}"] if item.get("image_id") is not None else []
+    if not parts and item.get("model_id") is not None:  # a multi-view model record
+        parts.append(f"model {item.get('synset_id')}/{item['model_id']}")
+    if item.get("file_name"):
+        parts.append(f"file {item['file_name']}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 class MapDataset(torchdata.Dataset):
     """A dataset whose items are ``map_func(dataset[i])``; a corrupt item is skipped and counted.
 
@@ -100,23 +112,32 @@ class MapDataset(torchdata.Dataset):
     def __len__(self) -> int:
         return len(self._dataset)
 
-    def _skip(self, idx: int, reason: str) -> None:
+    def _skip(self, idx: int, item: Any, reason: str) -> None:
         with self._skipped.get_lock():
             self._skipped.value += 1
-        logger.warning("Skipping sample %d of the dataset: %s", idx, reason)
+            total = self._skipped.value
+        logger.warning(
+            "Skipping sample %d%s of the dataset (%d skipped so far): %s",
+            idx,
+            _describe(item),
+            total,
+            reason,
+        )
 
     def __getitem__(self, idx: int) -> Any:
         current = int(idx)
         for attempt in range(1, self._max_retries + 1):
+            item = None
             try:
-                data = self._map_func(self._dataset[current])
+                item = self._dataset[current]
+                data = self._map_func(item)
                 reason = "the mapper returned None"
             except Exception as err:  # any failure of one sample must not end the run
                 data = None
                 reason = f"the mapper raised {type(err).__name__}: {err}"
             if data is not None:
                 return data
-            self._skip(current, reason)
+            self._skip(current, item, reason)
             if not self._retry:
                 return None
             current = random.Random(int(idx) * 1_000_003 + attempt).randrange(len(self))

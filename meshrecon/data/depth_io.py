@@ -25,6 +25,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from meshrecon.utils.image_limits import open_image
+from meshrecon.utils.text_io import read_text
+
 __all__ = [
     "DEPTH_SOURCE_KINDS",
     "crop_mask",
@@ -112,7 +115,7 @@ def _read_png16(path: str, scale: float) -> np.ndarray:
     if not scale > 0:
         raise ValueError(f"png16 depth {path!r}: scale must be positive, got {scale}")
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             mode = img.mode
             values = np.asarray(img)
     except OSError as err:
@@ -229,18 +232,17 @@ def read_calib_file(path: str) -> dict[str, np.ndarray | str]:
     """
     _check_file(path)
     data: dict[str, np.ndarray | str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if ":" not in line:
-                raise ValueError(f"{path}:{lineno}: expected 'key: values', got {line.strip()!r}")
-            key, value = line.split(":", 1)
-            key, value = key.strip(), value.strip()
-            try:
-                data[key] = np.array([float(x) for x in value.split()], dtype=np.float64)
-            except ValueError:
-                data[key] = value
+    for lineno, line in enumerate(read_text(path, "KITTI calibration file").split("\n"), 1):
+        if not line.strip():
+            continue
+        if ":" not in line:
+            raise ValueError(f"{path}:{lineno}: expected 'key: values', got {line.strip()!r}")
+        key, value = line.split(":", 1)
+        key, value = key.strip(), value.strip()
+        try:
+            data[key] = np.array([float(x) for x in value.split()], dtype=np.float64)
+        except ValueError:
+            data[key] = value
     return data
 
 

@@ -37,6 +37,15 @@ from .augmentation import (
 )
 from .mapper_utils import ShapeCache, as_K4, check_image_size, image_name, image_tensor, matrix
 from .readers import _to_format, read_depth, read_image, read_mask
+from .record_checks import (
+    check_depth,
+    check_depth_range,
+    check_intrinsics,
+    check_mesh,
+    check_points,
+    check_rotation,
+    check_translation,
+)
 from .shape_mappers import MultiViewMapper, ShapeNetMapper
 from .shape_targets import meshrcnn_dz, model_to_camera
 from .transforms import (
@@ -137,7 +146,8 @@ class MeshRCNNMapper:
         if not self.load_annotations or "annotations" not in record:
             return out
         annos = [copy.deepcopy(a) for a in record["annotations"] if a.get("iscrowd", 0) == 0]
-        out["instances"] = self._instances(annos, tfms, (h0, w0), img.shape[:2])
+        name = f"image {image_name(record)}"
+        out["instances"] = self._instances(annos, tfms, (h0, w0), img.shape[:2], name)
         return out
 
     def _instances(
@@ -146,6 +156,7 @@ class MeshRCNNMapper:
         tfms: TransformList,
         size0: tuple[int, int],
         size: tuple[int, int],
+        image: str = "image",
     ) -> Instances:
         h0, w0 = size0
         h, w = size
@@ -170,8 +181,9 @@ class MeshRCNNMapper:
             )
         Ks, dzs, meshes, voxels = [], [], [], []
         for a in annos:
-            where = f"annotation of mesh {a.get('mesh')}"
+            where = f"{image}, annotation of mesh {a.get('mesh')}"
             K = as_K4(a["K"], where)
+            check_intrinsics(K, (h0, w0), where)
             if self.k_convention == "meshrcnn":
                 off_centre = abs(K[2] - w0 / 2.0) > 1.0 or abs(K[3] - h0 / 2.0) > 1.0
                 if off_centre and not self._warned_off_centre:
@@ -192,9 +204,14 @@ class MeshRCNNMapper:
                 continue
             R = matrix(a["R"], (3, 3), f"{where}: R")
             t = matrix(a["t"], (3,), f"{where}: t")
+            check_rotation(R, where)
+            check_translation(t, where)
             if self.mesh_on or self.zpred_on:
                 verts, faces = self._cache.mesh(a["mesh"])
+                check_mesh(verts, faces, where)
                 verts_cam = model_to_camera(verts, R, t, tfms, self.k_convention)
+                # The box frustum of Mesh R-CNN's heads maps [zmin, zmax] through 1 / Z.
+                check_depth_range(verts_cam, where, "mesh")
                 meshes.append((verts_cam, tfms.apply_faces(faces.clone())))
                 if self.zpred_on:
                     # dz is a ratio of depths times f: X, Y scaling does not reach it.
@@ -203,7 +220,10 @@ class MeshRCNNMapper:
                 if not a.get("voxel"):
                     raise ValueError(f"{where}: VOXEL_ON but the annotation has no 'voxel'")
                 pts = self._cache.voxel(a["voxel"]).points
-                voxels.append(model_to_camera(pts, R, t, tfms, self.k_convention))
+                check_points(pts, where, "voxels")
+                pts = model_to_camera(pts, R, t, tfms, self.k_convention)
+                check_depth_range(pts, where, "voxels")
+                voxels.append(pts)
         k_width = 3 if self.k_convention == "meshrcnn" else 4
         inst.gt_K = torch.as_tensor(Ks, dtype=torch.float32).reshape(len(annos), k_width)
         if self.mesh_on:
@@ -269,12 +289,14 @@ class DepthMapper:
         h0, w0 = img.shape[:2]
         where = f"depth record {record.get('image_id')}"
         K = np.asarray(as_K4(record["K"], where), dtype=np.float64)
+        check_intrinsics(K, (h0, w0), where)
         depth = None
         if self.is_train or self.load_annotations:
             depth = read_depth(record["depth"])
             if depth.shape != (h0, w0):
                 name = image_name(record)
                 raise ValueError(f"{where}: depth of size {depth.shape}, image {name} {(h0, w0)}")
+            check_depth(depth, where)
         gt_depth = depth
         base = NoOpTransform()
         if self.base_size and tuple(self.base_size) != (h0, w0):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .readers import read_mesh
+from .record_checks import check_mesh
 from .shape_mappers import MultiViewMapper
 
 __all__ = ["MultiViewDepthMapper", "render_depth_maps"]
@@ -59,6 +60,7 @@ class MultiViewDepthMapper(MultiViewMapper):
                 "'mesh' to render depth from"
             )
         verts, faces = read_mesh(mesh_path)
+        check_mesh(verts, faces, f"model {out.get('image_id')}")
         out["depth"] = render_depth_maps(
             verts, faces, out["K"], out["R"], out["t"], (int(out["height"]), int(out["width"]))
         )

@@ -1,7 +1,9 @@
 """Read the files that dataset records point to: images, masks, meshes, voxels, depth.
 
 Every reader raises an error that names the file at fault, so that ``MapDataset`` can log the
-corrupt sample it skips.
+corrupt sample it skips. Image and mask files of more than
+:data:`meshrecon.utils.image_limits.MAX_IMAGE_PIXELS` pixels are refused from their header,
+before any pixel is decoded (an ``ImageTooLargeError``, a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ImageOps
+
+from meshrecon.utils.image_limits import ImageTooLargeError, open_image
 
 __all__ = [
     "VoxelData",
@@ -72,11 +76,20 @@ def composite_rgba(rgba: np.ndarray, background: Sequence[float] = _WHITE) -> np
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
-def _read_image_file(path: str, background: Sequence[float]) -> np.ndarray:
+def _read_image_file(
+    path: str, background: Sequence[float], draft_side: int | None = None
+) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file; transparency is composited over ``background``."""
     local = _local(path)
     try:
-        with Image.open(local) as img:
+        with open_image(local, path) as img:
+            if draft_side:
+                # JPEG decodes at 1/2, 1/4 or 1/8 scale in draft mode; any format then shrinks
+                # by a whole factor. Both keep each side at least draft_side.
+                img.draft(img.mode, (draft_side, draft_side))
+                factor = min(img.size) // draft_side
+                if factor >= 2:
+                    img = img.reduce(factor)
             img = ImageOps.exif_transpose(img)
             has_alpha = img.mode in ("RGBA", "LA", "PA") or (
                 img.mode == "P" and "transparency" in img.info
@@ -86,6 +99,8 @@ def _read_image_file(path: str, background: Sequence[float]) -> np.ndarray:
             if img.mode in ("I;16", "I", "F"):
                 raise ValueError(f"mode {img.mode} is not a colour image (a depth map?)")
             return np.asarray(img.convert("RGB")).copy()
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"could not read image {path}: {err}") from err
 
@@ -94,6 +109,7 @@ def read_image(
     source: dict | str,
     format: str = "BGR",
     background: Sequence[float] = _WHITE,
+    draft_side: int | None = None,
 ) -> np.ndarray:
     """Read a record's image (or an image file) as an (H, W, C) uint8 array.
 
@@ -103,6 +119,9 @@ def read_image(
             (read by ``meshrecon.data.depth_io.read_container_image``); or a path.
         format: "BGR" (Detectron2's default), "RGB", or "L" (one channel).
         background: RGB colour, 0..255, under transparent pixels (R2N2 renders are RGBA).
+        draft_side: for a caller that resizes the image next (a demo): an image file may be
+            decoded at a reduced scale and shrunk by a whole factor, keeping both sides at least
+            ``draft_side`` pixels, so a large photo never exists at full size as an array.
 
     Returns:
         (H, W, 3) uint8, or (H, W, 1) for "L".
@@ -112,10 +131,10 @@ def read_image(
         ValueError: the file is not a readable image, or the record has no image source.
     """
     if isinstance(source, (str, os.PathLike)):
-        rgb = _read_image_file(os.fspath(source), background)
+        rgb = _read_image_file(os.fspath(source), background, draft_side)
     elif isinstance(source, dict):
         if source.get("file_name"):
-            rgb = _read_image_file(source["file_name"], background)
+            rgb = _read_image_file(source["file_name"], background, draft_side)
         elif source.get("image"):
             from meshrecon.data.depth_io import read_container_image
 
@@ -139,15 +158,17 @@ def read_mask(path: str, threshold: int = 128) -> np.ndarray:
 
     Args:
         path: mask image; a colour mask is converted to grey first.
-        threshold: grey values ``>= threshold`` are foreground (128: the mask / 255 >= 0.5 that
-            Mesh R-CNN's targets use).
+        threshold: grey values ``>= threshold`` are foreground (128: mask / 255 >= 0.5; Mesh
+            R-CNN's evaluator counts every non-zero pixel, i.e. ``threshold=1``).
     """
     local = _local(path)
     try:
-        with Image.open(local) as img:
+        with open_image(local, path) as img:
             if img.mode not in ("1", "L", "I", "I;16"):
                 img = img.convert("L")
             arr = np.asarray(img)
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"could not read mask {path}: {err}") from err
     if arr.dtype == bool:

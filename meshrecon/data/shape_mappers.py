@@ -15,8 +15,26 @@ import torch
 from meshrecon.config import configurable
 
 from .augmentation import Augmentation, _rng, apply_augmentations
-from .mapper_utils import ShapeTargets, as_K4, check_image_size, image_tensor, matrix, shape_config
-from .readers import read_depth, read_image, read_mesh
+from .mapper_utils import (
+    ShapeTargets,
+    as_K4,
+    check_image_size,
+    image_tensor,
+    matrix,
+    num_surface_samples,
+    shape_config,
+)
+from .readers import read_depth, read_image
+from .record_checks import (
+    check_depth,
+    check_depth_range,
+    check_intrinsics,
+    check_mesh,
+    check_points,
+    check_rotation,
+    check_translation,
+    check_voxel_grid,
+)
 from .shape_targets import model_to_camera, voxelize_in_frustum
 from .transforms import CropTransform, HFlipTransform, TransformList
 
@@ -50,6 +68,7 @@ class ShapeNetMapper:
         num_samples: int = 5000,
         sample_online: bool = False,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         self.is_train = is_train
         self.augmentations = list(augmentations)
@@ -62,6 +81,7 @@ class ShapeNetMapper:
             voxel_align,
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
@@ -81,7 +101,11 @@ class ShapeNetMapper:
         where = f"view {record.get('image_id')}"
         R0 = matrix(record["R"], (3, 3), f"{where}: R")
         t0 = matrix(record["t"], (3,), f"{where}: t")
-        K = torch.as_tensor(tfms.apply_intrinsics(as_K4(record["K"], where)), dtype=torch.float32)
+        check_rotation(R0, where)
+        check_translation(t0, where)
+        K4 = as_K4(record["K"], where)
+        check_intrinsics(K4, (h0, w0), where)
+        K = torch.as_tensor(tfms.apply_intrinsics(K4), dtype=torch.float32)
         R, t = tfms.apply_extrinsics(R0, t0)
         out = {
             "file_name": record.get("file_name"),
@@ -97,12 +121,18 @@ class ShapeNetMapper:
         if not self.load_annotations:
             return out
         tg = self.targets
-        mesh = read_mesh(record["mesh"]) if record.get("mesh") else None
+        # A model's files are read once per process and shared by its views (ShapeTargets).
+        mesh = tg.mesh(record["mesh"]) if record.get("mesh") else None
         if mesh is not None:
+            check_mesh(mesh[0], mesh[1], where)
             verts = model_to_camera(mesh[0], R0, t0, tfms)
-            out["mesh"] = (verts, tfms.apply_faces(mesh[1]))
+            # Projected with K (Pixel2Mesh, the frustum voxels): it must be in front.
+            check_depth_range(verts, where, "mesh")
+            out["mesh"] = (verts, tfms.apply_faces(mesh[1].clone()))
         if record.get("samples") or mesh is not None:
             pts, nrm = tg.surface(record, mesh)
+            check_points(pts, where, "surface points")
+            check_points(nrm, where, "surface normals")
             out["points"] = model_to_camera(pts, R0, t0, tfms)
             out["normals"] = tfms.apply_normals_cam(nrm @ R0.T)
         if tg.voxel_size > 0 and record.get("voxel"):
@@ -113,10 +143,12 @@ class ShapeNetMapper:
                 out["voxels"] = voxelize_in_frustum(
                     pts, K, img.shape[:2], tg.voxel_size, tg.voxel_zrange, tg.near_far
                 )
+            check_voxel_grid(out["voxels"], where)
         if record.get("depth"):
             depth = read_depth(record["depth"])
             if depth.shape != (h0, w0):
                 raise ValueError(f"{where}: depth of size {depth.shape}, image {(h0, w0)}")
+            check_depth(depth, where)
             out["depth"] = torch.from_numpy(np.ascontiguousarray(tfms.apply_depth(depth)))
         return out
 
@@ -152,6 +184,7 @@ class MultiViewMapper:
         sample_online: bool = False,
         voxel_size: int = 32,
         load_annotations: bool | None = None,
+        cache_shapes: bool = True,
     ):
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
@@ -167,6 +200,7 @@ class MultiViewMapper:
             "header",
             num_samples,
             sample_online,
+            cache_shapes,
         )
         self.load_annotations = True if load_annotations is None else load_annotations
 
@@ -182,7 +216,7 @@ class MultiViewMapper:
             "random_background": m.RANDOM_BACKGROUND,
             "background": cfg.INPUT.BACKGROUND_COLOR,
             "flip": m.FLIP,
-            "num_samples": cfg.INPUT.SHAPENET.NUM_SAMPLES,
+            "num_samples": num_surface_samples(cfg),
             "sample_online": cfg.INPUT.SHAPENET.SAMPLE_ONLINE,
             "voxel_size": cfg.INPUT.SHAPENET.VOXEL_SIZE,
             "load_annotations": True if is_train else cfg.INPUT.LOAD_TEST_ANNOTATIONS,
@@ -226,10 +260,14 @@ class MultiViewMapper:
                 tl.append(HFlipTransform(c if self.crop_size else w0))
             tfms = TransformList(tl)
             images.append(image_tensor(tfms.apply_image(img)))
-            Ks.append(torch.as_tensor(tfms.apply_intrinsics(as_K4(view["K"], where))))
-            R, t = tfms.apply_extrinsics(
-                matrix(view["R"], (3, 3), f"{where}: R"), matrix(view["t"], (3,), f"{where}: t")
-            )
+            K4 = as_K4(view["K"], where)
+            check_intrinsics(K4, (h0, w0), where)
+            Ks.append(torch.as_tensor(tfms.apply_intrinsics(K4)))
+            R0 = matrix(view["R"], (3, 3), f"{where}: R")
+            t0 = matrix(view["t"], (3,), f"{where}: t")
+            check_rotation(R0, where)
+            check_translation(t0, where)
+            R, t = tfms.apply_extrinsics(R0, t0)
             Rs.append(R)
             ts.append(t)
             indices.append(int(view.get("view_index", i)))
@@ -237,6 +275,7 @@ class MultiViewMapper:
                 d = read_depth(view["depth"])
                 if d.shape != (h0, w0):
                     raise ValueError(f"{where}: depth of size {d.shape}, image {(h0, w0)}")
+                check_depth(d, where)
                 depths.append(torch.from_numpy(np.ascontiguousarray(tfms.apply_depth(d))))
         if len({tuple(im.shape) for im in images}) != 1:
             raise ValueError(f"{name}: views differ in size; set a crop size")
@@ -258,6 +297,13 @@ class MultiViewMapper:
         model = {**views[0], **record}
         if model.get("voxel") and self.targets.voxel_size > 0:
             out["voxels"] = self.targets.canonical_grid(model["voxel"])
+            check_voxel_grid(out["voxels"], f"model {name}")
         if model.get("samples") or model.get("mesh"):
-            out["points"], out["normals"] = self.targets.surface(model, None)
+            mesh = None
+            if model.get("mesh") and (self.targets.sample_online or not model.get("samples")):
+                mesh = self.targets.mesh(model["mesh"])
+                check_mesh(mesh[0], mesh[1], f"model {name}")
+            out["points"], out["normals"] = self.targets.surface(model, mesh)
+            check_points(out["points"], f"model {name}", "surface points")
+            check_points(out["normals"], f"model {name}", "surface normals")
         return out

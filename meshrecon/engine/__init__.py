@@ -17,7 +17,10 @@ from .hooks import (
     PeriodicWriter,
 )
 from .launch import launch
+from .output_lock import OutputDirLockedError, acquire_output_dir_lock
+from .plateau import PlateauResult, detect_plateau
 from .train_loop import HookBase, SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "CallbackHook",
@@ -27,13 +30,18 @@ __all__ = [
     "HookBase",
     "IterationTimer",
     "LRScheduler",
+    "OutputDirLockedError",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PlateauResult",
     "SimpleTrainer",
     "TrainerBase",
+    "ValidationHook",
+    "acquire_output_dir_lock",
     "create_ddp_model",
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "detect_plateau",
     "launch",
 ]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -36,7 +37,9 @@ from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
 from ..utils.logger import setup_logger
 from . import hooks
+from .output_lock import OutputDirLock, OutputDirLockedError, acquire_output_dir_lock
 from .train_loop import SimpleTrainer, TrainerBase
+from .validation import ValidationHook
 
 __all__ = [
     "DefaultPredictor",
@@ -45,6 +48,8 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "default_writers",
+    "lock_output_dir",
+    "restart_lr_schedule",
     "write_results_json",
 ]
 
@@ -80,7 +85,16 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
         "--dist-url",
         default="auto",
         help="where the processes meet, e.g. tcp://HOST:PORT of machine 0; 'auto' picks a free "
-        "local port (one machine only)",
+        "local port (one machine only). Under torchrun, leave --num-gpus, --num-machines, "
+        "--machine-rank and --dist-url out: torchrun's environment decides",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=30.0,
+        metavar="MINUTES",
+        help="how long each process waits for all the others at --dist-url before it fails "
+        "with an error naming the URL",
     )
     parser.add_argument(
         "opts",
@@ -91,17 +105,52 @@ def default_argument_parser(epilog: str | None = None) -> argparse.ArgumentParse
     return parser
 
 
-def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
-    """Prepare a run: output directory, logging, config dump, seeds, environment report.
+def lock_output_dir(output_dir: str) -> OutputDirLock | None:
+    """Take the ``OUTPUT_DIR`` lock in the main process; every process fails if it cannot.
 
-    Rank 0 creates ``cfg.OUTPUT_DIR`` and writes ``config.yaml`` there. Every process seeds its
-    generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that ranks
-    draw different random augmentations while a run stays reproducible.
+    Returns:
+        The main process's handle (None in the others, or without ``output_dir``).
+
+    Raises:
+        OutputDirLockedError: another run holds the folder (in every process of the job, so
+            that none waits for the others at a later collective).
     """
+    handle: OutputDirLock | None = None
+    error: OutputDirLockedError | None = None
+    if comm.is_main_process() and output_dir:
+        try:
+            handle = acquire_output_dir_lock(output_dir)
+        except OutputDirLockedError as err:
+            error = err
+    if comm.get_world_size() > 1:
+        message = comm.all_gather(str(error) if error is not None else None)[0]
+        if message is not None and error is None:
+            error = OutputDirLockedError(f"the main process could not lock it: {message}")
+    if error is not None:
+        raise error
+    return handle
+
+
+def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
+    """Prepare a run: config check, output directory and its lock, logging, config dump, seeds.
+
+    The config's values are checked first (:func:`meshrecon.config.checks.check_config`). Rank 0
+    creates ``cfg.OUTPUT_DIR``, locks it for this process (see
+    :mod:`meshrecon.engine.output_lock`; released at exit) so that a second run in the same
+    folder refuses before it writes anything, and writes ``config.yaml`` there. Every process
+    seeds its generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that
+    ranks draw different random augmentations while a run stays reproducible.
+    """
+    from ..config.checks import check_config
+
+    eval_only = args is not None and getattr(args, "eval_only", False)
+    check_config(cfg, training=not eval_only)
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:
         _PATH_MANAGER.mkdirs(output_dir)
+    # Held until the process exits: the whole run (training or evaluation) writes here.
+    lock_output_dir(output_dir)
     setup_logger(output_dir or None, distributed_rank=rank, name="fvcore")
     log = setup_logger(output_dir or None, distributed_rank=rank, name="meshrecon")
 
@@ -134,14 +183,47 @@ def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
         torch.set_float32_matmul_precision(precision)
 
 
-def default_writers(output_dir: str, max_iter: int | None = None) -> list[EventWriter]:
-    """Return the usual writers: console (with ETA), ``metrics.json`` and TensorBoard."""
+def default_writers(output_dir: str, max_iter: int | None = None, cfg=None) -> list[EventWriter]:
+    """Return the usual writers: console (with ETA), ``metrics.json`` and TensorBoard.
+
+    With a ``cfg`` whose ``WANDB.ENABLED`` is True, the main process also gets a
+    :class:`~meshrecon.utils.events.WandbWriter` (the run's config attached, files under
+    ``output_dir``).
+    """
     _PATH_MANAGER.mkdirs(output_dir)
-    return [
+    writers: list[EventWriter] = [
         CommonMetricPrinter(max_iter),
         JSONWriter(os.path.join(output_dir, "metrics.json")),
         TensorboardXWriter(output_dir),
     ]
+    if cfg is not None and cfg.WANDB.ENABLED and comm.is_main_process():
+        writers.append(build_wandb_writer(cfg, output_dir))
+    return writers
+
+
+def _plain_config(node: Any) -> Any:
+    """A config (``CfgNode``, a dict subclass) as plain nested dicts and lists."""
+    if isinstance(node, dict):
+        return {str(k): _plain_config(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain_config(v) for v in node]
+    return node
+
+
+def build_wandb_writer(cfg, output_dir: str) -> EventWriter:
+    """Return the :class:`~meshrecon.utils.events.WandbWriter` that ``cfg.WANDB`` describes."""
+    from ..utils.events import WandbWriter
+
+    w = cfg.WANDB
+    return WandbWriter(
+        w.PROJECT,
+        config=_plain_config(cfg),
+        name=w.NAME or os.path.basename(os.path.normpath(output_dir)),
+        entity=w.ENTITY,
+        mode=w.MODE,
+        tags=list(w.TAGS),
+        log_dir=output_dir,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -177,6 +259,27 @@ def write_results_json(results: dict[str, Any] | None, output_dir: str) -> str:
     return path
 
 
+def restart_lr_schedule(scheduler: Any, schedule: dict[str, Any], iteration: int) -> None:
+    """Put ``scheduler`` at ``iteration`` of ``schedule`` (a ``state_dict()`` of it).
+
+    Used when a resumed run counts iterations differently from its checkpoint (another total
+    batch): the LR then follows this run's schedule (milestones, warmup, base LRs of this
+    config) from the iteration holding the same sample, rather than the checkpoint's.
+    The scheduler must compute its LR in closed form from ``last_epoch``, as meshrecon's do.
+    """
+    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
+    if closed_form is None:
+        raise TypeError(
+            f"{type(scheduler).__name__} has no closed-form LR (_get_closed_form_lr); it cannot "
+            f"be moved to iteration {iteration} of a resumed run with another total batch"
+        )
+    scheduler.load_state_dict(dict(schedule, last_epoch=int(iteration)))
+    lrs = closed_form()
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = list(lrs)
+
+
 def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
     """Wrap ``model`` in ``DistributedDataParallel`` when there are several processes.
 
@@ -191,6 +294,11 @@ def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:
     return DistributedDataParallel(model, **kwargs)
 
 
+def _release(lock: OutputDirLock | None) -> None:
+    if lock is not None:
+        lock.release()
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
@@ -202,8 +310,19 @@ class DefaultPredictor:
     the image from BGR to ``cfg.INPUT.FORMAT``, resizes its shorter side to
     ``INPUT.MIN_SIZE_TEST`` (longer side at most ``INPUT.MAX_SIZE_TEST``) and returns the
     model's output for it. Predictions are in the original image's coordinates when the model
-    uses the ``height`` / ``width`` it is given, as Detectron2-style models do.
+    uses the ``height`` / ``width`` it is given, as Detectron2-style models do: a detector
+    returns ``{"instances": Instances}``.
+
+    A single-object reconstructor (``SingleViewReconstructor``) gets the image with its longer
+    side at the size of the views it is trained on (``SINGLE_VIEW_INPUT_SIZE``, 137: R2N2's
+    renders and the synthetic data), as ``meshrecon demo`` does, instead of the detectors'
+    ``MIN_SIZE_TEST``; pass a picture with the object centred and filling it, as in those
+    views. It returns the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh":
+    (verts, faces)}`` or ``{"points": (P, 3)}``, in the camera frame.
     """
+
+    # Meta-architectures trained on fixed-size views of one object (see above).
+    SINGLE_VIEW_META_ARCHITECTURES = ("SingleViewReconstructor",)
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
@@ -217,17 +336,26 @@ class DefaultPredictor:
         Checkpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.min_size = cfg.INPUT.MIN_SIZE_TEST
         self.max_size = cfg.INPUT.MAX_SIZE_TEST
+        # The longer side's size for single-view models (0: the detectors' resize above).
+        self.view_size = 0
+        if cfg.MODEL.META_ARCHITECTURE in self.SINGLE_VIEW_META_ARCHITECTURES:
+            from ..utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
+
+            self.view_size = SINGLE_VIEW_INPUT_SIZE
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")
 
     def _resize(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        if self.min_size <= 0:
+        if self.view_size > 0:
+            scale = self.view_size / max(h, w)
+        elif self.min_size > 0:
+            scale = self.min_size / min(h, w)
+            if self.max_size > 0 and max(h, w) * scale > self.max_size:
+                scale = self.max_size / max(h, w)
+        else:
             return image
-        scale = self.min_size / min(h, w)
-        if self.max_size > 0 and max(h, w) * scale > self.max_size:
-            scale = self.max_size / max(h, w)
         new_h, new_w = int(h * scale + 0.5), int(w * scale + 0.5)
         if (new_h, new_w) == (h, w):
             return image
@@ -256,7 +384,8 @@ class DefaultTrainer(TrainerBase):
     It builds the model, optimizer, scheduler and loaders from the config (each through an
     overridable ``build_*`` classmethod), wraps the model in DDP when distributed, checkpoints
     to ``OUTPUT_DIR`` (model, optimizer, scheduler, AMP scaler and data-sampler seed), and
-    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end. Typical use::
+    evaluates every ``TEST.EVAL_PERIOD`` iterations and at the end (unless
+    ``TEST.EVAL_AFTER_TRAIN`` is off). Typical use::
 
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
@@ -265,12 +394,27 @@ class DefaultTrainer(TrainerBase):
 
     def __init__(self, cfg) -> None:
         from ..checkpoint import Checkpointer
+        from ..config.checks import check_config
 
         super().__init__()
         meshrecon_logger = logging.getLogger("meshrecon")
         if not meshrecon_logger.isEnabledFor(logging.INFO):
             setup_logger()
-        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        check_config(cfg, training=True)
+        config_text = cfg.dump()
+        scaled = self.auto_scale_workers(cfg, comm.get_world_size())
+        if scaled is not cfg:
+            check_config(
+                scaled,
+                training=True,
+                context=f"after auto-scaling from SOLVER.REFERENCE_WORLD_SIZE "
+                f"{cfg.SOLVER.REFERENCE_WORLD_SIZE} to {comm.get_world_size()} processes",
+            )
+        cfg = scaled
+        # One training per OUTPUT_DIR: held from here to the end of train() (and at most until
+        # this trainer is collected or the process exits).
+        self._output_lock = lock_output_dir(cfg.OUTPUT_DIR)
+        self._release_lock = weakref.finalize(self, _release, self._output_lock)
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -283,7 +427,12 @@ class DefaultTrainer(TrainerBase):
             logger.warning("SOLVER.AMP.ENABLED is ignored: the model is on %s, not CUDA", device)
             amp = False
         self._trainer = SimpleTrainer(
-            model, data_loader, optimizer, grad_clipper=build_gradient_clipper(cfg), amp=amp
+            model,
+            data_loader,
+            optimizer,
+            grad_clipper=build_gradient_clipper(cfg),
+            amp=amp,
+            max_consecutive_nonfinite=cfg.SOLVER.MAX_CONSECUTIVE_NONFINITE,
         )
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
 
@@ -299,6 +448,11 @@ class DefaultTrainer(TrainerBase):
             save_to_disk=comm.is_main_process(),
             **checkpointables,
         )
+        # Every checkpoint says which config trained it (as given, before auto-scaling): the
+        # benchmark's reuse check reads it there, not from a config.yaml that may be newer.
+        self.checkpointer.extra_data["config"] = config_text
+        # The lock is held, so no other process saves here: temp files are of killed saves.
+        self.checkpointer.remove_interrupted_saves()
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -322,9 +476,25 @@ class DefaultTrainer(TrainerBase):
 
         With ``resume`` and a checkpoint present, everything checkpointed is restored and
         training continues at the iteration after the checkpoint's, with the data stream moved
-        past the batches already used. Otherwise only the model weights are loaded (if
-        ``MODEL.WEIGHTS`` is set) and training starts at iteration 0.
+        past the batches already used. Otherwise only the model weights are loaded
+        (``MODEL.BACKBONE.PRETRAINED`` into the image encoder, then ``MODEL.WEIGHTS``, each if
+        set) and training starts at iteration 0.
         """
+        # This config's schedule, before a checkpoint overwrites it.
+        schedule = copy.deepcopy(self.scheduler.state_dict())
+        if self.cfg.MODEL.BACKBONE.PRETRAINED and not (
+            resume and self.checkpointer.has_checkpoint()
+        ):
+            from ..modeling.backbone.pretrained import load_pretrained_backbone
+
+            # The encoder's pretrained weights first; MODEL.WEIGHTS, if any, loads over them.
+            load_pretrained_backbone(
+                self.checkpointer.model,
+                self.cfg.MODEL.BACKBONE.PRETRAINED,
+                input_format=self.cfg.INPUT.FORMAT,
+                pixel_mean=self.cfg.MODEL.PIXEL_MEAN,
+                pixel_std=self.cfg.MODEL.PIXEL_STD,
+            )
         extra = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         self.start_iter = 0
         if resume and self.checkpointer.has_checkpoint():
@@ -332,12 +502,31 @@ class DefaultTrainer(TrainerBase):
             logger.info("Resuming training at iteration %d", self.start_iter)
         batch_sampler = getattr(self.data_loader, "batch_sampler", None)
         if hasattr(batch_sampler, "set_start_iter"):
-            batch_sampler.set_start_iter(self.start_iter)
+            start = batch_sampler.set_start_iter(self.start_iter)
+            if start is not None and start != self.start_iter:
+                # The checkpoint had another total batch (e.g. SOLVER.REFERENCE_WORLD_SIZE
+                # scaling on another number of processes): progress is counted in samples.
+                self.start_iter = int(start)
+                restart_lr_schedule(self.scheduler, schedule, self.start_iter)
+                logger.info(
+                    "Resuming training at iteration %d of this run's schedule (LR %g)",
+                    self.start_iter,
+                    self.optimizer.param_groups[0]["lr"],
+                )
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:
+            raise RuntimeError(
+                f"the processes would resume at different iterations (by rank: {starts}): "
+                f"they read different checkpoints from OUTPUT_DIR={self.cfg.OUTPUT_DIR!r}. "
+                "Resuming needs OUTPUT_DIR on a file system that every machine shares."
+            )
 
     def build_hooks(self) -> list[hooks.HookBase]:
         """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
         cfg = self.cfg
         result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        # Before the checkpointer and the test evaluation (see ValidationHook).
+        result.append(self.build_validation_hook())
         if comm.is_main_process():
             result.append(
                 hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
@@ -351,18 +540,68 @@ class DefaultTrainer(TrainerBase):
             return trainer._last_eval_results
 
         if len(cfg.DATASETS.TEST):
-            result.append(hooks.EvalHook(cfg.TEST.EVAL_PERIOD, test_and_save_results))
+            # With a validation split, the test splits are evaluated once, after training.
+            period = 0 if len(cfg.DATASETS.VAL) else cfg.TEST.EVAL_PERIOD
+            if period > 0 or cfg.TEST.EVAL_AFTER_TRAIN:
+                result.append(
+                    hooks.EvalHook(
+                        period, test_and_save_results, eval_after_train=cfg.TEST.EVAL_AFTER_TRAIN
+                    )
+                )
         if comm.is_main_process():
             result.append(hooks.PeriodicWriter(self.build_writers(), period=20))
         return result
 
+    def build_validation_hook(self) -> hooks.HookBase | None:
+        """Return the hook that validates on ``DATASETS.VAL`` (None without a validation split).
+
+        It logs the validation curve, keeps ``model_best.pth`` by ``TEST.BEST_METRIC`` and may
+        stop training on a plateau (:mod:`meshrecon.engine.validation`).
+        """
+        cfg = self.cfg
+        if not len(cfg.DATASETS.VAL):
+            if cfg.TEST.BEST_METRIC or cfg.TEST.EVAL_BEST or cfg.SOLVER.STOP_ON_PLATEAU:
+                raise ValueError(
+                    "TEST.BEST_METRIC, TEST.EVAL_BEST and SOLVER.STOP_ON_PLATEAU need a "
+                    "validation split in DATASETS.VAL (a checkpoint is never chosen on the test "
+                    "split)"
+                )
+            return None
+        both = set(cfg.DATASETS.VAL) & set(cfg.DATASETS.TEST)
+        if both:
+            raise ValueError(
+                f"DATASETS.VAL and DATASETS.TEST share {sorted(both)}: validation (which picks "
+                "the best checkpoint and may stop training) must not see a test split"
+            )
+        trainer_ref = weakref.ref(self)
+        return ValidationHook.from_config(
+            cfg, self.checkpointer.model, lambda: trainer_ref().validate()
+        )
+
+    def validate(self) -> dict[str, Any]:
+        """Evaluate the model on every dataset of ``DATASETS.VAL`` (as :meth:`test` does)."""
+        cfg = self.cfg.clone()
+        cfg.defrost()
+        cfg.DATASETS.TEST = tuple(cfg.DATASETS.VAL)
+        cfg.freeze()
+        return self.test(cfg, self.model)
+
     def build_writers(self) -> list[EventWriter]:
         """Return the writers of the main process (see :func:`default_writers`)."""
-        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
+        return default_writers(self.cfg.OUTPUT_DIR, self.max_iter, self.cfg)
 
     def train(self) -> dict[str, Any] | None:
-        """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results."""
-        super().train(self.start_iter, self.max_iter)
+        """Train from ``start_iter`` to ``SOLVER.MAX_ITER``; return the last evaluation results.
+
+        The ``OUTPUT_DIR`` lock is released when training ends, also on an exception.
+        """
+        if not self._release_lock.alive:  # a second train() after the first released it
+            self._output_lock = lock_output_dir(self.cfg.OUTPUT_DIR)
+            self._release_lock = weakref.finalize(self, _release, self._output_lock)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        finally:
+            self._release_lock()
         if self._last_eval_results and comm.is_main_process():
             verify_results(self.cfg, self._last_eval_results)
         return self._last_eval_results
@@ -458,12 +697,15 @@ class DefaultTrainer(TrainerBase):
                     continue
             results[name] = inference_on_dataset(model, data_loader, evaluator)
             if comm.is_main_process():
-                logger.info("Evaluation results for %s in csv format:", name)
-                print_csv_format(results[name])
+                # An evaluator that logged its own tables has said it all on the console; the
+                # raw numbers still go to the log file (and results.json).
+                tables = not getattr(evaluator, "logs_own_tables", False)
+                print_csv_format(results[name], tables=tables)
                 if cfg.OUTPUT_DIR:
-                    write_results_json(
+                    path = write_results_json(
                         results[name], os.path.join(cfg.OUTPUT_DIR, "inference", name)
                     )
+                    logger.info("Metrics of %s written to %s", name, path)
         if len(results) == 1:
             return next(iter(results.values()))
         return results

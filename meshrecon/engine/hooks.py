@@ -160,6 +160,9 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer, HookBase):
         self.max_iter = self.trainer.max_iter
 
     def after_step(self) -> None:
+        # Follow the trainer's max_iter: a hook that stops training early lowers it, and the
+        # model of that iteration is then saved as the final one.
+        self.max_iter = self.trainer.max_iter
         self.step(self.trainer.iter)
 
 
@@ -236,8 +239,13 @@ class PeriodicWriter(HookBase):
         if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == (
             self.trainer.max_iter - 1
         ):
-            for writer in self._writers:
-                writer.write()
+            self.write()
+
+    def write(self) -> None:
+        """Call the writers now: an evaluation between periods flushes its metrics with this
+        (the writers keep only the latest value of each scalar)."""
+        for writer in self._writers:
+            writer.write()
 
     def after_train(self) -> None:
         for writer in self._writers:

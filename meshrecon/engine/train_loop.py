@@ -25,9 +25,30 @@ import torch
 from ..utils import comm
 from ..utils.events import EventStorage, get_event_storage
 
-__all__ = ["HookBase", "SimpleTrainer", "TrainerBase"]
+__all__ = ["HookBase", "SimpleTrainer", "TrainerBase", "batch_sample_ids"]
 
 logger = logging.getLogger(__name__)
+
+
+def batch_sample_ids(batch: Any) -> list[str]:
+    """Names of the samples of a batch (a list of model inputs), for log messages.
+
+    Each input dict is named by its ``image_id`` and ``file_name`` (whichever it has); other
+    items by their position in the batch.
+    """
+    if not isinstance(batch, (list, tuple)):
+        return []
+    names = []
+    for i, item in enumerate(batch):
+        image_id = item.get("image_id") if isinstance(item, Mapping) else None
+        file_name = item.get("file_name") if isinstance(item, Mapping) else None
+        if image_id is not None and file_name:
+            names.append(f"{image_id} ({file_name})")
+        elif image_id is not None or file_name:
+            names.append(str(file_name or image_id))
+        else:
+            names.append(f"#{i} (no image_id or file_name)")
+    return names
 
 
 class HookBase:
@@ -95,6 +116,10 @@ class TrainerBase:
                     self.before_step()
                     self.run_step()
                     self.after_step()
+                    # A hook may end training early by lowering max_iter (a validation
+                    # plateau); the run then counts as completed at this iteration.
+                    if self.iter + 1 >= self.max_iter:
+                        break
                 # iter == max_iter tells after_train hooks that training completed.
                 self.iter += 1
             except Exception:
@@ -150,6 +175,7 @@ class SimpleTrainer(TrainerBase):
         amp: bool = False,
         amp_dtype: torch.dtype = torch.float16,
         grad_scaler: torch.amp.GradScaler | None = None,
+        max_consecutive_nonfinite: int = 1,
     ) -> None:
         """
         Args:
@@ -161,8 +187,19 @@ class SimpleTrainer(TrainerBase):
                 with a ``GradScaler``. Needs CUDA.
             amp_dtype: the autocast dtype (float16 or bfloat16).
             grad_scaler: the scaler to use with ``amp``; default: a new one.
+            max_consecutive_nonfinite: the run stops (FloatingPointError) when this many steps
+                in a row have a non-finite loss; a shorter streak only skips those steps. 1
+                stops at the first one, as Detectron2 does (``SOLVER.MAX_CONSECUTIVE_NONFINITE``
+                sets it for :class:`DefaultTrainer`).
         """
         super().__init__()
+        if isinstance(max_consecutive_nonfinite, bool) or not (
+            isinstance(max_consecutive_nonfinite, int) and max_consecutive_nonfinite >= 1
+        ):
+            raise ValueError(
+                "max_consecutive_nonfinite (SOLVER.MAX_CONSECUTIVE_NONFINITE) must be an integer "
+                f">= 1, got {max_consecutive_nonfinite!r}"
+            )
         if amp and not torch.cuda.is_available():
             raise ValueError("mixed precision (SOLVER.AMP.ENABLED) needs CUDA, which is absent")
         model.train()
@@ -174,6 +211,10 @@ class SimpleTrainer(TrainerBase):
         self.amp_dtype = amp_dtype
         self.grad_scaler = (grad_scaler or torch.amp.GradScaler("cuda")) if amp else None
         self._data_loader_iter_obj = None
+        self.max_consecutive_nonfinite = max_consecutive_nonfinite
+        # Steps skipped for a non-finite loss: in a row (reset by a finite step) and in total.
+        self.nonfinite_streak = 0
+        self.num_nonfinite_steps = 0
 
     @property
     def _data_loader_iter(self):
@@ -189,18 +230,27 @@ class SimpleTrainer(TrainerBase):
         data = next(self._data_loader_iter)
         data_time = time.perf_counter() - start
 
-        if self.amp:
-            with torch.autocast("cuda", dtype=self.amp_dtype):
+        try:
+            if self.amp:
+                with torch.autocast("cuda", dtype=self.amp_dtype):
+                    loss_dict = self.model(data)
+            else:
                 loss_dict = self.model(data)
-        else:
-            loss_dict = self.model(data)
+        except FloatingPointError as err:
+            # A model that detects non-finite values itself (e.g. the RPN's "training has
+            # diverged") is treated like a non-finite loss: skipped, counted, stopped if repeated.
+            loss_dict = {f"{type(err).__name__} in the forward ({err})": torch.tensor(math.nan)}
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
-        losses = sum(loss_dict.values())
 
-        # Checked before backward, in every process, so that all of them stop together instead
-        # of some waiting forever for the gradients of the others.
-        self._write_metrics(loss_dict, data_time)
+        # Checked before backward, in every process, so that all of them skip (or stop) together
+        # instead of some waiting forever for the gradients of the others.
+        if not self._write_metrics(loss_dict, data_time, data):
+            # No backward, no step: the non-finite loss must not reach the weights, nor the AMP
+            # scaler (its scale is only adjusted for non-finite gradients of a finite loss).
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        losses = sum(loss_dict.values())
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.grad_scaler is not None:
@@ -219,11 +269,18 @@ class SimpleTrainer(TrainerBase):
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
-    def _write_metrics(self, loss_dict: Mapping[str, torch.Tensor], data_time: float) -> None:
-        """Average the losses over processes into the storage; raise if any is not finite.
+    def _write_metrics(
+        self, loss_dict: Mapping[str, torch.Tensor], data_time: float, data: Any = None
+    ) -> bool:
+        """Average the losses over processes into the storage; False if a loss is not finite.
+
+        A step with a non-finite loss in any process is skipped by every process: it is logged
+        with the sample ids of its batch and counted (``train/skipped_iterations``).
 
         Raises:
-            FloatingPointError: naming the non-finite loss term(s), the iteration and the rank.
+            FloatingPointError: when ``max_consecutive_nonfinite`` steps in a row had a
+                non-finite loss; it names the loss term(s), the iteration, the rank and the
+                samples of the batch.
         """
         metrics = {k: float(v.detach().float().cpu()) for k, v in loss_dict.items()}
         skipped = getattr(getattr(self.data_loader, "dataset", None), "num_skipped", None)
@@ -237,23 +294,53 @@ class SimpleTrainer(TrainerBase):
             for name, value in m.items()
             if not math.isfinite(value)
         ]
+        storage = get_event_storage() if comm.is_main_process() else None
+        if storage is not None:
+            # The slowest process sets the pace, so its data time is the one that matters.
+            storage.put_scalar("data_time", max(g[1] for g in gathered))
+            if skipped is not None:
+                total_skipped = sum(g[2] for g in gathered)
+                storage.put_scalar("data/skipped_samples", total_skipped, smoothing_hint=False)
         if bad:
-            raise FloatingPointError(
-                f"Loss became NaN or infinite at iteration {iteration}: {', '.join(bad)}; "
-                f"all losses: {all_metrics}"
-            )
-        if not comm.is_main_process():
-            return
-        storage = get_event_storage()
-        # The slowest process sets the pace, so its data time is the one that matters.
-        storage.put_scalar("data_time", max(g[1] for g in gathered))
+            self._nonfinite_step(iteration, bad, all_metrics, data, storage)
+            return False
+        self.nonfinite_streak = 0
+        if storage is None:
+            return True
         averaged = {k: float(np.mean([m[k] for m in all_metrics])) for k in all_metrics[0]}
         storage.put_scalar("total_loss", sum(averaged.values()))
         if len(averaged) > 1 or "total_loss" not in averaged:
             storage.put_scalars(**averaged)
-        if skipped is not None:
-            total_skipped = sum(g[2] for g in gathered)
-            storage.put_scalar("data/skipped_samples", total_skipped, smoothing_hint=False)
+        return True
+
+    def _nonfinite_step(self, iteration, bad, all_metrics, data, storage) -> None:
+        """Count, log (or raise for) a step whose loss is not finite in some process."""
+        # A second exchange, only on such steps, so that the log names every process's samples.
+        samples = [s for part in comm.all_gather(batch_sample_ids(data)) for s in part]
+        self.nonfinite_streak += 1
+        self.num_nonfinite_steps += 1
+        if storage is not None:
+            storage.put_scalar(
+                "train/skipped_iterations", self.num_nonfinite_steps, smoothing_hint=False
+            )
+        limit = self.max_consecutive_nonfinite
+        what = (
+            f"Loss became NaN or infinite at iteration {iteration}: {', '.join(bad)}; "
+            f"samples of the batch: {', '.join(samples) or 'unknown'}"
+        )
+        if self.nonfinite_streak >= limit:
+            raise FloatingPointError(
+                f"{what}; {self.nonfinite_streak} iteration(s) in a row with a non-finite loss "
+                f"(SOLVER.MAX_CONSECUTIVE_NONFINITE = {limit}); all losses: {all_metrics}"
+            )
+        logger.warning(
+            "%s. Skipping this iteration (no update); %d in a row, %d in total; the run stops "
+            "at %d in a row (SOLVER.MAX_CONSECUTIVE_NONFINITE)",
+            what,
+            self.nonfinite_streak,
+            self.num_nonfinite_steps,
+            limit,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

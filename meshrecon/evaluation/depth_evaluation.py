@@ -146,6 +146,8 @@ class DepthEvaluator(DatasetEvaluator):
     the image count are logged above the table and written to ``depth_metrics.json``.
     """
 
+    logs_own_tables = True
+
     def __init__(
         self,
         dataset_name: str,

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..utils import comm
+from ..utils.progress import progress_bar
 
 __all__ = [
     "DatasetEvaluator",
@@ -40,7 +40,13 @@ class DatasetEvaluator:
     ``reset()`` before a pass, ``process(inputs, outputs)`` per batch, ``evaluate()`` at the end.
     In distributed inference every process processes its shard; ``evaluate`` should gather the
     accumulated data (``comm.gather``) and compute metrics in the main process only.
+
+    An evaluator whose ``evaluate`` logs its own readable tables sets ``logs_own_tables``;
+    ``DefaultTrainer.test`` then writes the raw metrics (:func:`print_csv_format`) to the log
+    file only, instead of repeating them on the console.
     """
+
+    logs_own_tables: bool = False
 
     def reset(self) -> None:
         """Forget everything processed so far."""
@@ -59,6 +65,10 @@ class DatasetEvaluators(DatasetEvaluator):
     def __init__(self, evaluators: Sequence[DatasetEvaluator]) -> None:
         super().__init__()
         self._evaluators = list(evaluators)
+
+    @property
+    def logs_own_tables(self) -> bool:  # type: ignore[override]
+        return any(getattr(e, "logs_own_tables", False) for e in self._evaluators)
 
     def reset(self) -> None:
         for evaluator in self._evaluators:
@@ -176,7 +186,7 @@ def inference_on_dataset(
     compute_time = 0.0
     num_timed = 0
     num_images = 0
-    progress = tqdm(
+    progress = progress_bar(
         total=total,
         desc="inference",
         disable=not (show_progress and comm.is_main_process()),

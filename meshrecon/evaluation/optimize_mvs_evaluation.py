@@ -71,6 +71,8 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         output_dir: where to write ``optimize_mvs_results.txt``.
     """
 
+    logs_own_tables = True
+
     @configurable
     def __init__(
         self,
@@ -195,7 +197,6 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
             results["consistency"] = {k: sum(v) / len(v) for k, v in cons.items()}
         text = self.table(results, cons)
         logger.info("OptimizeMVS evaluation:\n%s", text)
-        print(text)
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             with open(os.path.join(self.output_dir, "optimize_mvs_results.txt"), "w") as f:

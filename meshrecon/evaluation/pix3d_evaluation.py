@@ -4,6 +4,7 @@ Protocol (Mesh R-CNN's ``meshrcnn/evaluation/pix3d_evaluation.py``):
 
 - Only predictions whose box IoU with the ground truth exceeds 0.3 are scored; the others are
   neither true nor false positives.
+- Ground-truth masks are every non-zero pixel of the mask image (Mesh R-CNN's ``> 0``).
 - Scored predictions are visited by decreasing score. A prediction of class c is appended to
   class c's list, as a true positive for a task when its class is right, the ground truth is
   not yet covered for that task, and its box IoU (box), mask IoU (mask) or F1@0.3 of its mesh
@@ -272,6 +273,8 @@ class Pix3DEvaluator(DatasetEvaluator):
         output_dir: unused (kept for the evaluator signature).
     """
 
+    logs_own_tables = True
+
     def __init__(
         self,
         dataset_name: str,
@@ -303,7 +306,11 @@ class Pix3DEvaluator(DatasetEvaluator):
         classes = torch.tensor([a["category_id"] for a in annos], dtype=torch.int64)
         masks = meshes = None
         if annos and all(a.get("segmentation") for a in annos):
-            masks = torch.stack([torch.from_numpy(read_mask(a["segmentation"])) for a in annos])
+            # Every non-zero pixel is object, as Mesh R-CNN's evaluator binarizes (mask > 0);
+            # grey mask borders count.
+            masks = torch.stack(
+                [torch.from_numpy(read_mask(a["segmentation"], threshold=1)) for a in annos]
+            )
         if annos and all(a.get("mesh") for a in annos):
             meshes = []
             for a in annos:

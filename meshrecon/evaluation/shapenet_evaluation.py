@@ -64,6 +64,8 @@ __all__ = ["ShapeNetEvaluator", "shapenet_pair_metrics"]
 logger = logging.getLogger(__name__)
 
 _P2M_THRESHOLDS = (0.01, 0.014142)
+# A table cell whose metric does not apply (e.g. the normals of a point cloud).
+NOT_APPLICABLE = "\u2014"
 
 
 def _subsample(points: torch.Tensor, n: int) -> torch.Tensor:
@@ -152,6 +154,8 @@ class ShapeNetEvaluator(DatasetEvaluator):
 
     Needs the ground truth in the inputs: set ``INPUT.LOAD_TEST_ANNOTATIONS True``.
     """
+
+    logs_own_tables = True
 
     @configurable
     def __init__(
@@ -421,9 +425,9 @@ class ShapeNetEvaluator(DatasetEvaluator):
         for protocol, task in (
             ("meshrcnn", "shapenet"),
             ("p2m", "shapenet_p2m"),
-            ("points", "shapenet_points"),
             ("fscore", "shapenet_fscore"),
             ("onet", "shapenet_onet"),
+            ("points", "shapenet_points"),
         ):
             inst, cat_mean, per_cat = self._means(records, protocol)
             if not inst:
@@ -462,7 +466,6 @@ class ShapeNetEvaluator(DatasetEvaluator):
             )
         text = "\n\n".join(tables)
         logger.info("ShapeNet evaluation:\n%s", text)
-        print(text)
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             with open(os.path.join(self.output_dir, "shapenet_results.txt"), "w") as f:
@@ -519,7 +522,10 @@ class ShapeNetEvaluator(DatasetEvaluator):
             heads = ["category", "#", "Chamfer", "Normal"] + [f"F1@{t:g}" for t in ts]
 
         def row(name, n, m):
-            return [name, n] + [m.get(c, math.nan) for c in cols]
+            # NaN means no value: the normals of a point cloud (predicted, or the
+            # equal-density protocol's samples), or a mean over no non-empty prediction.
+            values = [m.get(c, math.nan) for c in cols]
+            return [name, n] + [NOT_APPLICABLE if math.isnan(v) else v for v in values]
 
         rows = [row(c, counts[c], m) for c, m in per_cat.items()]
         rows.append(row("category mean", len(per_cat), cat_mean))

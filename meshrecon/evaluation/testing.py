@@ -59,12 +59,35 @@ def create_small_table(rows: Mapping[str, Any] | Sequence[Sequence[Any]], header
     return "\n".join(out)
 
 
-def print_csv_format(results: Mapping[str, Any]) -> None:
-    """Log each task's metrics as a table and as a comma-separated line (easy to paste).
+def _wrapped_table(metrics: Mapping[str, Any], max_width: int) -> str:
+    """One-row tables of ``metrics``, as many as needed for no line to exceed ``max_width``."""
+    chunks: list[dict[str, Any]] = [{}]
+    width = 1
+    for key, value in metrics.items():
+        cell = max(len(str(key)), len(_format_value(value))) + 3  # "| " ... " "
+        if chunks[-1] and width + cell > max_width:
+            chunks.append({})
+            width = 1
+        chunks[-1][key] = value
+        width += cell
+    return "\n".join(create_small_table(chunk) for chunk in chunks if chunk)
+
+
+def print_csv_format(
+    results: Mapping[str, Any], *, tables: bool = True, max_width: int = 100
+) -> None:
+    """Log each task's metrics as a table, and as comma-separated lines for scripts.
+
+    The tables are wrapped so that no line is wider than ``max_width``. The comma-separated
+    ("copypaste") lines, as long as the metrics make them, go to the DEBUG level: into the log
+    file, not onto the console (``results.json`` next to it holds the same numbers).
 
     Args:
         results: ``{task: {metric: value}}``, as evaluators return; a value at the top level is
             treated as a metric of the task ``"results"``.
+        tables: log the tables at INFO (console and file); False logs them at DEBUG only, for
+            an evaluator that has already logged its own readable tables.
+        max_width: the widest line of a table, in characters.
     """
     tasks: dict[str, Mapping[str, Any]] = {}
     loose = {k: v for k, v in results.items() if not isinstance(v, Mapping)}
@@ -73,11 +96,13 @@ def print_csv_format(results: Mapping[str, Any]) -> None:
     for task, metrics in results.items():
         if isinstance(metrics, Mapping):
             tasks[task] = flatten_results_dict(metrics)
+    level = logging.INFO if tables else logging.DEBUG
     for task, metrics in tasks.items():
-        logger.info("Evaluation results for %s:\n%s", task, create_small_table(dict(metrics)))
-        logger.info("copypaste: Task: %s", task)
-        logger.info("copypaste: %s", ",".join(metrics.keys()))
-        logger.info("copypaste: %s", ",".join(_format_value(v) for v in metrics.values()))
+        table = _wrapped_table(metrics, max_width)
+        logger.log(level, "Evaluation results for %s:\n%s", task, table)
+        logger.debug("copypaste: Task: %s", task)
+        logger.debug("copypaste: %s", ",".join(metrics.keys()))
+        logger.debug("copypaste: %s", ",".join(_format_value(v) for v in metrics.values()))
 
 
 def verify_results(cfg, results: Mapping[str, Any]) -> bool:

@@ -38,6 +38,7 @@ from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
 from .shapenet_evaluation import ShapeNetEvaluator
+from .testing import create_small_table
 
 __all__ = [
     "R2N2Evaluator",
@@ -124,6 +125,8 @@ class R2N2Evaluator(DatasetEvaluator):
         mesh_evaluator_args: further arguments of the per-view-count
             :class:`ShapeNetEvaluator` (thresholds, gt_scale, p2m_protocol, seed, ...).
     """
+
+    logs_own_tables = True
 
     @configurable
     def __init__(
@@ -262,6 +265,16 @@ class R2N2Evaluator(DatasetEvaluator):
             voxel[f"mIoU@{k}"] = float(np.mean([np.mean(v) for v in per_cat.values()]))
             for name in sorted(per_cat):
                 voxel[f"IoU@{k}-{name}"] = float(np.mean(per_cat[name]))
+        logger.info(
+            "R2N2 evaluation, voxel IoU by number of views (%%):\n%s",
+            create_small_table(
+                [
+                    [k, len(by_k[k]), 100 * voxel[f"IoU@{k}"], 100 * voxel[f"mIoU@{k}"]]
+                    for k in sorted(by_k)
+                ],
+                headers=["views", "#", "IoU", "category mean IoU"],
+            ),
+        )
         for k, res in mesh_results.items():
             for task, metrics in (res or {}).items():
                 if task.startswith("shapenet"):

@@ -41,6 +41,10 @@ __all__ = [
 
 PathOrFile = str | os.PathLike | BinaryIO
 
+MAX_BINVOX_DIM = 1024
+"""Largest grid side read: a 1024^3 grid is 1 GiB dense; ShapeNet's binvox files are 32 or 128.
+Run-length data expand up to 127 times, so a bound on the file size alone would not do."""
+
 
 def _file_name(f: PathOrFile) -> str:
     if isinstance(f, str | os.PathLike):
@@ -79,9 +83,19 @@ def _decode_flat(f: PathOrFile) -> tuple[np.ndarray, int, np.ndarray, float]:
             f"{name}: binvox grid must be cubic with positive size, got dim {dims.tolist()}"
         )
     dim = int(dims[0])
+    if dim > MAX_BINVOX_DIM:
+        raise MeshIOError(
+            f"{name}: binvox grid of dim {dim} exceeds MAX_BINVOX_DIM ({MAX_BINVOX_DIM}); its "
+            f"dense grid would take {dim**3} bytes"
+        )
     translate = np.asarray(parsed.translate, dtype=np.float64).reshape(-1)
     if translate.size != 3:
         raise MeshIOError(f"{name}: 'translate' needs 3 values, got {translate.tolist()}")
+    if not np.isfinite(translate).all():
+        raise MeshIOError(f"{name}: 'translate' must be finite, got {translate.tolist()}")
+    scale = float(parsed.scale)
+    if not (np.isfinite(scale) and scale > 0):
+        raise MeshIOError(f"{name}: 'scale' must be a positive finite number, got {scale}")
 
     rle = parsed.rle_data
     if rle.size % 2 != 0:
@@ -95,7 +109,7 @@ def _decode_flat(f: PathOrFile) -> tuple[np.ndarray, int, np.ndarray, float]:
         )
     # binvox version 2 (binvox_merge) stores labels up to 255; any non-zero label is occupied.
     flat = rle_to_dense(rle.astype(np.int64)) != 0
-    return flat, dim, translate, float(parsed.scale)
+    return flat, dim, translate, scale
 
 
 def read_binvox(
@@ -114,7 +128,9 @@ def read_binvox(
 
     Raises:
         FileNotFoundError: the path does not exist.
-        MeshIOError: bad header, non-cubic dims, or run-length counts not summing to ``D**3``.
+        MeshIOError: bad header, non-cubic dims or dims above :data:`MAX_BINVOX_DIM`, a
+            non-finite ``translate`` or a ``scale`` that is not positive and finite, or
+            run-length counts not summing to ``D**3``.
     """
     flat, dim, translate, scale = _decode_flat(f)
     # Storage order is (x, z, y) with y fastest; swap the last two axes to get [x, y, z].

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from meshrecon.config import CfgNode, get_cfg
+from meshrecon.utils.path_policy import resolve_under
 
 __all__ = ["get_config_file", "get_config", "get_checkpoint_url", "get", "list_configs"]
 
@@ -47,9 +48,21 @@ def list_configs() -> list[str]:
 
 
 def get_config_file(config_path: str) -> str:
-    """Return the absolute path of a shipped config, e.g. ``"synthetic/tiny_example.yaml"``."""
+    """Return the absolute path of a shipped config, e.g. ``"synthetic/tiny_example.yaml"``.
+
+    Raises:
+        UnsafePathError: (a ``ValueError``) ``config_path`` is absolute, holds ``..`` or leads
+            out of the zoo's config folder through a symlink.
+        FileNotFoundError: no such config in the zoo (the message lists close names).
+    """
+    if not isinstance(config_path, str):
+        raise TypeError(f"config_path must be a str, got {type(config_path).__name__}")
     rel = config_path.replace(os.sep, "/").removeprefix("configs/")
-    path = CONFIGS_DIR / rel
+    path = Path(
+        resolve_under(
+            str(CONFIGS_DIR), rel, f"model zoo config {config_path!r}", "model zoo's config folder"
+        )
+    )
     if not path.is_file():
         close = difflib.get_close_matches(rel, list_configs(), n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""

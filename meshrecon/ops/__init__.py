@@ -36,6 +36,24 @@ from .laplacian_matrices import norm_laplacian as norm_laplacian
 from .mesh_losses import mesh_edge_loss as mesh_edge_loss
 from .mesh_losses import mesh_laplacian_smoothing as mesh_laplacian_smoothing
 from .mesh_losses import mesh_normal_consistency as mesh_normal_consistency
+from .sample_points_from_meshes import replay_samples as replay_samples
 from .sample_points_from_meshes import sample_points_from_meshes as sample_points_from_meshes
 from .vert_align import vert_align as vert_align
+
+# --- end section ---
+# --- section: PyTorch3D names carried for compatibility (owner: p3d-compat) ---
+# isort: split
+from .mesh_face_areas_normals import mesh_face_areas_normals as mesh_face_areas_normals
+from .packed_to_padded import packed_to_padded as packed_to_padded
+from .packed_to_padded import padded_to_packed as padded_to_packed
+from .points_normals import (
+    estimate_pointcloud_local_coord_frames as estimate_pointcloud_local_coord_frames,
+)
+from .points_normals import estimate_pointcloud_normals as estimate_pointcloud_normals
+from .utils import convert_pointclouds_to_tensor as convert_pointclouds_to_tensor
+from .utils import eyes as eyes
+from .utils import get_point_covariances as get_point_covariances
+from .utils import is_pointclouds as is_pointclouds
+from .utils import wmean as wmean
+
 # --- end section ---

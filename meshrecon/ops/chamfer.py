@@ -82,7 +82,11 @@ def _one_direction(
     N, P1, D = x.shape
     valid = _valid_mask(x_lengths, y_lengths, P1, 1)[..., 0]  # (N, P1)
     idx = idx.masked_fill(~valid, 0)
-    nn = y.gather(1, idx[..., None].expand(-1, -1, D))
+    if y.shape[1] > 0:
+        nn = y.gather(1, idx[..., None].expand(-1, -1, D))
+    else:
+        # y holds no point at all (P2 = 0): as for lengths 0, every x term is masked to 0.
+        nn = x.new_zeros(x.shape)
     diff = x - nn
     dist = diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
     zero = torch.zeros((), dtype=dist.dtype, device=dist.device)
@@ -184,8 +188,11 @@ def chamfer_distance(
           or just cham_x (N, P1) when single_directional; padded points hold 0. loss_normals is
           then a pair (or a tensor) of the same shapes.
 
-        If weights sum to zero the losses are zeros of the shapes above, still connected to
-        x's graph (PyTorch3D returns (N, N)-shaped zeros here by accident of broadcasting).
+        If weights sum to zero, both losses are zeros of the shapes above that carry gradients
+        (to x and y, and to the normals when given); as in PyTorch3D, ``loss_normals`` is then
+        such a zero even without normals (except for point_reduction="max", where it is None).
+        PyTorch3D's zeros have shape (N, N) there, by accident of broadcasting; here they have
+        the documented shapes.
 
     Raises:
         ValueError: for an unknown reduction, point_reduction None with a batch_reduction,
@@ -215,8 +222,9 @@ def chamfer_distance(
         if not bool((weights >= 0).all()):
             raise ValueError("weights must be non-negative")
         if float(weights.sum()) == 0.0:
+            normals = (x_normals, y_normals) if return_normals else None
             return _zero_losses(
-                x, y, weights, batch_reduction, point_reduction, return_normals, single_directional
+                x, y, normals, weights, batch_reduction, point_reduction, single_directional
             )
 
     problems = [(x, y, x_lengths, y_lengths)]
@@ -231,6 +239,11 @@ def chamfer_distance(
 
     cham_x, cham_norm_x = direction(x, y, x_lengths, y_lengths, x_normals, y_normals, found[0])
     if single_directional:
+        # A NaN point of y is never anyone's nearest neighbour: without the y -> x terms
+        # nothing else would carry it, and a NaN input would give a finite distance.
+        cham_x = _nan_where_nonfinite(cham_x, y, y_lengths)
+        if cham_norm_x is not None:
+            cham_norm_x = _nan_where_nonfinite(cham_norm_x, y_normals, y_lengths)
         loss, loss_normals = cham_x, cham_norm_x
     else:
         cham_y, cham_norm_y = direction(y, x, y_lengths, x_lengths, y_normals, x_normals, found[1])
@@ -249,24 +262,42 @@ def chamfer_distance(
     )
 
 
+def _nan_where_nonfinite(
+    value: torch.Tensor, points: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """``value`` (N, ...) with the rows of clouds whose real ``points`` are not finite NaN."""
+    real = torch.arange(points.shape[1], device=points.device)[None] < lengths[:, None]
+    bad = (~torch.isfinite(points).all(-1) & real).any(1)
+    if not bool(bad.any()):
+        return value
+    return value.masked_fill(bad.view((-1,) + (1,) * (value.dim() - 1)), float("nan"))
+
+
 def _zero_losses(
     x: torch.Tensor,
     y: torch.Tensor,
+    normals: tuple[torch.Tensor, torch.Tensor] | None,
     weights: torch.Tensor,
     batch_reduction: str | None,
     point_reduction: str | None,
-    return_normals: bool,
     single_directional: bool,
 ) -> tuple[LossOrPair, LossOrPair | None]:
-    """Zero losses of the documented shapes, kept in the graph of x (all weights are zero)."""
-    N, P1 = x.shape[:2]
-    anchor = (x.sum((1, 2)) * weights) * 0.0  # (N,)
-    if point_reduction is None:
-        per_x = anchor[:, None].expand(N, P1)
-        loss: LossOrPair = per_x
-        if not single_directional:
-            loss = (per_x, (y.sum((1, 2)) * weights * 0.0)[:, None].expand(N, y.shape[1]))
-        return loss, loss if return_normals else None
-    value = anchor.sum() if batch_reduction is not None else anchor
-    normals = value if return_normals and point_reduction != "max" else None
-    return value, normals
+    """Zero losses of the documented shapes, in the graph of the inputs (all weights are 0)."""
+
+    def zeros(points: torch.Tensor, point_normals: torch.Tensor | None) -> torch.Tensor:
+        # (N, P) zeros that reach the points (and normals) through a product with the weights.
+        total = points.sum((1, 2))
+        if point_normals is not None:
+            total = total + point_normals.sum((1, 2))
+        return (total * weights * 0.0)[:, None].expand(points.shape[0], points.shape[1])
+
+    def losses(with_normals: bool) -> LossOrPair:
+        nx, ny = normals if with_normals and normals is not None else (None, None)
+        per_x = zeros(x, nx)
+        if point_reduction is None:
+            return per_x if single_directional else (per_x, zeros(y, ny))
+        value = per_x.sum(1) if single_directional else per_x.sum(1) + zeros(y, ny).sum(1)
+        return value.sum() if batch_reduction is not None else value
+
+    loss = losses(with_normals=False)
+    return loss, None if point_reduction == "max" else losses(with_normals=True)

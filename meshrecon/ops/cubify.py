@@ -12,6 +12,8 @@ height axis H along y and its width axis W along x, and the output vertices are 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from meshrecon.structures import Meshes
@@ -111,6 +113,16 @@ def _cubify_impl(
     if align != "corner" and min(D, H, W) == 1 and voxels.numel() > 0:
         # PyTorch3D divides by (size - 1) here and returns infinite coordinates.
         raise ValueError(f"align={align!r} needs every grid dimension >= 2, got {(D, H, W)}")
+    # NaN compares false with any threshold: PyTorch3D returns an empty (or partial) mesh for
+    # it, a finite answer to an undefined occupancy, e.g. from a diverged voxel head.
+    if isinstance(thresh, float) and math.isnan(thresh):
+        raise ValueError("thresh is NaN")
+    # (Not while torch.export traces: a value-dependent branch cannot be exported, and an
+    # exported program's caller owns its inputs.)
+    exporting = torch.compiler.is_exporting()
+    if voxels.is_floating_point() and not exporting and bool(torch.isnan(voxels).any()):
+        grids = torch.isnan(voxels).flatten(1).any(1).nonzero()[:, 0].tolist()
+        raise ValueError(f"voxels hold NaN occupancies (grid(s) {grids}); cannot cubify them")
 
     # (n, y, x, z) ordering is PyTorch3D's output order for both faces and vertices.
     occ = voxels.ge(thresh).permute(0, 2, 3, 1)
@@ -158,9 +170,9 @@ def _cubify_impl(
     lattice_xyz = torch.stack((grid_x, grid_y, grid_z), dim=-1).view(L, 3)
     verts = lattice_xyz.index_select(0, used.view(-1).nonzero().squeeze(1).remainder_(L))
 
-    # The quads are sorted by cell, so each mesh's count is a difference of sorted positions.
-    bounds = torch.arange(N + 1, device=device) * (H * W * D * 6)
-    num_faces = torch.diff(torch.searchsorted(quads_sorted, bounds)) * 2
+    # Two triangles per exposed quad. (A count of the mask rather than a search in the sorted
+    # quads: ONNX has no searchsorted, and exported VoxMesh programs go through here.)
+    num_faces = exposed.view(N, -1).sum(1) * 2
     return verts, faces, num_verts, num_faces, cells
 
 
@@ -241,8 +253,9 @@ def cubify(
 
     Raises:
         ValueError: if ``voxels`` is not 4-D, ``align`` is unknown, ``feats`` has the wrong
-            shape, or a grid dimension is 1 with ``align`` other than ``"corner"`` (PyTorch3D
-            would return infinite coordinates).
+            shape, a grid dimension is 1 with ``align`` other than ``"corner"`` (PyTorch3D
+            would return infinite coordinates), or ``voxels`` or ``thresh`` holds a NaN (PyTorch3D
+            would treat it as empty).
     """
     if not torch.is_tensor(voxels) or voxels.dim() != 4:
         shape = tuple(voxels.shape) if torch.is_tensor(voxels) else type(voxels).__name__

@@ -76,28 +76,33 @@ class GraphConv(nn.Module):
         """Convolve per-vertex features over the graph given by ``edges``.
 
         Args:
-            verts: (V, input_dim) float tensor of per-vertex features.
+            verts: (V, input_dim) float tensor of per-vertex features; an empty graph may be
+                given as ``torch.tensor([])``.
             edges: (E, 2) integer tensor; each row holds the indices of the two vertices joined
-                by an edge.
+                by an edge. No edges may also be given as ``torch.tensor([])``.
 
         Returns:
-            (V, output_dim) tensor of output features.
+            (V, output_dim) tensor of output features; ``zeros((0, output_dim))`` connected to
+            ``verts``' graph when there are no vertices, as in PyTorch3D.
 
         Raises:
             ValueError: if ``verts`` is not (V, input_dim), ``edges`` is not (E, 2) integer,
                 the two are on different devices, or an edge index is outside ``[0, V)``.
         """
-        if verts.dim() != 2 or verts.shape[1] != self.input_dim:
-            raise ValueError(
-                f"verts must have shape (V, {self.input_dim}), got {tuple(verts.shape)}"
-            )
         if verts.device != edges.device:
             raise ValueError(
                 f"verts and edges must be on the same device, got {verts.device} and {edges.device}"
             )
-        if verts.shape[0] == 0:
-            # Keep the empty output connected to the graph so that backward still works.
+        if verts.dim() >= 1 and verts.numel() == 0 and verts.shape[0] == 0:
+            # An empty graph, also given as torch.tensor([]) (PyTorch3D accepts it): the empty
+            # output stays connected to verts so that backward still works.
             return verts.new_zeros((0, self.output_dim)) * verts.sum()
+        if verts.dim() != 2 or verts.shape[1] != self.input_dim:
+            raise ValueError(
+                f"verts must have shape (V, {self.input_dim}), got {tuple(verts.shape)}"
+            )
+        if edges.numel() == 0:
+            edges = edges.reshape(0, 2).long()  # no edges, also given as torch.tensor([])
         verts_w0 = self.w0(verts)
         verts_w1 = self.w1(verts)
         return verts_w0 + gather_scatter(verts_w1, edges, self.directed)
@@ -272,6 +277,11 @@ def gather_scatter(
         ValueError: if the shapes, dtypes or devices are wrong or an index is out of range.
     """
     _check_gather_scatter_args(input, edges)
+    if torch.compiler.is_exporting():
+        # torch.export traces neither sparse CSR tensors nor the bounds check (it reads the
+        # edge values); the exported graph takes the index_add_ path, whose result is the same.
+        dst, src = _message_indices(edges, directed)
+        return input.new_zeros(input.shape).index_add(0, dst, input.index_select(0, src))
     if input.dtype in _CSR_DTYPES and input.shape[0] > 0:
         adjacency, transposed = _adjacency_pair(edges, input.shape[0], directed, input.dtype)
         return _GatherScatterCSR.apply(input, adjacency, transposed)

@@ -300,7 +300,8 @@ def knn_points(
 
         ``dists`` and ``idx`` are zero where ``i >= lengths1[n]`` (padding of p1) and where
         ``k >= lengths2[n]`` (p2's cloud has fewer than K points); those entries get no
-        gradient. Among equidistant points the choice of index is unspecified.
+        gradient. So an empty p2 cloud (``lengths2[n] = 0`` or P2 = 0) gives zeros, as
+        PyTorch3D's kernel does. Among equidistant points the choice of index is unspecified.
 
     Raises:
         ValueError: on inputs of the wrong shape, dtype or device, a norm other than 1 or 2,
@@ -348,8 +349,8 @@ def knn_gather(
 
     Returns:
         (N, L, K, U) tensor with ``out[n, l, k] = x[n, idx[n, l, k]]``, set to zero wherever
-        ``k >= lengths[n]`` (fewer than K real rows to choose from). Differentiable with
-        respect to x.
+        ``k >= lengths[n]`` (fewer than K real rows to choose from), hence all zeros when x has
+        no rows (M = 0), whatever ``idx`` holds. Differentiable with respect to x.
 
     Raises:
         ValueError: if x or idx is not 3-dimensional, their batch sizes differ, idx is not an
@@ -365,6 +366,10 @@ def knn_gather(
     _, L, K = idx.shape
     if idx.shape[0] != N:
         raise ValueError("x and idx must have the same batch dimension N")
+    if M == 0:
+        # No row to gather: every entry lies at or beyond the length (0) and is zero, as
+        # documented; the sum of the empty x keeps the result in x's autograd graph.
+        return x.new_zeros((N, L, K, U)) + x.sum()
     flat = idx.long().reshape(N, L * K, 1).expand(-1, -1, U)
     out = x.gather(1, flat).view(N, L, K, U)
     if lengths is not None:

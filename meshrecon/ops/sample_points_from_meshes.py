@@ -1,12 +1,78 @@
-"""Uniform sampling of points on mesh surfaces (PyTorch3D's ``sample_points_from_meshes``)."""
+"""Uniform sampling of points on mesh surfaces (PyTorch3D's ``sample_points_from_meshes``).
+
+:func:`replay_samples` is the seam that makes the sampling deterministic for a comparison with
+another implementation: inside it, each call takes its face indices and barycentric weights
+from a recorded list instead of drawing them, so the same surface points (and, through them,
+the same losses and gradients) come out as in the recording.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import sys
+from collections.abc import Iterable, Iterator
 
 import torch
 
-__all__ = ["sample_points_from_meshes"]
+__all__ = ["replay_samples", "sample_points_from_meshes"]
+
+# Draws queued by ``replay_samples`` (innermost block last); empty outside such a block.
+_REPLAYED: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+
+
+@contextlib.contextmanager
+def replay_samples(
+    draws: Iterable[tuple[torch.Tensor, torch.Tensor]],
+) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Feed recorded draws to :func:`sample_points_from_meshes` instead of random ones.
+
+    Inside the block, the k-th call of ``sample_points_from_meshes`` uses the k-th entry of
+    ``draws``, ``(face_idxs, bary)``:
+
+    - ``face_idxs``: (M, S) indices into the batch's *packed* faces, one row per non-empty mesh
+      (in batch order), each inside its own mesh's faces (PyTorch3D's ``sample_face_idxs``
+      after its per-mesh offset is added);
+    - ``bary``: (3, M, S) weights ``(w0, w1, w2)`` of the face's three corners.
+
+    The points are ``w0 v0 + w1 v1 + w2 v2`` of those faces and the normals the faces'
+    normals, exactly as in a random call; nothing is drawn from torch's generator. A call
+    with no draw left, or whose draw does not fit the meshes, raises ValueError.
+
+    Yields:
+        The list of draws not consumed yet (empty once every call has taken its draw), so a
+        caller can check that the code under test sampled exactly as often as recorded.
+    """
+    queue = list(draws)
+    _REPLAYED.append(queue)
+    try:
+        yield queue
+    finally:
+        _REPLAYED.remove(queue)
+
+
+def _replayed_draw(
+    first_idx: torch.Tensor, num_faces: torch.Tensor, num_samples: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The next draw of the innermost :func:`replay_samples` block, checked; None outside."""
+    if not _REPLAYED:
+        return None
+    queue = _REPLAYED[-1]
+    if not queue:
+        raise ValueError("replay_samples: sample_points_from_meshes called with no draw left")
+    face_idxs, bary = queue.pop(0)
+    M = first_idx.shape[0]
+    if tuple(face_idxs.shape) != (M, num_samples) or tuple(bary.shape) != (3, M, num_samples):
+        raise ValueError(
+            f"replay_samples: a draw of face_idxs {tuple(face_idxs.shape)} and bary "
+            f"{tuple(bary.shape)} does not fit {M} non-empty meshes x {num_samples} samples "
+            f"(expected ({M}, {num_samples}) and (3, {M}, {num_samples}))"
+        )
+    face_idxs = face_idxs.to(device=device, dtype=torch.int64)
+    lo, hi = first_idx[:, None], (first_idx + num_faces)[:, None]
+    if bool(((face_idxs < lo) | (face_idxs >= hi)).any()):
+        raise ValueError("replay_samples: face_idxs point outside their own mesh's faces")
+    return face_idxs, bary.to(device)
 
 
 def sample_points_from_meshes(
@@ -47,7 +113,9 @@ def sample_points_from_meshes(
     if return_textures:
         raise ValueError("return_textures=True is not supported: Meshes carry no textures")
     if meshes.isempty():
-        raise ValueError("meshes must contain at least one mesh with faces; got an empty batch")
+        raise ValueError(
+            f"Meshes are empty: none of the {len(meshes)} meshes has faces to sample points from"
+        )
     verts = meshes.verts_packed()
     if not bool(torch.isfinite(verts).all()):
         raise ValueError("meshes contain NaN or infinite vertex coordinates")
@@ -65,16 +133,20 @@ def sample_points_from_meshes(
     # index_select is several times faster than advanced indexing on CPU.
     tri = verts.index_select(0, faces.reshape(-1)).view(-1, 3, 3)  # (F, 3 corners, 3)
     v0, v1, v2 = tri.unbind(1)
-    with torch.no_grad():
-        sample_face_idxs = _sample_faces(
-            v0, v1, v2, faces_first_idx, num_faces, num_samples
-        )  # (N_valid, S) into faces_packed
-
-    uv = torch.rand(2, num_valid, num_samples, dtype=verts.dtype, device=verts.device)
-    u_sqrt = uv[0].sqrt()
-    w0 = 1.0 - u_sqrt
-    w1 = u_sqrt * (1.0 - uv[1])
-    w2 = u_sqrt * uv[1]
+    replayed = _replayed_draw(faces_first_idx, num_faces, num_samples, verts.device)
+    if replayed is not None:
+        sample_face_idxs, bary = replayed
+        w0, w1, w2 = bary.to(verts.dtype).unbind(0)
+    else:
+        with torch.no_grad():
+            sample_face_idxs = _sample_faces(
+                v0, v1, v2, faces_first_idx, num_faces, num_samples
+            )  # (N_valid, S) into faces_packed
+        uv = torch.rand(2, num_valid, num_samples, dtype=verts.dtype, device=verts.device)
+        u_sqrt = uv[0].sqrt()
+        w0 = 1.0 - u_sqrt
+        w1 = u_sqrt * (1.0 - uv[1])
+        w2 = u_sqrt * uv[1]
     flat_idx = sample_face_idxs.reshape(-1)
     corners = tri.view(-1, 9).index_select(0, flat_idx).view(num_valid, num_samples, 3, 3)
     points = (
@@ -88,6 +160,11 @@ def sample_points_from_meshes(
         return samples
     face_normals = torch.linalg.cross(v1 - v0, v2 - v1, dim=1)
     norms = torch.linalg.vector_norm(face_normals, dim=1, keepdim=True)
+    if not bool(torch.isfinite(norms).all()):
+        # Finite but huge coordinates (float32 cross products overflow from ~1e19): the
+        # direction is recomputed from edges scaled per face, in float64.
+        face_normals = _scaled_face_normals(v0, v1, v2)
+        norms = torch.linalg.vector_norm(face_normals, dim=1, keepdim=True)
     face_normals = face_normals / norms.clamp(min=sys.float_info.epsilon)
     normals = face_normals.index_select(0, flat_idx).view(num_valid, num_samples, 3)
     return samples, (normals if all_valid else _scatter_rows(normals, valid))
@@ -112,6 +189,11 @@ def _sample_faces(
         (M, num_samples) int64 indices into the packed faces.
     """
     areas = torch.linalg.vector_norm(torch.linalg.cross(v1 - v0, v2 - v0, dim=1), dim=1)
+    if not bool(torch.isfinite(areas).all()):
+        # Finite but huge coordinates overflow the float32 cross products (from ~1e19), and an
+        # infinite area made every draw NaN and its int64 face index garbage. Sampling needs
+        # only the areas relative to each other: float64 and one common power-of-two scale.
+        areas = _scaled_face_areas(v0, v1, v2)
     areas_padded = _faces_to_padded(areas.double(), first_idx, num_faces)  # (M, F_max)
     cdf = areas_padded.cumsum_(1)
     total = cdf[:, -1:]
@@ -133,6 +215,28 @@ def _sample_faces(
         local = torch.searchsorted(cdf, draws, right=True)
     local = torch.minimum(local, (num_faces - 1)[:, None])
     return local + first_idx[:, None]
+
+
+def _power_of_two_scale(*tensors: torch.Tensor) -> torch.Tensor:
+    """A power of two near the largest magnitude of ``tensors`` (dividing by it is exact)."""
+    largest = max(float(t.abs().max()) for t in tensors)
+    return torch.tensor(2.0 ** math.ceil(math.log2(max(largest, 1.0))), dtype=torch.float64)
+
+
+def _scaled_face_areas(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """Face areas (F,) in float64, all divided by one common factor (for huge coordinates)."""
+    scale = _power_of_two_scale(v0, v1, v2).to(v0.device)
+    a, b, c = (v.detach().double() / scale for v in (v0, v1, v2))
+    return torch.linalg.vector_norm(torch.linalg.cross(b - a, c - a, dim=1), dim=1)
+
+
+def _scaled_face_normals(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+    """``(v1 - v0) x (v2 - v1)`` up to a positive factor per face, computed in float64 from
+    edges scaled by their face's largest component (finite for any finite vertices)."""
+    e1, e2 = v1.double() - v0.double(), v2.double() - v1.double()
+    scale = torch.maximum(e1.abs().amax(1), e2.abs().amax(1)).clamp_min(1e-300).detach()
+    normals = torch.linalg.cross(e1 / scale[:, None], e2 / scale[:, None], dim=1)
+    return normals.to(v0.dtype)
 
 
 def _guided_search(cdf: torch.Tensor, draws: torch.Tensor, max_steps: int = 6) -> torch.Tensor:

@@ -127,6 +127,8 @@ class SubdivideMeshes(nn.Module):
         """
         if not isinstance(meshes, Meshes):
             raise ValueError(f"meshes must be a Meshes object, got {type(meshes).__name__}")
+        if torch.is_tensor(feats) and feats.device != meshes.device:
+            raise ValueError(f"feats is on {feats.device} but meshes on {meshes.device}")
         self._N = len(meshes)
         if self.precomputed:
             return self.subdivide_homogeneous(meshes, feats)

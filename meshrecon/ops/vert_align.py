@@ -49,8 +49,8 @@ def vert_align(
 
     Raises:
         ValueError: if ``verts`` is neither an (N, V, 3) tensor nor a Meshes/Pointclouds-like
-            object, a feature map is not 4-dimensional, batch sizes differ, or a mode is
-            unknown.
+            object, a feature map is not 4-dimensional, batch sizes or devices differ, or a
+            mode is unknown.
     """
     if torch.is_tensor(verts):
         if verts.dim() != 3 or verts.shape[2] < 2:
@@ -81,6 +81,8 @@ def vert_align(
             raise ValueError(
                 f"feats[{i}] has batch size {feat.shape[0]} but verts has {grid.shape[0]}"
             )
+        if feat.device != grid.device:
+            raise ValueError(f"feats[{i}] is on {feat.device} but verts on {grid.device}")
 
     grid = grid[:, None, :, :2]  # (N, 1, V, 2): a 1 x V "image" of sampling positions
     sampled = [

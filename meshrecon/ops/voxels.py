@@ -54,6 +54,8 @@ def voxel_iou(pred: torch.Tensor, gt: torch.Tensor, thresh: float = 0.5) -> torc
 
     Returns:
         (N,) float32 IoU. A pair of grids that are both empty has IoU 1 (they agree exactly).
+        A grid holding a NaN (in ``pred`` or ``gt``) has IoU NaN: NaN is neither occupied nor
+        empty, and a diverged model must not score as if it predicted empty space.
     """
     if not torch.is_tensor(pred) or pred.dim() != 4:
         raise ValueError(f"pred must be a tensor of shape (N, D, H, W), got {_shape(pred)}")
@@ -67,7 +69,11 @@ def voxel_iou(pred: torch.Tensor, gt: torch.Tensor, thresh: float = 0.5) -> torc
     inter = (p & g).flatten(1).sum(1)
     union = (p | g).flatten(1).sum(1)
     iou = inter.float() / union.clamp(min=1).float()
-    return torch.where(union == 0, torch.ones_like(iou), iou)
+    iou = torch.where(union == 0, torch.ones_like(iou), iou)
+    for t in (pred, gt):
+        if t.is_floating_point():
+            iou = iou.masked_fill(torch.isnan(t).flatten(1).any(1).to(iou.device), float("nan"))
+    return iou
 
 
 def _shape(x: object) -> object:
@@ -108,6 +114,8 @@ def _box_tensor(
         t = torch.as_tensor(box, device=device, dtype=dtype)
     if t.shape[-2:] != (2, 3) or t.dim() not in (2, 3):
         raise ValueError(f"box must have shape (2, 3) or (N, 2, 3), got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"box must be finite, got {t.tolist()}")
     if not bool((t[..., 1, :] > t[..., 0, :]).all()):
         raise ValueError("box must satisfy max > min on every axis")
     return t
@@ -222,6 +230,10 @@ def voxelize_meshes(
 
     Returns:
         (N, D, H, W) bool occupancy, indexed ``[n, z, y, x]``.
+
+    Raises:
+        ValueError: for vertices or a box that are not finite (a NaN vertex would silently
+            leave holes), an empty or inverted box, or a bad ``grid_size`` / ``align``.
     """
     if not isinstance(meshes, Meshes):
         raise ValueError(f"meshes must be a Meshes object, got {type(meshes).__name__}")
@@ -234,6 +246,9 @@ def voxelize_meshes(
         raise ValueError(f"a batched box must have shape ({N}, 2, 3), got {tuple(box_t.shape)}")
     counts = torch.zeros(N * (D + 1) * H * W, dtype=torch.int64, device=device)
     faces = meshes.faces_packed()
+    if not bool(torch.isfinite(meshes.verts_packed()).all()):
+        # A NaN vertex would drop out of every comparison and leave holes in the parity count.
+        raise ValueError("meshes contain NaN or infinite vertex coordinates")
     if faces.shape[0] > 0:
         verts = meshes.verts_packed().detach().to(torch.float64)
         if box_t.dim() == 3:

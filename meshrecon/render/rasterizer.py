@@ -186,6 +186,11 @@ def rasterize(
 
     Returns:
         :class:`Fragments` with pixel centres sampled at ``(j + 0.5, i + 0.5)``.
+
+    Raises:
+        ValueError: for NaN or infinite vertices or K, a zero focal length, a non-positive
+            image size or znear, or float64 coordinates too large for the face tables
+            (float32 ones that overflow are rasterized in float64).
     """
     if isinstance(verts, Meshes) and faces is not None and image_size is None:
         faces, K, image_size = None, faces, K  # rasterize(meshes, K, image_size)
@@ -209,8 +214,24 @@ def rasterize(
         raise ValueError(f"K must have shape (4,) or (N={N}, 4), got {tuple(K.shape)}")
     if (K[:, :2] == 0).any():
         raise ValueError("K's focal lengths fx, fy must be non-zero")
+    if not bool(torch.isfinite(K).all()):
+        raise ValueError(f"K must be finite, got {K.tolist()}")
+    if not bool(torch.isfinite(verts_p).all()):
+        # Such faces would silently vanish from the image (their tables are not finite).
+        raise ValueError("verts contain NaN or infinite coordinates")
 
+    out_dtype = dtype
     coef, det, tri = _face_tables(verts_p, faces_p, K.index_select(0, face_mesh))
+    if not bool(torch.isfinite(coef).all() and torch.isfinite(det).all()):
+        # Finite but huge coordinates: the products of the tables overflow float32 from about
+        # 1e19 (and the face would be dropped). Rasterize in float64 and return float32.
+        if dtype != torch.float32:
+            raise ValueError(
+                f"vertex coordinates up to {float(verts_p.abs().max()):.3g} overflow the "
+                "rasterizer's float64 face tables"
+            )
+        dtype, verts_p, K = torch.float64, verts_p.double(), K.double()
+        coef, det, tri = _face_tables(verts_p, faces_p, K.index_select(0, face_mesh))
     zkey = _zbuffer_keys(
         coef.detach(),
         det.detach(),
@@ -224,7 +245,10 @@ def rasterize(
         znear,
         max_candidates,
     )
-    return _finish(zkey, coef, det, N, H, W)
+    frags = _finish(zkey, coef, det, N, H, W)
+    if dtype != out_dtype:
+        frags = Fragments(frags.pix_to_face, frags.zbuf.to(out_dtype), frags.bary.to(out_dtype))
+    return frags
 
 
 def _zbuffer_keys(coef, det, tri, K, face_mesh, N, H, W, cull, znear, max_candidates):

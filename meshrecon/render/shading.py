@@ -23,6 +23,7 @@ __all__ = [
     "checker_texture",
     "colorize_depth",
     "render_meshes",
+    "sample_atlas",
     "save_image",
     "stripes_texture",
     "value_noise_texture",
@@ -55,6 +56,7 @@ def render_meshes(
     *,
     face_colors: torch.Tensor | None = None,
     vertex_colors: torch.Tensor | None = None,
+    atlas: torch.Tensor | None = None,
     face_instance_ids: torch.Tensor | None = None,
     texture_fn: TextureFn | None = None,
     texture_verts: torch.Tensor | None = None,
@@ -73,10 +75,13 @@ def render_meshes(
         image_size: (H, W) or an int.
         face_colors: (sum F, 3) base colours in [0, 1] per packed face.
         vertex_colors: (sum V, 3) base colours per packed vertex, interpolated.
+        atlas: (sum F, R, R, 3) base colours as one R x R patch per packed face, read at the
+            pixel's barycentric coordinates as PyTorch3D's ``TexturesAtlas`` does (the layout
+            of :func:`meshrecon.io.load_obj`'s ``aux.texture_atlas``); see :func:`sample_atlas`.
         face_instance_ids: (sum F,) int instance id per packed face; fills ``"instance"``.
         texture_fn: callable(points (P, 3), face_idx (P,)) -> (P, 3) colours in [0, 1],
             evaluated at the visible surface points (e.g. :func:`checker_texture`); takes
-            precedence over the colour arguments. ``face_idx`` indexes the packed faces.
+            precedence over the colour and atlas arguments. ``face_idx`` indexes the packed faces.
         texture_verts: (sum V, 3) coordinates to interpolate and hand to ``texture_fn`` instead
             of the camera-frame points, e.g. the model-frame vertices so that a texture sticks
             to the object when the camera moves.
@@ -107,6 +112,14 @@ def render_meshes(
     ):
         if arr is not None and (not torch.is_tensor(arr) or tuple(arr.shape) != (rows, 3)):
             raise ValueError(f"{name} must be a tensor of shape ({rows}, 3)")
+    if atlas is not None and (
+        not torch.is_tensor(atlas)
+        or atlas.dim() != 4
+        or atlas.shape[0] != n_faces
+        or atlas.shape[1] != atlas.shape[2]
+        or atlas.shape[3] != 3
+    ):
+        raise ValueError(f"atlas must be a tensor of shape ({n_faces}, R, R, 3)")
     if face_instance_ids is not None and (
         not torch.is_tensor(face_instance_ids) or tuple(face_instance_ids.shape) != (n_faces,)
     ):
@@ -142,6 +155,8 @@ def render_meshes(
                 f"texture_fn must return colours of shape ({hit.numel()}, 3), "
                 f"got {tuple(base.shape)}"
             )
+    elif atlas is not None:
+        base = sample_atlas(atlas, face, bary).to(dtype)
     elif vertex_colors is not None:
         base = _interp(vertex_colors.to(dtype), faces, face, bary)
     elif face_colors is not None:
@@ -184,6 +199,31 @@ def render_meshes(
 
 
 # ---------------------------------------------------------------------------- textures
+def sample_atlas(atlas: torch.Tensor, face: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+    """Read per-face texture patches at barycentric coordinates (PyTorch3D's TexturesAtlas).
+
+    The face's triangle is cut into R^2 small triangles (Soft Rasterizer's layout, as
+    :func:`meshrecon.io.mtl_io.make_mesh_texture_atlas` fills it): the point with weights
+    ``(w0, w1, w2)`` lies in the square ``(floor(R w0), floor(R w1))`` and reads texel
+    ``[row floor(R w1), col floor(R w0)]`` in the square's lower triangle, the mirrored texel
+    ``[R - 1 - row, R - 1 - col]`` in its upper one. No interpolation between texels.
+
+    Args:
+        atlas: (F, R, R, C) patches.
+        face: (P,) int64 face index of each point.
+        bary: (P, 3) barycentric coordinates of each point in its face.
+
+    Returns:
+        (P, C) texel values.
+    """
+    R = atlas.shape[1]
+    w01 = bary[:, :2].clamp(0.0, 1.0)
+    cell = (w01 * R).floor()
+    lower = (w01.sum(1) * R - cell.sum(1)) <= 1.0
+    cell = torch.where(lower[:, None], cell, R - 1 - cell).long().clamp(0, R - 1)
+    return atlas[face, cell[:, 1], cell[:, 0]]
+
+
 def _two_colors(color_a, color_b, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _color_tensor(color_a, "color_a", points), _color_tensor(color_b, "color_b", points)
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._inputs import as_index_rows, as_rows, drop_face_padding, select_submeshes
 from .utils import _BatchStructure, list_to_padded, padded_to_list
 
 __all__ = ["Meshes", "join_meshes_as_batch", "join_meshes_as_scene"]
@@ -47,9 +48,12 @@ class Meshes(_BatchStructure):
 
     Args:
         verts: list of N float tensors (V_i, 3), or a float tensor (N, V, 3). With the padded
-            form every mesh has V vertices.
-        faces: list of N int64 tensors (F_i, 3) of vertex indices local to each mesh, or an int
-            tensor (N, F, 3) whose unused rows are -1 (padding must come after the real faces).
+            form every mesh has V vertices. An empty mesh may be given as ``torch.tensor([])``.
+        faces: list of N tensors (F_i, 3) of vertex indices local to each mesh, or a tensor
+            (N, F, 3). Rows holding a negative index (-1) are padding and must come after the
+            real faces. Integer tensors are cast to int64, and so are float tensors holding
+            whole numbers (as PyTorch3D does); an empty mesh may be given as
+            ``torch.tensor([])``.
         textures: accepted for signature compatibility; must be None (textures are not
             supported).
         verts_normals: optional precomputed vertex normals, list of (V_i, 3) or (N, V, 3); used
@@ -105,20 +109,22 @@ class Meshes(_BatchStructure):
                 f"verts and faces must have the same length, got {len(verts)} and {len(faces)}"
             )
         self._N = len(verts)
+        # The batch's float type, for empty entries given as torch.tensor([]) (float32).
+        dtype = next(
+            (v.dtype for v in verts if torch.is_tensor(v) and v.numel() and v.is_floating_point()),
+            None,
+        )
+        verts = [as_rows(v, 3, f"verts[{i}]", dtype) for i, v in enumerate(verts)]
+        faces = [as_rows(f, 3, f"faces[{i}]") for i, f in enumerate(faces)]
         self.device = verts[0].device if self._N > 0 else torch.device("cpu")
         for i, (v, f) in enumerate(zip(verts, faces)):
-            if not torch.is_tensor(v) or v.ndim != 2 or v.shape[1] != 3:
-                raise ValueError(f"verts[{i}] must be a tensor of shape (V, 3)")
             if not v.is_floating_point():
                 raise ValueError(f"verts[{i}] must be a floating point tensor, got {v.dtype}")
-            if not torch.is_tensor(f) or f.ndim != 2 or f.shape[1] != 3:
-                raise ValueError(f"faces[{i}] must be a tensor of shape (F, 3)")
-            if f.is_floating_point() or f.dtype == torch.bool:
-                raise ValueError(f"faces[{i}] must be an integer tensor, got {f.dtype}")
             if v.device != self.device or f.device != self.device:
                 raise ValueError("all verts and faces tensors must be on the same device")
+            faces[i] = drop_face_padding(as_index_rows(f, f"faces[{i}]"), f"faces[{i}]")
         self._verts_list = verts
-        self._faces_list = [f.to(torch.int64) for f in faces]
+        self._faces_list = faces
         self._num_verts_list = [int(v.shape[0]) for v in verts]
         self._num_faces_list = [int(f.shape[0]) for f in faces]
         self._finish_sizes()
@@ -126,8 +132,8 @@ class Meshes(_BatchStructure):
     def _init_from_padded(self, verts: torch.Tensor, faces: torch.Tensor) -> None:
         if verts.ndim != 3 or verts.shape[2] != 3 or not verts.is_floating_point():
             raise ValueError("verts must be a float tensor of shape (N, V, 3)")
-        if faces.ndim != 3 or faces.shape[2] != 3 or faces.is_floating_point():
-            raise ValueError("faces must be an integer tensor of shape (N, F, 3)")
+        if faces.ndim != 3 or faces.shape[2] != 3:
+            raise ValueError("faces must be a tensor of shape (N, F, 3)")
         if verts.shape[0] != faces.shape[0]:
             raise ValueError(
                 f"verts and faces must have the same batch size, got {verts.shape[0]} "
@@ -137,7 +143,7 @@ class Meshes(_BatchStructure):
             raise ValueError("verts and faces must be on the same device")
         self._N = int(verts.shape[0])
         self.device = verts.device
-        faces = faces.to(torch.int64)
+        faces = as_index_rows(faces, "faces")
         real = faces.gt(-1).all(2)  # (N, F)
         if (real[:, 1:] & ~real[:, :-1]).any():
             raise ValueError("faces padding (rows with -1) must come after the real faces")
@@ -187,6 +193,9 @@ class Meshes(_BatchStructure):
                 )
             packed = normals.reshape(-1, 3)[self.verts_padded_to_packed_idx()]
         else:
+            if len(normals) != self._N:
+                raise ValueError(f"verts_normals must have {self._N} entries, got {len(normals)}")
+            normals = [as_rows(n, 3, f"verts_normals[{i}]") for i, n in enumerate(normals)]
             shapes = [tuple(n.shape) for n in normals]
             if shapes != [(v, 3) for v in self._num_verts_list]:
                 raise ValueError("verts_normals must be a list of (V_i, 3) tensors matching verts")
@@ -290,6 +299,11 @@ class Meshes(_BatchStructure):
         self._mesh_to_verts_packed_first_idx = v_first
         self._mesh_to_faces_packed_first_idx = torch.cumsum(nf, 0) - nf
 
+    def _compute_faces_packed_maps(self) -> None:
+        # The index maps come with faces_packed: topology only, no vertex positions needed.
+        if self._faces_packed is None:
+            self._compute_faces_packed()
+
     def verts_packed(self) -> torch.Tensor:
         """Tensor (sum(V_i), 3) of all vertices, mesh after mesh."""
         self._compute_packed()
@@ -310,18 +324,22 @@ class Meshes(_BatchStructure):
 
     def verts_packed_to_mesh_idx(self) -> torch.Tensor:
         """Int64 tensor (sum(V_i),): the mesh of each packed vertex."""
+        self._compute_faces_packed_maps()
         return self._verts_packed_to_mesh_idx
 
     def faces_packed_to_mesh_idx(self) -> torch.Tensor:
         """Int64 tensor (sum(F_i),): the mesh of each packed face."""
+        self._compute_faces_packed_maps()
         return self._faces_packed_to_mesh_idx
 
     def mesh_to_verts_packed_first_idx(self) -> torch.Tensor:
         """Int64 tensor (N,): index in ``verts_packed()`` of the first vertex of each mesh."""
+        self._compute_faces_packed_maps()
         return self._mesh_to_verts_packed_first_idx
 
     def mesh_to_faces_packed_first_idx(self) -> torch.Tensor:
         """Int64 tensor (N,): index in ``faces_packed()`` of the first face of each mesh."""
+        self._compute_faces_packed_maps()
         return self._mesh_to_faces_packed_first_idx
 
     def verts_padded_to_packed_idx(self) -> torch.Tensor:
@@ -572,6 +590,35 @@ class Meshes(_BatchStructure):
         faces = [f.clone() for f in self.faces_list() for _ in range(N)]
         return self.__class__(verts=verts, faces=faces)
 
+    def submeshes(
+        self,
+        face_indices: Sequence[Sequence[torch.Tensor] | torch.Tensor] | torch.Tensor,
+    ) -> "Meshes":
+        """Return the batch of submeshes made of the selected faces of each mesh.
+
+        Submesh k of mesh n keeps the faces ``face_indices[n][k]`` of mesh n and only the
+        vertices those faces use, in increasing order of their index in mesh n; faces are
+        re-indexed accordingly. Gradients flow from the submeshes' vertices back to ``self``.
+
+        Args:
+            face_indices: one entry per mesh of the batch, in one of PyTorch3D's forms:
+
+                - a list of N lists; entry n lists the submeshes of mesh n (possibly none), each
+                  a 1-D int64 tensor of face indices into ``faces_list()[n]``;
+                - a list of N int64 tensors; entry n is (S_n, K_n), one row per submesh (an
+                  empty tensor for none);
+                - an int64 tensor (N, S, K): S submeshes of K faces for every mesh.
+
+        Returns:
+            Meshes of ``sum_n len(face_indices[n])`` submeshes, those of mesh 0 first.
+
+        Raises:
+            ValueError: if there is not one entry per mesh, or an entry is not a list of 1-D
+                integer tensors / a 2-D integer tensor, or a face index is out of range.
+        """
+        sub_verts, sub_faces = select_submeshes(self.verts_list(), self.faces_list(), face_indices)
+        return self.__class__(verts=sub_verts, faces=sub_faces)
+
 
 def join_meshes_as_batch(meshes: Sequence[Meshes], include_textures: bool = True) -> Meshes:
     """Concatenate a list of Meshes batches into one batch (sum of their lengths).
@@ -606,6 +653,12 @@ def join_meshes_as_scene(
     Returns:
         Meshes of length 1 whose verts are ``verts_packed()`` and faces ``faces_packed()``.
     """
+    if not isinstance(include_textures, (bool, int)):
+        # join_meshes_as_scene(mesh1, mesh2) would otherwise drop mesh2 without a word.
+        raise ValueError(
+            f"include_textures must be a bool, got {type(include_textures).__name__}; "
+            "pass several Meshes as one list: join_meshes_as_scene([mesh1, mesh2])"
+        )
     if isinstance(meshes, (list, tuple)):
         meshes = join_meshes_as_batch(meshes)
     if not isinstance(meshes, Meshes):

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._inputs import as_rows
 from .utils import _BatchStructure
 
 __all__ = ["Pointclouds", "join_pointclouds_as_batch", "join_pointclouds_as_scene"]
@@ -26,9 +27,16 @@ class Pointclouds(_BatchStructure):
 
     Args:
         points: list of N float tensors (P_i, 3), or a float tensor (N, P, 3) (every cloud then
-            has P points).
-        normals: optional, list of (P_i, 3) or tensor (N, P, 3).
-        features: optional, list of (P_i, C) or tensor (N, P, C), the same C for every cloud.
+            has P points). An empty cloud may be given as ``torch.tensor([])``.
+        normals: optional, list of (P_i, 3) or tensor (N, P, 3). In a list, the entry of an
+            empty cloud may be None.
+        features: optional, list of (P_i, C) or tensor (N, P, C), the same C for every cloud;
+            in a list, the entry of an empty cloud may be None.
+
+    As in PyTorch3D, ``normals_*()`` and ``features_*()`` return None when none were given, when
+    the batch has no clouds, or when every list entry was None. Unlike PyTorch3D, given normals
+    and features of a batch whose clouds are all empty keep their (0, C) packed and (N, 0, C)
+    padded views (PyTorch3D returns the list but None for those two views).
 
     Attributes:
         device: the device of all tensors.
@@ -50,15 +58,19 @@ class Pointclouds(_BatchStructure):
 
         if isinstance(points, (list, tuple)):
             self._N = len(points)
+            # The batch's float type, for empty clouds given as torch.tensor([]) (float32).
+            dtype = next(
+                (p.dtype for p in points if torch.is_tensor(p) and p.numel()),
+                None,
+            )
+            points = [as_rows(p, 3, f"points[{i}]", dtype) for i, p in enumerate(points)]
             self.device = points[0].device if self._N > 0 else torch.device("cpu")
             for i, p in enumerate(points):
-                if not torch.is_tensor(p) or p.ndim != 2 or p.shape[1] != 3:
-                    raise ValueError(f"points[{i}] must be a tensor of shape (P, 3)")
                 if not p.is_floating_point():
                     raise ValueError(f"points[{i}] must be a floating point tensor")
                 if p.device != self.device:
                     raise ValueError("all points tensors must be on the same device")
-            self._points_list = list(points)
+            self._points_list = points
             self._num_points_list = [int(p.shape[0]) for p in points]
             self._P = max(self._num_points_list, default=0)
         elif torch.is_tensor(points):
@@ -80,8 +92,13 @@ class Pointclouds(_BatchStructure):
         self._set_aux("features", features)
 
     def _set_aux(self, field: str, value: Sequence[torch.Tensor] | torch.Tensor | None) -> None:
-        """Validate and store the optional per-point ``normals`` or ``features``."""
-        if value is None:
+        """Validate and store the optional per-point ``normals`` or ``features``.
+
+        As in PyTorch3D, a batch of no clouds has no normals or features whatever was given,
+        and a list entry of an empty cloud may be None (or ``torch.tensor([])``); it becomes a
+        (0, C) tensor. If every entry is of that kind, the field is None.
+        """
+        if value is None or self._N == 0:
             return
         if torch.is_tensor(value):
             if value.ndim != 3 or value.shape[:2] != (self._N, self._P):
@@ -95,15 +112,31 @@ class Pointclouds(_BatchStructure):
         elif isinstance(value, (list, tuple)):
             if len(value) != self._N:
                 raise ValueError(f"{field} must have {self._N} entries, got {len(value)}")
-            channels = {int(v.shape[1]) if v.ndim == 2 else -1 for v in value}
-            if len(channels) > 1 or -1 in channels:
-                raise ValueError(f"{field} must be 2-D tensors with the same number of channels")
-            if [int(v.shape[0]) for v in value] != self._num_points_list:
-                raise ValueError(f"{field}[i] must have as many rows as points[i]")
-            if any(v.device != self.device for v in value):
-                raise ValueError(f"{field} must be on {self.device}")
-            channels = channels.pop() if channels else (3 if field == "normals" else 0)
-            setattr(self, f"_{field}_list", list(value))
+            entries: list[torch.Tensor | None] = []
+            for i, (v, size) in enumerate(zip(value, self._num_points_list)):
+                usable = torch.is_tensor(v) and v.ndim == 2
+                if size == 0 and not usable:
+                    if v is not None and not (torch.is_tensor(v) and v.numel() == 0):
+                        raise ValueError(f"{field}[{i}] of an empty cloud must be None or empty")
+                    entries.append(None)
+                    continue
+                if not usable or v.shape[0] != size:
+                    shape = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+                    raise ValueError(
+                        f"{field}[{i}] must have as many rows as points[{i}], ({size}, C), "
+                        f"got {shape}"
+                    )
+                if v.device != self.device:
+                    raise ValueError(f"{field}[{i}] must be on {self.device}")
+                entries.append(v)
+            given = [v for v in entries if v is not None]
+            if not given:
+                return
+            if len({int(v.shape[1]) for v in given}) > 1:
+                raise ValueError(f"{field} must all have the same number of channels")
+            channels = int(given[0].shape[1])
+            empty = given[0].new_zeros((0, channels))
+            setattr(self, f"_{field}_list", [empty if v is None else v for v in entries])
         else:
             raise ValueError(f"{field} must be None, a list of tensors or a padded tensor")
         if field == "normals" and channels != 3:
@@ -246,6 +279,107 @@ class Pointclouds(_BatchStructure):
         lo = base.scatter_reduce(0, idx, points, "amin", include_self=False)
         hi = base.scatter_reduce(0, idx, points, "amax", include_self=False)
         return torch.stack([lo, hi], 2)
+
+    def inside_box(self, box: torch.Tensor) -> torch.Tensor:
+        """Which packed points lie inside an axis-aligned box (boundary included).
+
+        Args:
+            box: tensor (2, 3) for every cloud, or (N, 2, 3) (or (1, 2, 3)) per cloud;
+                ``box[..., 0, :]`` holds the minimum and ``box[..., 1, :]`` the maximum x, y, z.
+
+        Returns:
+            bool tensor (sum(P_i),) parallel to ``points_packed()``.
+
+        Raises:
+            ValueError: if ``box`` has another shape, or a minimum exceeds its maximum.
+        """
+        if not torch.is_tensor(box) or box.ndim not in (2, 3) or tuple(box.shape[-2:]) != (2, 3):
+            shape = tuple(box.shape) if torch.is_tensor(box) else type(box).__name__
+            raise ValueError(f"box must have shape (2, 3) or (N, 2, 3), got {shape}")
+        if box.ndim == 3 and box.shape[0] not in (1, self._N):
+            raise ValueError(
+                f"box must have shape (2, 3), (1, 2, 3) or ({self._N}, 2, 3), "
+                f"got {tuple(box.shape)}"
+            )
+        if bool((box[..., 0, :] > box[..., 1, :]).any()):
+            raise ValueError("box is invalid: a minimum is larger than its maximum")
+        points = self.points_packed()
+        box = box.to(points.device).view(-1, 2, 3)
+        if box.shape[0] > 1:
+            box = box[self.packed_to_cloud_idx()]
+        return ((points >= box[:, 0]) & (points <= box[:, 1])).all(dim=-1)
+
+    def estimate_normals(
+        self,
+        neighborhood_size: int = 50,
+        disambiguate_directions: bool = True,
+        assign_to_self: bool = False,
+    ) -> torch.Tensor:
+        """Estimate a normal at every point from its neighbourhood's covariance.
+
+        See :func:`meshrecon.ops.estimate_pointcloud_normals` for the method.
+
+        Args:
+            neighborhood_size: neighbours per point; every cloud must have more points.
+            disambiguate_directions: give neighbouring normals consistent signs.
+            assign_to_self: store the estimates as this batch's normals (replacing any).
+
+        Returns:
+            (N, max(P_i), 3) padded unit normals.
+        """
+        from meshrecon.ops.points_normals import estimate_pointcloud_normals
+
+        normals = estimate_pointcloud_normals(
+            self,
+            neighborhood_size=neighborhood_size,
+            disambiguate_directions=disambiguate_directions,
+        )
+        if assign_to_self:
+            self._normals_padded = normals
+            self._normals_list = None
+            self._normals_packed = None
+        return normals
+
+    def subsample(self, max_points: int | Sequence[int]) -> "Pointclouds":
+        """Keep at most ``max_points`` randomly chosen points of each cloud.
+
+        Each cloud with more points keeps a uniformly random subset of that size, without
+        replacement and in random order, with its normals and features; smaller clouds are
+        kept whole. The draws come from torch's generator (``torch.manual_seed`` repeats them),
+        where PyTorch3D draws from NumPy's.
+
+        Args:
+            max_points: one bound for every cloud, or a sequence of N bounds (non-negative).
+
+        Returns:
+            a new Pointclouds, or ``self`` when no cloud exceeds its bound (as in PyTorch3D).
+
+        Raises:
+            ValueError: if there is not one bound per cloud or a bound is negative.
+        """
+        if isinstance(max_points, int) and not isinstance(max_points, bool):
+            bounds = [max_points] * self._N
+        else:
+            bounds = [int(m) for m in max_points]
+            if len(bounds) != self._N:
+                raise ValueError(f"max_points must have {self._N} entries, got {len(bounds)}")
+        if any(m < 0 for m in bounds):
+            raise ValueError(f"max_points must be non-negative, got {max_points!r}")
+        if all(n <= m for n, m in zip(self._num_points_list, bounds)):
+            return self
+        keep = []
+        for n, m in zip(self._num_points_list, bounds):
+            if n > m:
+                keep.append(torch.randperm(n, device=self.device)[:m])
+            else:
+                keep.append(None)
+        kwargs = {}
+        for field in _FIELDS:
+            values = self._field_list(field)
+            kwargs[field] = (
+                None if values is None else [v if k is None else v[k] for v, k in zip(values, keep)]
+            )
+        return self.__class__(**kwargs)
 
     # ------------------------------------------------------------------ point updates
     def _replace_points_packed(self, new_packed: torch.Tensor) -> None:

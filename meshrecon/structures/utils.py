@@ -18,6 +18,7 @@ __all__ = [
     "packed_to_list",
     "padded_to_list",
     "padded_to_packed",
+    "packed_to_item_idx",
 ]
 
 
@@ -31,7 +32,8 @@ def list_to_padded(
 
     Args:
         x: list of N tensors, all with the same number of dimensions; the i-th has shape
-            (M_i, ...). Tensors with a zero first dimension are allowed.
+            (M_i, ...). Tensors with a zero first dimension are allowed, and so is a 1-D tensor
+            without elements (``torch.tensor([])``) for an empty item.
         pad_size: the size (one entry per dimension of the items) every item is padded to. Each
             entry must be at least the size of every item in that dimension. If None, the
             maximum size over the non-empty items is used in each dimension.
@@ -49,7 +51,10 @@ def list_to_padded(
         raise ValueError("x must be a non-empty list of tensors")
     if equisized:
         return torch.stack(list(x), 0)
-    ndim = x[0].ndim
+    # An empty item given as torch.tensor([]) stands for "no rows", whatever the item shape
+    # (PyTorch3D accepts it too).
+    ndim = max(y.ndim for y in x)
+    x = [y.new_zeros([0] * ndim) if y.ndim == 1 and y.numel() == 0 else y for y in x]
     if any(y.ndim != ndim for y in x):
         raise ValueError("x must be a list of tensors with the same number of dimensions")
     if pad_size is None:
@@ -338,3 +343,22 @@ class _BatchStructure:
     def cuda(self):
         """The batch on the current CUDA device."""
         return self.to("cuda")
+
+
+def packed_to_item_idx(counts: torch.Tensor, total: int | torch.SymInt) -> torch.Tensor:
+    """Return the item of each packed row: (total,) int64, item n repeated ``counts[n]`` times.
+
+    ``torch.repeat_interleave(arange(N), counts)`` without its ``output_size`` argument, which
+    ONNX exporters do not take: a one where every item ends, summed cumulatively. Not a PyTorch3D
+    function (``Meshes.verts_packed_to_mesh_idx`` is its analogue).
+
+    Args:
+        counts: (N,) int64 sizes of the items (>= 0; empty items own no row).
+        total: ``counts.sum()``, the number of packed rows (may be a symbolic size).
+    """
+    # A one at the end of every item (one row past the last: no slice of N - 1 items, which
+    # would make torch.export specialize a symbolic N).
+    ends = torch.cumsum(counts, 0)
+    marks = torch.zeros(total + 1, dtype=torch.int64, device=counts.device)
+    marks = marks.index_add(0, ends, torch.ones_like(ends))
+    return torch.cumsum(marks, 0)[:total]

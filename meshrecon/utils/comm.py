@@ -16,6 +16,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather",
     "create_local_process_group",
+    "forget_process_groups",
     "gather",
     "get_local_rank",
     "get_local_size",
@@ -65,29 +66,49 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def create_local_process_group(num_workers_per_machine: int) -> None:
+def create_local_process_group(
+    num_workers_per_machine: int | None = None, *, machine_id: Any = None
+) -> None:
     """Create the per-machine process group behind ``get_local_rank`` / ``get_local_size``.
 
-    Every process must call this, since ``new_group`` is a collective over all ranks.
-
-    Args:
-        num_workers_per_machine: the number of processes on each machine (all machines equal).
+    Every process must call this, since ``new_group`` is a collective over all ranks. Give
+    either ``num_workers_per_machine`` (every machine runs that many processes, with consecutive
+    global ranks, as the built-in launcher starts them) or ``machine_id`` (anything comparable
+    that is equal for the processes of one machine, e.g. torchrun's node rank; machines may then
+    run different numbers of processes).
     """
     global _LOCAL_PROCESS_GROUP
     if _LOCAL_PROCESS_GROUP is not None:
         raise RuntimeError("create_local_process_group() was already called in this process")
+    if (num_workers_per_machine is None) == (machine_id is None):
+        raise ValueError("give exactly one of num_workers_per_machine and machine_id")
     world_size = get_world_size()
-    if world_size % num_workers_per_machine != 0:
-        raise ValueError(
-            f"world size {world_size} is not a multiple of num_workers_per_machine "
-            f"{num_workers_per_machine}"
-        )
-    machine_rank = get_rank() // num_workers_per_machine
-    for i in range(world_size // num_workers_per_machine):
-        ranks = list(range(i * num_workers_per_machine, (i + 1) * num_workers_per_machine))
-        group = dist.new_group(ranks)
-        if i == machine_rank:
+    if machine_id is None:
+        if world_size % num_workers_per_machine != 0:
+            raise ValueError(
+                f"world size {world_size} is not a multiple of num_workers_per_machine "
+                f"{num_workers_per_machine}"
+            )
+        machines = [r // num_workers_per_machine for r in range(world_size)]
+        machine_id = machines[get_rank()]
+    else:
+        machines = all_gather(machine_id)
+    # Groups in the order of their lowest rank: every process creates them in the same order.
+    for key in dict.fromkeys(machines):
+        group = dist.new_group([r for r, m in enumerate(machines) if m == key])
+        if key == machine_id:
             _LOCAL_PROCESS_GROUP = group
+
+
+def forget_process_groups() -> None:
+    """Drop this module's groups; call before ``destroy_process_group`` ends the default one.
+
+    After it, ``create_local_process_group`` may be called again for a new default group (a
+    second ``launch`` in the same process).
+    """
+    global _LOCAL_PROCESS_GROUP
+    _LOCAL_PROCESS_GROUP = None
+    _get_object_group.cache_clear()
 
 
 def synchronize() -> None:

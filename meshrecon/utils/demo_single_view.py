@@ -6,6 +6,11 @@
     from meshrecon.utils.demo_single_view import run_single_view_demo
     run_single_view_demo(cfg, "chair.png", "out/")                  # R2N2-style render
     run_single_view_demo(cfg, "photo.jpg", "out/", K=[fx, fy, cx, cy])
+
+The image is first resized to the model's input size (:data:`SINGLE_VIEW_INPUT_SIZE` on its
+longer side, the side of the R2N2-style renders every single-view model here is trained on), so
+time, memory and the size of the pictures written do not grow with the photo's pixel count.
+Files of more than :data:`meshrecon.utils.image_limits.MAX_IMAGE_PIXELS` pixels are refused.
 """
 
 from __future__ import annotations
@@ -13,9 +18,50 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["run_single_view_demo"]
+__all__ = ["SINGLE_VIEW_INPUT_SIZE", "fit_image_to_input", "run_single_view_demo"]
+
+_EXIF_ORIENTATION = 0x0112
+
+SINGLE_VIEW_INPUT_SIZE = 137
+"""Longer side (pixels) the demo resizes an image to: R2N2's render size, which Mesh R-CNN's
+ShapeNet models and the synthetic single-view configs are trained on."""
+
+
+def fit_image_to_input(
+    img: np.ndarray, size: int, K: Sequence[float] | None = None
+) -> tuple[np.ndarray, list[float] | None]:
+    """Resize an (H, W, C) uint8 image so its longer side is ``size``; scale ``K`` with it.
+
+    Args:
+        img: (H, W, C) uint8.
+        size: the longer side after resizing (the aspect ratio is kept).
+        K: ``[fx, fy, cx, cy]`` of ``img`` in pixels, or None.
+
+    Returns:
+        The resized (h, w, C) uint8 image (``img`` itself when already of that size) and ``K``
+        for it (None stays None).
+    """
+    from PIL import Image
+
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    H, W = img.shape[:2]
+    scale = size / max(H, W)
+    h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    if K is not None:
+        if len(K) != 4:
+            raise ValueError(f"K must be [fx, fy, cx, cy], got {K!r}")
+        sx, sy = w / W, h / H
+        K = [float(K[0]) * sx, float(K[1]) * sy, float(K[2]) * sx, float(K[3]) * sy]
+    if (h, w) == (H, W):
+        return img, K
+    squeeze = img.shape[2] == 1
+    pil = Image.fromarray(img[:, :, 0] if squeeze else img)
+    out = np.asarray(pil.resize((w, h), Image.BILINEAR))
+    return (out[:, :, None] if squeeze else out), K
 
 
 def run_single_view_demo(
@@ -24,6 +70,7 @@ def run_single_view_demo(
     output_dir: str,
     K: Sequence[float] | None = None,
     model: torch.nn.Module | None = None,
+    input_size: int = SINGLE_VIEW_INPUT_SIZE,
 ) -> dict[str, str]:
     """Reconstruct the object of one image and save the prediction.
 
@@ -33,10 +80,12 @@ def run_single_view_demo(
         output_dir: where ``<name>_mesh.obj``, ``<name>_points.ply`` and
             ``<name>_voxels.pt`` go (those the model predicts), and ``<name>_views.png``: the
             mesh (or the points as small spheres) rendered from the input camera and turned
-            by 90, 180 and 270 degrees about the object's vertical axis.
-        K: ``[fx, fy, cx, cy]`` of the image in pixels; None: an R2N2 / Blender render
-            (Mesh R-CNN's camera, 35 mm lens on a 32 mm sensor).
+            by 90, 180 and 270 degrees about the object's vertical axis, each panel of the
+            model's input size.
+        K: ``[fx, fy, cx, cy]`` of the image in pixels (of the file as given); None: an
+            R2N2 / Blender render (Mesh R-CNN's camera, 35 mm lens on a 32 mm sensor).
         model: an already built model (weights not reloaded).
+        input_size: the longer side the image is resized to before the model sees it.
 
     Returns:
         ``{kind: path}`` of the files written; meshes and points are in the camera frame
@@ -47,6 +96,7 @@ def run_single_view_demo(
     from meshrecon.data.readers import read_image
     from meshrecon.io import save_mesh, save_pointcloud_ply
     from meshrecon.modeling import build_model
+    from meshrecon.utils.image_limits import open_image
 
     if cfg.MODEL.META_ARCHITECTURE != "SingleViewReconstructor":
         raise ValueError(
@@ -59,13 +109,23 @@ def run_single_view_demo(
         model = build_model(cfg)
         if cfg.MODEL.WEIGHTS:
             Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    if K is not None and len(K) != 4:
+        raise ValueError(f"K must be [fx, fy, cx, cy], got {K!r}")
     model.eval()
-    img = read_image(image_path, cfg.INPUT.FORMAT, cfg.INPUT.BACKGROUND_COLOR)
+    # Decoded at no more than a whole factor above the input size, then resized exactly; K is
+    # given for the file's own pixels, so it follows the file's size, not the draft's.
+    with open_image(image_path) as header:
+        W0, H0 = header.size
+        if header.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+            W0, H0 = H0, W0  # read_image turns the image upright: a quarter turn swaps sides
+    img = read_image(image_path, cfg.INPUT.FORMAT, cfg.INPUT.BACKGROUND_COLOR, input_size)
+    if K is not None:
+        sx, sy = img.shape[1] / W0, img.shape[0] / H0
+        K = [float(K[0]) * sx, float(K[1]) * sy, float(K[2]) * sx, float(K[3]) * sy]
+    img, K = fit_image_to_input(img, input_size, K)
     item = {"image": image_tensor(img), "height": img.shape[0], "width": img.shape[1]}
     if K is not None:
-        if len(K) != 4:
-            raise ValueError(f"K must be [fx, fy, cx, cy], got {K!r}")
-        item["K"] = torch.tensor([float(k) for k in K])
+        item["K"] = torch.tensor(K)
     with torch.no_grad():
         pred = model([item])[0]
     os.makedirs(output_dir, exist_ok=True)

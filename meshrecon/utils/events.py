@@ -2,7 +2,7 @@
 
 The trainer opens one :class:`EventStorage` for a whole run; during a step, any code may call
 ``get_event_storage().put_scalar(...)``. Writers (console, ``metrics.json``, TensorBoard) read
-the storage periodically.
+the storage periodically; :class:`WandbWriter` sends them to Weights & Biases when asked.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "EventWriter",
     "JSONWriter",
     "TensorboardXWriter",
+    "WandbWriter",
     "get_event_storage",
 ]
 
@@ -281,6 +282,84 @@ class TensorboardXWriter(EventWriter):
 
     def close(self) -> None:
         self._writer.close()
+
+
+class WandbWriter(EventWriter):
+    """Log the scalars to Weights & Biases, at their iteration (``step``).
+
+    The run is created on construction with the config attached; evaluation results reach it as
+    the scalars that :class:`~meshrecon.engine.hooks.EvalHook` puts into the storage (flattened
+    ``"task/metric"`` names). ``wandb`` is an optional package, imported here only.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        config: dict[str, Any] | None = None,
+        name: str | None = None,
+        entity: str | None = None,
+        mode: str | None = None,
+        tags: list[str] | None = None,
+        log_dir: str | None = None,
+        window_size: int = 20,
+    ) -> None:
+        """
+        Args:
+            project: the W&B project.
+            config: the run's configuration (a plain dict), shown and searchable in W&B.
+            name, entity, tags: the run's name, team / user and tags (None: W&B's defaults).
+            mode: ``"online"``, ``"offline"`` or ``"disabled"``; None: W&B's default (the
+                ``WANDB_MODE`` environment variable).
+            log_dir: parent of W&B's ``wandb/`` folder (None: W&B's default, ``WANDB_DIR``).
+            window_size: median window for scalars whose smoothing hint is True.
+
+        Raises:
+            ImportError: when ``wandb`` is not installed.
+            ValueError: an unknown ``mode``.
+        """
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError(
+                "WANDB.ENABLED is True but the optional package wandb is not installed: "
+                "pip install wandb, or set WANDB.ENABLED False"
+            ) from err
+        if mode not in (None, "online", "offline", "disabled"):
+            raise ValueError(f"WANDB.MODE must be online, offline or disabled, got {mode!r}")
+        if log_dir:
+            _PATH_MANAGER.mkdirs(log_dir)
+        self._run = wandb.init(
+            project=project,
+            config=config,
+            name=name or None,
+            entity=entity or None,
+            mode=mode or None,
+            tags=list(tags) if tags else None,
+            dir=log_dir or None,
+        )
+        self._window_size = window_size
+        self._last_write = -1
+
+    @property
+    def run(self):
+        """The ``wandb`` run."""
+        return self._run
+
+    def write(self) -> None:
+        storage = get_event_storage()
+        by_iter: dict[int, dict[str, float]] = defaultdict(dict)
+        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
+            if itr > self._last_write:
+                by_iter[itr][name] = value
+        # W&B drops a step lower than one already logged: iterations go in increasing order.
+        for itr in sorted(by_iter):
+            self._run.log(by_iter[itr], step=itr)
+        if by_iter:
+            self._last_write = max(by_iter)
+
+    def close(self) -> None:
+        self._run.finish()
 
 
 class CommonMetricPrinter(EventWriter):

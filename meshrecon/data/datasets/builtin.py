@@ -1,10 +1,12 @@
 """Register every built-in dataset split in ``DatasetCatalog`` and ``MetadataCatalog``.
 
-Synthetic splits (``synthetic_shapenet_{train,val,test}``, ``synthetic_pix3d_{train,test}``,
-``synthetic_nyu_{train,test}``) are generated on first ``DatasetCatalog.get`` and cached under
-``$MESHRECON_DATASETS/synthetic``; see :mod:`meshrecon.data.datasets.synthetic.generator`.
+Synthetic splits (``synthetic_{shapenet,pix3d,nyu}_{train,val,test}``) are generated on first
+``DatasetCatalog.get`` and cached under ``$MESHRECON_DATASETS/synthetic``; see
+:mod:`meshrecon.data.datasets.synthetic.generator`.
 Real datasets (Pix3D, ShapeNet, NYU Depth v2, KITTI) are registered by their own modules:
 ``register_all(root)`` for the splits whose files exist under ``$MESHRECON_DATASETS``.
+Datasets made by ``meshrecon render-shapes`` (``$MESHRECON_DATASETS/custom/<name>/``) register
+as ``<name>_train``, ``<name>_val`` and ``<name>_test``.
 """
 
 from __future__ import annotations
@@ -66,6 +68,15 @@ def register_all_real(root: str | None = None) -> list[str]:
 
 
 register_all_real()
+# --- end section ---
+
+# --- section: render-shapes datasets ---
+# The user's own meshes, made into datasets by `meshrecon render-shapes` under
+# $MESHRECON_DATASETS/custom/<name>/ (see custom_shapes.registry); registered before the
+# multi-view twins below so that they get theirs.
+from .custom_shapes.registry import register_all_custom  # noqa: E402
+
+register_all_custom()
 # --- end section ---
 
 # Multi-view methods (R2N2, OptimizeMVS) read one record per object with all its views.

@@ -19,6 +19,11 @@ Split files in three formats are understood, line by line:
 
 Ground truth is the Velodyne scan projected as monodepth2 does
 (:func:`meshrecon.data.depth_io.generate_depth_map`, re-exported here).
+
+Every path built from a split line (drive folder, frame, BTS ground-truth path) is joined under
+:mod:`meshrecon.utils.path_policy`: it may not leave the KITTI root (or the ground-truth root) by
+``..``, an absolute path or a symlink below the root leading out. Such a line is skipped, named
+and counted in a warning, like a frame with missing files.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
 from meshrecon.data.depth_io import (
     generate_depth_map,
@@ -36,6 +43,8 @@ from meshrecon.data.depth_io import (
     load_velodyne_points,
     read_calib_file,
 )
+from meshrecon.utils.path_policy import DatasetRoot, UnsafePathError
+from meshrecon.utils.text_io import read_text
 
 __all__ = [
     "KITTI_GARG_CROP",
@@ -152,17 +161,8 @@ def parse_split_line(line: str, where: str = "<line>") -> KittiSplitEntry | None
 
 def read_split_file(path: str) -> tuple[list[KittiSplitEntry], int]:
     """Return the entries of a split file and the number of BTS lines skipped for lacking GT."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"KITTI split file {path!r} does not exist")
-    entries, skipped = [], 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            entry = parse_split_line(line, where=f"{path}:{lineno}")
-            if entry is not None:
-                entries.append(entry)
-            elif line.strip():
-                skipped += 1
-    return entries, skipped
+    entries, lines = _read_split_entries(path)
+    return entries, lines.count(None)
 
 
 def kitti_eigen_protocol(gt: str = "velodyne") -> dict[str, Any]:
@@ -176,14 +176,62 @@ def kitti_eigen_protocol(gt: str = "velodyne") -> dict[str, Any]:
     }
 
 
-def _find_image(root: str, entry: KittiSplitEntry) -> str | None:
+def _image_path(root: DatasetRoot, entry: KittiSplitEntry, ext: str, where: str) -> str:
+    name = f"image_0{entry.cam}/data/{entry.frame:010d}.{ext}"
+    return root.join(name, where, under=entry.folder)
+
+
+def _find_image(root: DatasetRoot, entry: KittiSplitEntry, where: str) -> str | None:
     """Return the entry's image path, trying the listed extension first, then png / jpg."""
-    stem = os.path.join(root, entry.folder, f"image_0{entry.cam}", "data", f"{entry.frame:010d}")
     # monodepth's lists say .jpg while the raw download is .png; accept whichever is on disk.
     for ext in dict.fromkeys([entry.ext, "png", "jpg"]):
-        if os.path.isfile(f"{stem}.{ext}"):
-            return f"{stem}.{ext}"
+        path = _image_path(root, entry, ext, where)
+        if os.path.isfile(path):
+            return path
     return None
+
+
+def _read_split_entries(path: str) -> tuple[list[KittiSplitEntry], list[int | None]]:
+    """Entries of a split file and, per non-blank line, its number (None: skipped for no GT)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"KITTI split file {path!r} does not exist")
+    entries: list[KittiSplitEntry] = []
+    lines: list[int | None] = []
+    for lineno, line in enumerate(read_text(path, "KITTI split file").split("\n"), start=1):
+        entry = parse_split_line(line, where=f"{path}:{lineno}")
+        if entry is not None:
+            entries.append(entry)
+            lines.append(lineno)
+        elif line.strip():
+            lines.append(None)
+    return entries, lines
+
+
+def _entry_paths(
+    root: DatasetRoot,
+    gt_root: DatasetRoot,
+    entry: KittiSplitEntry,
+    gt: str,
+    check_files: bool,
+    where: str,
+) -> dict[str, Any]:
+    """The calibration folder, image and ground truth of a split entry, under the path policy.
+
+    Raises:
+        UnsafePathError: a path of the entry leaves ``root`` (or ``gt_root``).
+    """
+    calib_dir = os.path.dirname(root.join("calib_cam_to_cam.txt", where, under=entry.date))
+    listed_image = _image_path(root, entry, entry.ext, where)
+    image = _find_image(root, entry, where) if check_files else listed_image
+    frame = f"{entry.frame:010d}"
+    if gt == "velodyne":
+        gt_file = root.join(f"velodyne_points/data/{frame}.bin", where, under=entry.folder)
+    elif entry.gt_path is not None:
+        gt_file = gt_root.join(entry.gt_path, f"{where} (ground-truth path)")
+    else:
+        name = f"proj_depth/groundtruth/image_0{entry.cam}/{frame}.png"
+        gt_file = root.join(name, where, under=entry.folder)
+    return {"calib_dir": calib_dir, "listed_image": listed_image, "image": image, "gt": gt_file}
 
 
 def load_kitti_eigen(
@@ -215,13 +263,22 @@ def load_kitti_eigen(
         raise ValueError(f"KITTI gt must be 'velodyne' or 'annotated', got {gt!r}")
     root = os.path.abspath(root)
     annotated_root = os.path.abspath(annotated_root or root)
-    entries, no_gt = read_split_file(split_file)
+    kitti_root, gt_root = DatasetRoot(root), DatasetRoot(annotated_root)
+    entries, lines = _read_split_entries(split_file)
+    no_gt = lines.count(None)
     protocol = kitti_eigen_protocol(gt)
     calib_cache: dict[str, tuple[tuple[int, int], dict[str, Any]] | None] = {}
     records: list[dict[str, Any]] = []
     missing: list[str] = []
-    for entry in entries:
-        calib_dir = os.path.join(root, entry.date)
+    refused: list[str] = []
+    for entry, lineno in zip(entries, (n for n in lines if n is not None)):
+        where = f"{split_file}:{lineno}"
+        try:
+            paths = _entry_paths(kitti_root, gt_root, entry, gt, check_files, where)
+        except UnsafePathError as err:
+            refused.append(str(err))
+            continue
+        calib_dir = paths["calib_dir"]
         if calib_dir not in calib_cache:
             calib_cache[calib_dir] = _load_calib(calib_dir, check_files)
         calib = calib_cache[calib_dir]
@@ -229,16 +286,12 @@ def load_kitti_eigen(
             missing.append(os.path.join(calib_dir, "calib_cam_to_cam.txt"))
             continue
         (height, width), cam2cam = calib
-        listed_image = os.path.join(
-            root, entry.folder, f"image_0{entry.cam}", "data", f"{entry.frame:010d}.{entry.ext}"
-        )
-        image = _find_image(root, entry) if check_files else listed_image
+        image = paths["image"]
         if image is None:
-            missing.append(listed_image)
+            missing.append(paths["listed_image"])
             continue
+        gt_file = paths["gt"]
         if gt == "velodyne":
-            gt_file = os.path.join(root, entry.folder, "velodyne_points", "data")
-            gt_file = os.path.join(gt_file, f"{entry.frame:010d}.bin")
             depth = {
                 "kind": "velodyne",
                 "path": gt_file,
@@ -247,13 +300,6 @@ def load_kitti_eigen(
                 "vel_depth": bool(vel_depth),
             }
         else:
-            if entry.gt_path is not None:
-                gt_file = os.path.join(annotated_root, entry.gt_path)
-            else:
-                gt_file = os.path.join(
-                    root, entry.folder, "proj_depth", "groundtruth", f"image_0{entry.cam}"
-                )
-                gt_file = os.path.join(gt_file, f"{entry.frame:010d}.png")
             depth = {"kind": "png16", "path": gt_file, "scale": 256.0}
         if check_files and not os.path.isfile(gt_file):
             missing.append(gt_file)
@@ -270,6 +316,14 @@ def load_kitti_eigen(
                 "depth": depth,
                 "protocol": dict(protocol, crop=list(protocol["crop"])),
             }
+        )
+    if refused:
+        logger.warning(
+            "%s: skipped %d of %d frame(s) whose paths leave the dataset folder, e.g. %s",
+            split_file,
+            len(refused),
+            len(entries),
+            refused[0],
         )
     if no_gt:
         logger.info("%s: skipped %d line(s) without ground truth (None)", split_file, no_gt)
@@ -296,6 +350,8 @@ def _load_calib(calib_dir: str, tolerate_missing: bool) -> tuple[tuple[int, int]
         value = cam2cam.get(f"P_rect_0{cam}")
         if value is None or isinstance(value, str) or value.size != 12:
             raise ValueError(f"{path!r}: 'P_rect_0{cam}' should hold 12 numbers, got {value!r}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"{path!r}: 'P_rect_0{cam}' holds non-finite numbers: {value!r}")
     return kitti_image_size(calib_dir), cam2cam
 
 

@@ -11,14 +11,15 @@ Expected layout under a dataset root (``$MESHRECON_DATASETS``, default ``./datas
     pix3d/img/<category>/<NNNN>.<ext>, pix3d/mask/<category>/<NNNN>.png
     pix3d/model/<category>/<name>/model.obj, voxel.mat
 
-Every relative path in an annotation file is resolved against the ``pix3d`` folder; a path
-that is absolute or climbs out of it is refused, since a json file must not make the loader
-read (or a later writer overwrite) files elsewhere on the machine.
+Every relative path in an annotation file is resolved against the ``pix3d`` folder under
+:mod:`meshrecon.utils.path_policy`: a path that is absolute, holds ``..`` or leads out through a
+symlink is refused, since a json file must not make the loader read (or a later writer
+overwrite) files elsewhere on the machine. An image with a refused path is skipped, named and
+counted in a warning, like an image with a missing file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ import torch
 
 from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
 from meshrecon.render.cameras import pix3d_K
+from meshrecon.utils.path_policy import DatasetRoot, UnsafePathError
+from meshrecon.utils.text_io import read_json
 
 __all__ = [
     "PIX3D_CLASSES",
@@ -76,32 +79,23 @@ PIX3D_JSON = "pix3d.json"
 # ---------------------------------------------------------------------------------------------
 
 
-def _safe_join(root: str, rel: Any, where: str, key: str) -> str:
-    """Join a dataset-relative path to ``root``, refusing paths that would leave it.
+def _safe_join(root: DatasetRoot, rel: Any, where: str, key: str) -> str:
+    """Join a dataset-relative path to ``root`` under the one path policy.
 
     Args:
-        root: absolute dataset folder.
+        root: the ``pix3d`` folder.
         rel: the path found in the annotation file.
         where: description of the record (file and entry) for error messages.
         key: the annotation key holding ``rel``.
+
+    Raises:
+        ValueError: ``rel`` is not a non-empty string (a malformed file).
+        UnsafePathError: ``rel`` would leave ``root`` (absolute, ``..``, a symlink leading out);
+            the loaders skip such a record and count it.
     """
     if not isinstance(rel, str) or not rel:
         raise ValueError(f"{where}: key {key!r} must be a non-empty relative path, got {rel!r}")
-    # Windows-style separators and drive letters count as escapes too: a json file written on
-    # another system must not resolve differently here.
-    posix = rel.replace("\\", "/")
-    if os.path.isabs(rel) or posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise ValueError(
-            f"{where}: key {key!r} holds the absolute path {rel!r}; annotation paths must be "
-            f"relative to the dataset folder {root}"
-        )
-    norm = os.path.normpath(posix)
-    if norm == ".." or norm.startswith("../") or norm.startswith(".." + os.sep):
-        raise ValueError(
-            f"{where}: key {key!r} holds the path {rel!r}, which escapes the dataset folder "
-            f"{root}; refusing to read it"
-        )
-    return os.path.join(root, norm)
+    return root.join(rel, f"{where}, key {key!r}")
 
 
 def _require(entry: dict, key: str, where: str) -> Any:
@@ -138,13 +132,7 @@ def _positive_int(value: Any, where: str, key: str) -> int:
 
 
 def _read_json(json_file: str) -> Any:
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(f"Pix3D annotation file not found: {json_file}")
-    with open(json_file, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{json_file} is not valid JSON: {err}") from err
+    return read_json(json_file, "Pix3D annotation file")
 
 
 def _normalized_rel(rel: str) -> str:
@@ -155,8 +143,22 @@ def _missing_files(paths: Sequence[str | None]) -> list[str]:
     return [p for p in paths if p is not None and not os.path.isfile(p)]
 
 
-def _finish(records: list[dict], json_file: str, n_bad: int, missing: list[str]) -> list[dict]:
+def _finish(
+    records: list[dict], json_file: str, n_bad: int, missing: list[str], refused: list[str]
+) -> list[dict]:
     """Log what was skipped; fail only when nothing at all could be loaded."""
+    if refused:
+        if not records:
+            raise UnsafePathError(
+                f"{json_file}: none of its images could be loaded; {len(refused)} refused for "
+                f"paths leaving the dataset folder, first: {refused[0]}"
+            )
+        logger.warning(
+            "%s: skipped %d image(s) whose annotation paths leave the dataset folder, e.g. %s",
+            json_file,
+            len(refused),
+            refused[0],
+        )
     if n_bad:
         logger.warning(
             "%s: skipped %d image(s) of Pix3D's known-bad list (masks not matching images: %s)",
@@ -178,6 +180,16 @@ def _finish(records: list[dict], json_file: str, n_bad: int, missing: list[str])
         )
     logger.info("Loaded %d Pix3D images from %s", len(records), json_file)
     return records
+
+
+def _anno_paths(root: DatasetRoot, anno: dict, where: str, mask_key: str) -> dict[str, Any]:
+    """The annotation's ``segmentation``, ``mesh`` and ``voxel`` paths joined onto ``root``."""
+    voxel_rel = anno.get("voxel")
+    return {
+        "segmentation": _safe_join(root, _require(anno, mask_key, where), where, mask_key),
+        "mesh": _safe_join(root, _require(anno, "model", where), where, "model"),
+        "voxel": _safe_join(root, voxel_rel, where, "voxel") if voxel_rel else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,9 +215,11 @@ def load_pix3d_json(json_file: str, image_root: str) -> list[dict]:
     Raises:
         FileNotFoundError: ``json_file`` is missing, or no image could be loaded.
         KeyError, ValueError: an entry lacks a key or holds a malformed value (the message names
-            the file, the entry index and the key), or a path escapes ``image_root``.
+            the file, the entry index and the key).
+        UnsafePathError: every image was refused for a path leaving ``image_root`` (one such
+            image is skipped and counted in a warning).
     """
-    root = os.path.abspath(image_root)
+    root = DatasetRoot(image_root)
     entries = _read_json(json_file)
     if not isinstance(entries, list):
         raise ValueError(f"{json_file}: expected a JSON list of entries, got {type(entries)}")
@@ -213,12 +227,17 @@ def load_pix3d_json(json_file: str, image_root: str) -> list[dict]:
     by_image: dict[str, dict] = {}
     n_bad = 0
     missing: list[str] = []
+    refused: list[str] = []
     broken: set[str] = set()
     for index, entry in enumerate(entries):
         where = f"{json_file} entry {index}"
         img = _require(entry, "img", where)
         where = f"{json_file} entry {index} (img {img!r})"
-        file_name = _safe_join(root, img, where, "img")
+        try:
+            file_name = _safe_join(root, img, where, "img")
+        except UnsafePathError as err:
+            refused.append(str(err))
+            continue
         if _normalized_rel(img) in PIX3D_BAD_IMAGES:
             n_bad += 1
             continue
@@ -235,18 +254,20 @@ def load_pix3d_json(json_file: str, image_root: str) -> list[dict]:
         focal_mm = float(_require(entry, "focal_length", where))
         if not np.isfinite(focal_mm) or focal_mm <= 0:
             raise ValueError(f"{where}: key 'focal_length' must be positive, got {focal_mm!r}")
-        voxel_rel = entry.get("voxel")
         anno = {
             "bbox": _float_list(_require(entry, "bbox", where), 4, where, "bbox"),
             "category_id": PIX3D_CLASSES.index(category),
-            "segmentation": _safe_join(root, _require(entry, "mask", where), where, "mask"),
-            "mesh": _safe_join(root, _require(entry, "model", where), where, "model"),
-            "voxel": _safe_join(root, voxel_rel, where, "voxel") if voxel_rel else None,
             "K": [float(v) for v in pix3d_K(focal_mm, width, height)],
             "R": _matrix3(_require(entry, "rot_mat", where), where, "rot_mat"),
             "t": _float_list(_require(entry, "trans_mat", where), 3, where, "trans_mat"),
             "iscrowd": 0,
         }
+        try:
+            anno.update(_anno_paths(root, entry, where, "mask"))
+        except UnsafePathError as err:
+            refused.append(str(err))
+            broken.add(file_name)
+            continue
         gone = _missing_files([file_name, anno["segmentation"], anno["mesh"], anno["voxel"]])
         if gone:
             missing.extend(gone)
@@ -270,7 +291,7 @@ def load_pix3d_json(json_file: str, image_root: str) -> list[dict]:
     # An image with one broken annotation is dropped whole: training on it with an object
     # missing would teach the detector that the object is background.
     records = [r for name, r in by_image.items() if name not in broken]
-    return _finish(records, json_file, n_bad, missing)
+    return _finish(records, json_file, n_bad, missing, refused)
 
 
 def _split_categories(data: dict, json_file: str) -> dict[int, int]:
@@ -306,10 +327,11 @@ def load_pix3d_split(json_file: str, image_root: str) -> list[dict]:
 
     Raises:
         FileNotFoundError: ``json_file`` is missing, or no image could be loaded.
-        KeyError, ValueError: a malformed image, category or annotation (named in the message),
-            or a path escaping ``image_root``.
+        KeyError, ValueError: a malformed image, category or annotation (named in the message).
+        UnsafePathError: every image was refused for a path leaving ``image_root`` (one such
+            image is skipped and counted in a warning).
     """
-    root = os.path.abspath(image_root)
+    root = DatasetRoot(image_root)
     data = _read_json(json_file)
     if not isinstance(data, dict):
         raise ValueError(f"{json_file}: expected a COCO-style JSON object, got {type(data)}")
@@ -333,11 +355,16 @@ def load_pix3d_split(json_file: str, image_root: str) -> list[dict]:
     records = []
     n_bad = 0
     missing: list[str] = []
+    refused: list[str] = []
     for image_id in sorted(images):
         img = images[image_id]
         where = f"{json_file} image id {image_id}"
         rel = _require(img, "file_name", where)
-        file_name = _safe_join(root, rel, where, "file_name")
+        try:
+            file_name = _safe_join(root, rel, where, "file_name")
+        except UnsafePathError as err:
+            refused.append(str(err))
+            continue
         if _normalized_rel(rel) in PIX3D_BAD_IMAGES:
             n_bad += 1
             continue
@@ -348,6 +375,7 @@ def load_pix3d_split(json_file: str, image_root: str) -> list[dict]:
             "image_id": image_id,
             "annotations": [],
         }
+        refused_here = False
         for i, anno in annos_by_image[image_id]:
             where = f"{json_file} annotations[{i}] (image {rel!r})"
             cat = _require(anno, "category_id", where)
@@ -358,22 +386,23 @@ def load_pix3d_split(json_file: str, image_root: str) -> list[dict]:
                 )
             x, y, w, h = _float_list(_require(anno, "bbox", where), 4, where, "bbox")
             f, cx, cy = _float_list(_require(anno, "K", where), 3, where, "K")
-            voxel_rel = anno.get("voxel")
-            record["annotations"].append(
-                {
-                    "bbox": [x, y, x + w, y + h],
-                    "category_id": id_map[cat],
-                    "segmentation": _safe_join(
-                        root, _require(anno, "segmentation", where), where, "segmentation"
-                    ),
-                    "mesh": _safe_join(root, _require(anno, "model", where), where, "model"),
-                    "voxel": _safe_join(root, voxel_rel, where, "voxel") if voxel_rel else None,
-                    "K": [f, f, cx, cy],
-                    "R": _matrix3(_require(anno, "rot_mat", where), where, "rot_mat"),
-                    "t": _float_list(_require(anno, "trans_mat", where), 3, where, "trans_mat"),
-                    "iscrowd": int(anno.get("iscrowd", 0)),
-                }
-            )
+            converted = {
+                "bbox": [x, y, x + w, y + h],
+                "category_id": id_map[cat],
+                "K": [f, f, cx, cy],
+                "R": _matrix3(_require(anno, "rot_mat", where), where, "rot_mat"),
+                "t": _float_list(_require(anno, "trans_mat", where), 3, where, "trans_mat"),
+                "iscrowd": int(anno.get("iscrowd", 0)),
+            }
+            try:
+                converted.update(_anno_paths(root, anno, where, "segmentation"))
+            except UnsafePathError as err:
+                refused.append(str(err))
+                refused_here = True
+                break
+            record["annotations"].append(converted)
+        if refused_here:
+            continue
         paths = [file_name]
         for a in record["annotations"]:
             paths += [a["segmentation"], a["mesh"], a["voxel"]]
@@ -382,7 +411,7 @@ def load_pix3d_split(json_file: str, image_root: str) -> list[dict]:
             missing.extend(gone)
             continue
         records.append(record)
-    return _finish(records, json_file, n_bad, missing)
+    return _finish(records, json_file, n_bad, missing, refused)
 
 
 # ---------------------------------------------------------------------------------------------

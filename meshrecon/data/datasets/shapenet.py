@@ -17,11 +17,17 @@ Expected layout under a dataset root (``$MESHRECON_DATASETS``, default ``./datas
 
 Image sizes are not read from disk (that would open about a million files): R2N2 renders are
 137 x 137, and Mesh R-CNN's preprocessing copies them unchanged.
+
+Paths taken from the data (model ids of a split file or a folder listing, image names of
+``renderings.txt`` or ``metadata.pt``) are joined under :mod:`meshrecon.utils.path_policy`:
+each of ``ShapeNetRendering``, ``ShapeNetVox32``, ``ShapeNetCore.v1`` and
+``ShapeNetV1processed`` is a root (it may be a symlink itself) that such a path may not leave,
+by ``..``, an absolute path or a symlink below the root leading out. A model with such a path is
+skipped, named and counted in the loader's warning, like a model with corrupt metadata.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,6 +43,8 @@ from meshrecon.render.cameras import (
     camera_from_opengl,
     r2n2_camera,
 )
+from meshrecon.utils.path_policy import DatasetRoot, UnsafePathError
+from meshrecon.utils.text_io import read_json, read_text
 
 __all__ = [
     "CATEGORY_TABLE",
@@ -106,6 +114,8 @@ R2N2_VOX32_DIR = "ShapeNetVox32"
 SHAPENET_CORE_DIR = "ShapeNetCore.v1"
 MESHRCNN_PROCESSED_DIR = "ShapeNetV1processed"
 MESHRCNN_SPLIT_FILE = "pix2mesh_splits_val05.json"
+# The skip reason of a model whose paths would leave its dataset folder.
+PATH_REFUSED = "path leaves the dataset folder"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,18 +218,24 @@ def r2n2_split_model_ids(model_ids: Iterable[str], split: str) -> list[str]:
     return ids[int(len(ids) * lo) : int(len(ids) * hi)]
 
 
-def _read_rendering_dir(rendering_dir: str) -> list[tuple[str, tuple[float, float, float]]]:
-    """Return ``(image file, (azimuth, elevation, distance))`` per view of one model.
+def _read_rendering_dir(
+    render_root: DatasetRoot, model_rel: str
+) -> list[tuple[str, tuple[float, float, float]]]:
+    """Return ``(image path, (azimuth, elevation, distance))`` per view of one model.
+
+    Args:
+        render_root: the ``ShapeNetRendering`` folder.
+        model_rel: ``<synset>/<model>``.
 
     Raises:
+        UnsafePathError: a path (the model folder or an image name) leaves ``render_root``.
         ValueError: the two text files disagree or a metadata line is malformed (named).
     """
-    list_file = os.path.join(rendering_dir, "renderings.txt")
-    meta_file = os.path.join(rendering_dir, "rendering_metadata.txt")
-    with open(list_file, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
-    with open(meta_file, encoding="utf-8") as f:
-        lines = [line.strip() for line in f if line.strip()]
+    rendering = f"{model_rel}/rendering"
+    list_file = render_root.join(f"{rendering}/renderings.txt", "R2N2 model folder")
+    meta_file = render_root.join(f"{rendering}/rendering_metadata.txt", "R2N2 model folder")
+    names = [line.strip() for line in read_text(list_file).splitlines() if line.strip()]
+    lines = [line.strip() for line in read_text(meta_file).splitlines() if line.strip()]
     if len(names) != len(lines):
         raise ValueError(
             f"{list_file} lists {len(names)} images but {meta_file} has {len(lines)} lines"
@@ -236,10 +252,9 @@ def _read_rendering_dir(rendering_dir: str) -> list[tuple[str, tuple[float, floa
                 f"{meta_file} line {i + 1}: expected 5 numbers "
                 f"(azimuth elevation inplane distance_ratio fov), got {line!r}"
             )
-        if os.path.isabs(name) or os.path.normpath(name).startswith(".."):
-            raise ValueError(f"{list_file} line {i + 1}: image {name!r} leaves {rendering_dir}")
+        path = render_root.join(name, f"{list_file} line {i + 1}", under=rendering)
         azimuth, elevation, _, ratio, _ = values
-        views.append((name, (azimuth, elevation, ratio * R2N2_MAX_CAMERA_DISTANCE)))
+        views.append((path, (azimuth, elevation, ratio * R2N2_MAX_CAMERA_DISTANCE)))
     return views
 
 
@@ -268,10 +283,17 @@ def load_r2n2(shapenet_root: str, split: str, synsets: Iterable[str] | None = No
     if split != "all" and split not in R2N2_SPLIT_PORTIONS:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
 
+    renders = DatasetRoot(render_root)
+    voxels = DatasetRoot(os.path.join(root, R2N2_VOX32_DIR))
+    meshes = DatasetRoot(os.path.join(root, SHAPENET_CORE_DIR))
     records: list[dict] = []
-    skipped: dict[str, list[str]] = {"no renderings": [], "bad rendering metadata": []}
+    skipped: dict[str, list[str]] = {
+        "no renderings": [],
+        "bad rendering metadata": [],
+        PATH_REFUSED: [],
+    }
     for synset in _synsets(synsets):
-        vox_dir = os.path.join(root, R2N2_VOX32_DIR, synset)
+        vox_dir = os.path.join(voxels.root, synset)
         list_dir = vox_dir if os.path.isdir(vox_dir) else os.path.join(render_root, synset)
         if not os.path.isdir(list_dir):
             continue
@@ -279,25 +301,28 @@ def load_r2n2(shapenet_root: str, split: str, synsets: Iterable[str] | None = No
         if split != "all":
             models = r2n2_split_model_ids(models, split)
         for model in models:
-            rendering_dir = os.path.join(render_root, synset, model, "rendering")
-            if not os.path.isdir(rendering_dir):
-                skipped["no renderings"].append(f"{synset}/{model}")
+            model_rel = f"{synset}/{model}"
+            if not os.path.isdir(os.path.join(render_root, synset, model, "rendering")):
+                skipped["no renderings"].append(model_rel)
                 continue
             try:
-                views = _read_rendering_dir(rendering_dir)
-            except (OSError, ValueError) as err:
-                skipped["bad rendering metadata"].append(f"{synset}/{model}: {err}")
+                views = _read_rendering_dir(renders, model_rel)
+                mesh = _file_or_none(meshes.join("model.obj", "R2N2 model", under=model_rel))
+                voxel = _file_or_none(voxels.join("model.binvox", "R2N2 model", under=model_rel))
+            except UnsafePathError as err:
+                skipped[PATH_REFUSED].append(f"{model_rel}: {err}")
                 continue
-            mesh = _file_or_none(os.path.join(root, SHAPENET_CORE_DIR, synset, model, "model.obj"))
-            voxel = _file_or_none(os.path.join(vox_dir, model, "model.binvox"))
+            except (OSError, ValueError) as err:
+                skipped["bad rendering metadata"].append(f"{model_rel}: {err}")
+                continue
             # One batched call per model: a million scalar calls would dominate loading time.
             angles = torch.tensor([viewpoint for _, viewpoint in views], dtype=torch.float64)
             Ks, Rs, ts = r2n2_camera(*angles.unbind(1), image_size=R2N2_IMAGE_SIZE)
-            for view_index, (name, viewpoint) in enumerate(views):
+            for view_index, (path, viewpoint) in enumerate(views):
                 camera = (Ks[view_index], Rs[view_index], ts[view_index])
                 records.append(
                     _view_record(
-                        file_name=os.path.join(rendering_dir, os.path.normpath(name)),
+                        file_name=path,
                         synset_id=synset,
                         model_id=model,
                         view_index=view_index,
@@ -342,9 +367,18 @@ def _load_pt(path: str) -> Any:
         return torch.load(f, map_location="cpu", weights_only=True)
 
 
-def _meshrcnn_model_views(model_dir: str, synset: str, model: str, views: list[int]) -> list[dict]:
-    """Build the view records of one preprocessed model (raises on a corrupt metadata.pt)."""
-    meta_path = os.path.join(model_dir, "metadata.pt")
+def _meshrcnn_model_views(
+    data_root: DatasetRoot, synset: str, model: str, views: list[int], where: str
+) -> list[dict]:
+    """Build the view records of one preprocessed model.
+
+    Raises:
+        UnsafePathError: the model id (from the split file ``where``) or an image name of its
+            ``metadata.pt`` leads out of ``data_root``.
+        OSError, ValueError, ...: a corrupt ``metadata.pt``.
+    """
+    model_rel = f"{synset}/{model}"
+    meta_path = data_root.join("metadata.pt", where, under=model_rel)
     meta = _load_pt(meta_path)
     for key in ("image_list", "intrinsic", "extrinsics"):
         if key not in meta:
@@ -360,9 +394,9 @@ def _meshrcnn_model_views(model_dir: str, synset: str, model: str, views: list[i
         raise ValueError(
             f"{meta_path}: {len(image_list)} images but {extrinsics.shape[0]} extrinsics"
         )
-    mesh = os.path.join(model_dir, "mesh.pt")
-    samples = _file_or_none(os.path.join(model_dir, "samples.pt"))
-    voxel = _file_or_none(os.path.join(model_dir, "voxels.pt"))
+    mesh = data_root.join("mesh.pt", where, under=model_rel)
+    samples = _file_or_none(data_root.join("samples.pt", where, under=model_rel))
+    voxel = _file_or_none(data_root.join("voxels.pt", where, under=model_rel))
     records = []
     if not views:
         return records
@@ -370,11 +404,11 @@ def _meshrcnn_model_views(model_dir: str, synset: str, model: str, views: list[i
     Ks, Rs, ts = camera_from_opengl(intrinsic.expand(len(views), 4, 4), selected, R2N2_IMAGE_SIZE)
     for view, K, R, t in zip(views, Ks, Rs, ts):
         name = str(image_list[view])
-        if os.path.isabs(name) or os.path.normpath(name).startswith(".."):
-            raise ValueError(f"{meta_path}: image {name!r} leaves {model_dir}")
         records.append(
             _view_record(
-                file_name=os.path.join(model_dir, "images", os.path.normpath(name)),
+                file_name=data_root.join(
+                    name, f"{meta_path} image_list[{view}]", under=f"{model_rel}/images"
+                ),
                 synset_id=synset,
                 model_id=model,
                 view_index=view,
@@ -407,14 +441,16 @@ def load_meshrcnn_shapenet(data_dir: str, split_file: str, split: str) -> list[d
         KeyError: ``split`` is not in the split file.
     """
     data_dir = os.path.abspath(data_dir)
+    data_root = DatasetRoot(data_dir)
     summary_path = os.path.join(data_dir, "summary.json")
     for path in (summary_path, split_file):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Mesh R-CNN ShapeNet file not found: {path}")
-    with open(summary_path, encoding="utf-8") as f:
-        summary = json.load(f)
-    with open(split_file, encoding="utf-8") as f:
-        splits = json.load(f)
+    summary = read_json(summary_path, "Mesh R-CNN ShapeNet summary")
+    splits = read_json(split_file, "Mesh R-CNN ShapeNet split file")
+    for name, value in ((summary_path, summary), (split_file, splits)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: expected a JSON object, got {type(value).__name__}")
     if split not in splits:
         raise KeyError(f"{split_file} has no split {split!r}; it has {sorted(splits)}")
 
@@ -423,6 +459,7 @@ def load_meshrcnn_shapenet(data_dir: str, split_file: str, split: str) -> list[d
         "unknown synset": [],
         "not in summary.json": [],
         "corrupt metadata.pt": [],
+        PATH_REFUSED: [],
     }
     for synset in sorted(splits[split]):
         if synset not in SYNSET_TO_R2N2_NAME:
@@ -436,9 +473,11 @@ def load_meshrcnn_shapenet(data_dir: str, split_file: str, split: str) -> list[d
             views = sorted(
                 {int(v) for v in splits[split][synset][model] if 0 <= int(v) < int(count)}
             )
-            model_dir = os.path.join(data_dir, synset, model)
+            where = f"{split_file} [{split}] model {synset}/{model}"
             try:
-                records.extend(_meshrcnn_model_views(model_dir, synset, model, views))
+                records.extend(_meshrcnn_model_views(data_root, synset, model, views, where))
+            except UnsafePathError as err:
+                skipped[PATH_REFUSED].append(f"{synset}/{model}: {err}")
             except (OSError, ValueError, RuntimeError, IndexError, KeyError) as err:
                 skipped["corrupt metadata.pt"].append(f"{synset}/{model}: {err}")
     _log_skips(f"{split_file} [{split}]", skipped)
@@ -527,8 +566,7 @@ def register_all(root: str) -> list[str]:
     data_dir = os.path.join(folder, MESHRCNN_PROCESSED_DIR)
     split_file = os.path.join(folder, MESHRCNN_SPLIT_FILE)
     if os.path.isfile(os.path.join(data_dir, "summary.json")) and os.path.isfile(split_file):
-        with open(split_file, encoding="utf-8") as f:
-            present = json.load(f)
+        present = read_json(split_file, "Mesh R-CNN ShapeNet split file")
         for split in ("train", "val", "test"):
             if split in present:
                 register_meshrcnn_shapenet(

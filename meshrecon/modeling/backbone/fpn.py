@@ -10,12 +10,11 @@ import math
 from typing import Any
 
 import torch
-from fvcore.nn import weight_init
 from torch import nn
 from torch.nn import functional as F
 
 from meshrecon.config import configurable
-from meshrecon.layers import Conv2d, ShapeSpec, get_norm
+from meshrecon.layers import Conv2d, ShapeSpec, get_norm, weight_init
 from meshrecon.modeling.backbone.backbone import Backbone
 from meshrecon.modeling.backbone.build import BACKBONE_REGISTRY
 from meshrecon.modeling.backbone.resnet import build_resnet_backbone

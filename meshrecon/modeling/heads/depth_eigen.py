@@ -29,6 +29,7 @@ from torch import nn
 
 from meshrecon.config import configurable
 from meshrecon.modeling.heads.build import DEPTH_HEAD_REGISTRY
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "PHASES",
@@ -173,23 +174,32 @@ def build_coarse_features(backbone: str, pretrained: str = "") -> nn.Module:
         backbone: ``"alexnet"`` (the paper's layout, randomly initialized) or a torchvision
             classifier name whose convolutions are used: ``"torchvision_alexnet"``,
             ``"resnet18"`` / ``34`` / ``50`` / ``101``, ``"vgg11"``..``"vgg19"`` (``_bn`` too).
-        pretrained: weights for a torchvision stack, e.g. ``"torchvision://resnet18"`` or a
-            local file; loaded through :class:`meshrecon.checkpoint.Checkpointer`, so an
-            offline machine gets its :class:`WeightsDownloadError` (which says where to put
-            the file). Empty: random initialization.
+        pretrained: weights for the stack, e.g. ``"torchvision://resnet18"``,
+            ``"synthetic://resnet18_pretrained.pth"``, ``"synthetic://eigen_alexnet_pretrained.pth"``
+            (the paper's widths, pretrained on the synthetic world) or a local file; loaded
+            through :class:`meshrecon.checkpoint.Checkpointer`, so an offline machine gets its
+            :class:`WeightsDownloadError` (which says where to put the file). Empty: random
+            initialization.
 
     Raises:
-        ValueError: an unknown ``backbone``, or ``pretrained`` given with ``"alexnet"`` (no
-            ImageNet weights exist for the paper's widths; use ``"torchvision_alexnet"``).
+        ValueError: an unknown ``backbone``, or ``torchvision://`` weights given with
+            ``"alexnet"`` (torchvision has none at the paper's widths; use
+            ``"torchvision_alexnet"``).
     """
     if backbone == "alexnet":
-        if pretrained:
+        if pretrained.startswith("torchvision://"):
             raise ValueError(
                 f"MODEL.DEPTH.PRETRAINED={pretrained!r} with MODEL.DEPTH.BACKBONE='alexnet': the "
                 "paper's AlexNet widths have no ImageNet weights in torchvision; use BACKBONE "
-                "'torchvision_alexnet' (torchvision://alexnet) or a ResNet/VGG name"
+                "'torchvision_alexnet' (torchvision://alexnet), a ResNet/VGG name, or "
+                "synthetic://eigen_alexnet_pretrained.pth"
             )
-        return _eigen_alexnet()
+        features = _eigen_alexnet()
+        if pretrained:
+            from meshrecon.checkpoint import Checkpointer
+
+            Checkpointer(features, save_to_disk=False).load(pretrained, checkpointables=[])
+        return features
     tv_name = "alexnet" if backbone == "torchvision_alexnet" else backbone
     if not _TORCHVISION_FAMILIES.match(tv_name):
         raise ValueError(
@@ -255,7 +265,8 @@ class EigenCoarseNet(nn.Module):
                 f"EigenCoarseNet takes (N, 3, {self.input_size[0]}, {self.input_size[1]}) images, "
                 f"got {tuple(images.shape)}"
             )
-        x = self.features(images).flatten(1)
+        with stage("backbone"):
+            x = self.features(images).flatten(1)
         x = self.dropout(F.relu(self.fc1(x)))
         return self.fc2(x).view(-1, *self.output_size)
 

@@ -47,6 +47,7 @@ from meshrecon.modeling.heads.optimize_mvs_losses import (
 )
 from meshrecon.modeling.heads.psgn import PSGNHead
 from meshrecon.render.cameras import transform_points
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["OptimizeMVSHead", "camera_to_world", "refine_noise"]
 
@@ -240,7 +241,8 @@ class OptimizeMVSHead(nn.Module):
     # ------------------------------------------------------------------ generator
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Normalized images (N, 3, H, W) -> the backbone's maps, finest first."""
-        return list(self.backbone(images).values())
+        with stage("backbone"):
+            return list(self.backbone(images).values())
 
     def generate(self, features: Sequence[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
         """f(image, r): maps of N views and noise (N, n, D) -> camera-frame clouds (N, n, P, 3)."""

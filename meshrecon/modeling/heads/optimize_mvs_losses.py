@@ -25,6 +25,7 @@ import torch
 
 from meshrecon.ops import chamfer_distance, earth_movers_distance
 from meshrecon.render.cameras import project_points, unproject_depth
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "consistency_loss",
@@ -58,7 +59,9 @@ def _cells(
     col = torch.floor(uv[..., 0] * (gw / W))
     row = torch.floor(uv[..., 1] * (gh / H))
     inside = (col >= 0) & (col < gw) & (row >= 0) & (row < gh)
-    index = (row.clamp(0, gh - 1) * gw + col.clamp(0, gw - 1)).long()
+    # Cells of points outside (NaN included: its int64 cast would index far out of range) are
+    # never used; 0 keeps them a valid index.
+    index = torch.where(inside, row * gw + col, torch.zeros_like(row)).long()
     return index, inside
 
 
@@ -186,6 +189,7 @@ def _resample(points: torch.Tensor, lengths: torch.Tensor, count: int) -> torch.
     return torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
 
 
+@stage("losses")
 def set_distance(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -211,6 +215,7 @@ def set_distance(
     return earth_movers_distance(x, y, batch_reduction=None)
 
 
+@stage("losses")
 def front_constraint_loss(
     points_cam: torch.Tensor,
     depth: torch.Tensor,
@@ -229,7 +234,8 @@ def front_constraint_loss(
         distance: "chamfer" or "emd" (see :func:`set_distance`).
 
     Returns:
-        (losses (N,), valid (N,) bool): the loss is 0 and valid False where either set is empty.
+        (losses (N,), valid (N,) bool): the loss is 0 and valid False where either set is empty;
+        NaN (and valid True) for a cloud holding a NaN or infinite point.
     """
     if points_cam.shape[0] != depth.shape[0]:
         raise ValueError(
@@ -239,13 +245,19 @@ def front_constraint_loss(
     pred, pred_len = pack_by_mask(points_cam, visible)
     gt, gt_len = depth_front_points(depth.to(points_cam.dtype), K, resolution)
     valid = (pred_len > 0) & (gt_len > 0)
+    # The z-buffer never sees a NaN point, so a diverged cloud would look merely empty (loss 0):
+    # such clouds get a NaN loss and count as valid, so that the NaN reaches the trainer's guard.
+    nonfinite = ~torch.isfinite(points_cam.detach()).flatten(1).all(1)
     if not bool(valid.any()):
-        return points_cam.sum(dim=(1, 2)) * 0.0, valid
+        zero = points_cam.sum(dim=(1, 2)) * 0.0
+        return zero.masked_fill(nonfinite, float("nan")), valid | nonfinite
     # Empty sets get one (zero) point so that no 0 / 0 reaches the gradient; masked below.
     loss = set_distance(pred, gt, distance, pred_len.clamp(min=1), gt_len.clamp(min=1), emd_points)
-    return torch.where(valid, loss, loss.new_zeros(())), valid
+    loss = torch.where(valid, loss, loss.new_zeros(())).masked_fill(nonfinite, float("nan"))
+    return loss, valid | nonfinite
 
 
+@stage("losses")
 def diversity_loss(
     clouds: torch.Tensor, noise: torch.Tensor, margin: float, distance: str = "chamfer"
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,6 +35,7 @@ from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.ops import SubdivideMeshes, ellipsoid, gather_scatter, knn_points
 from meshrecon.render.cameras import project_points
 from meshrecon.structures import Meshes
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "GResBlock",
@@ -42,6 +43,7 @@ __all__ = [
     "Pixel2MeshGResNetHead",
     "laplacian_coordinates",
     "perceptual_pool",
+    "perceptual_pool_linear",
     "pixel2mesh_losses",
     "unpool",
 ]
@@ -72,19 +74,10 @@ def perceptual_pool(
     Returns:
         (N, V, 3 + sum C_k): the positions, then the sampled features in map order.
     """
-    if verts.dim() != 3 or verts.shape[-1] != 3:
-        raise ValueError(f"verts must have shape (N, V, 3), got {tuple(verts.shape)}")
-    if K.shape != (verts.shape[0], 4):
-        raise ValueError(f"K must have shape ({verts.shape[0]}, 4), got {tuple(K.shape)}")
-    z = verts[..., 2]
-    z = torch.where(z < 0, -1.0, 1.0).to(z) * z.abs().clamp(min=eps)
-    uv = project_points(torch.stack([verts[..., 0], verts[..., 1], z], -1), K.to(verts.dtype))
-    H, W = image_size
-    grid = torch.stack([uv[..., 0] * (2.0 / W) - 1.0, uv[..., 1] * (2.0 / H) - 1.0], -1)
+    grid = _pool_grid(verts, K, image_size, eps)
     out = [verts]
     for f in features:
-        if f.dim() != 4 or f.shape[0] != verts.shape[0]:
-            raise ValueError(f"features must be (N, C, H, W) maps, got {tuple(f.shape)}")
+        _check_map(f, verts)
         sampled = F.grid_sample(
             f,
             grid[:, :, None].to(f.dtype),
@@ -94,6 +87,71 @@ def perceptual_pool(
         )
         out.append(sampled[..., 0].transpose(1, 2))
     return torch.cat(out, dim=-1)
+
+
+def _pool_grid(verts: torch.Tensor, K: torch.Tensor, image_size: tuple[int, int], eps: float):
+    """(N, V, 2) grid_sample positions of the vertices' projections (see perceptual_pool)."""
+    if verts.dim() != 3 or verts.shape[-1] != 3:
+        raise ValueError(f"verts must have shape (N, V, 3), got {tuple(verts.shape)}")
+    if K.shape != (verts.shape[0], 4):
+        raise ValueError(f"K must have shape ({verts.shape[0]}, 4), got {tuple(K.shape)}")
+    z = verts[..., 2]
+    z = torch.where(z < 0, -1.0, 1.0).to(z) * z.abs().clamp(min=eps)
+    uv = project_points(torch.stack([verts[..., 0], verts[..., 1], z], -1), K.to(verts.dtype))
+    H, W = image_size
+    return torch.stack([uv[..., 0] * (2.0 / W) - 1.0, uv[..., 1] * (2.0 / H) - 1.0], -1)
+
+
+def _check_map(f: torch.Tensor, verts: torch.Tensor) -> None:
+    if f.dim() != 4 or f.shape[0] != verts.shape[0]:
+        raise ValueError(f"features must be (N, C, H, W) maps, got {tuple(f.shape)}")
+
+
+def perceptual_pool_linear(
+    features: Sequence[torch.Tensor],
+    verts: torch.Tensor,
+    K: torch.Tensor,
+    image_size: tuple[int, int],
+    weight: torch.Tensor,
+    eps: float = 1e-4,
+) -> torch.Tensor:
+    """``perceptual_pool(features, verts, K, image_size) @ weight.T``, computed the cheap way.
+
+    Bilinear sampling is a weighted sum of map cells, so a linear map commutes with it: each
+    map is first multiplied by its block of columns of ``weight`` (a 1x1 convolution), then
+    sampled; the positions' block multiplies the positions. The result is the direct order's
+    up to float rounding, with the same gradients, at a fraction of the cost when the maps have
+    fewer cells than the mesh has vertices: the first graph conv of a block then reads
+    ``out`` channels per map instead of 960 per vertex.
+
+    Args:
+        features, verts, K, image_size, eps: as for :func:`perceptual_pool`.
+        weight: (out, 3 + sum C_k), the columns in :func:`perceptual_pool`'s output order.
+
+    Returns:
+        (N, V, out).
+    """
+    grid = _pool_grid(verts, K, image_size, eps)
+    channels = [int(f.shape[1]) for f in features]
+    if weight.dim() != 2 or weight.shape[1] != 3 + sum(channels):
+        raise ValueError(
+            f"weight must be (out, {3 + sum(channels)}) for maps of {channels} channels, got "
+            f"{tuple(weight.shape)}"
+        )
+    w_pos, *w_maps = torch.split(weight, [3, *channels], dim=1)
+    out = verts @ w_pos.T
+    for f, w in zip(features, w_maps):
+        _check_map(f, verts)
+        projected = F.conv2d(f, w[:, :, None, None].to(f.dtype))
+        sampled = F.grid_sample(
+            projected,
+            grid[:, :, None].to(f.dtype),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        out = out + sampled[..., 0].transpose(1, 2)
+    return out
 
 
 def unpool(meshes: Meshes, feats: torch.Tensor | None = None):
@@ -112,9 +170,20 @@ def unpool(meshes: Meshes, feats: torch.Tensor | None = None):
     return SubdivideMeshes()(meshes, feats)
 
 
+def _vertex_degrees(edges: torch.Tensor, num_verts: int) -> torch.Tensor:
+    """(num_verts,) int64 count of the edges at each vertex, at least 1.
+
+    ``bincount`` would give the same counts, but its output size depends on the values, which
+    ``torch.export`` cannot trace; a scatter into ``num_verts`` slots has a known size.
+    """
+    flat = edges.flatten().long()
+    deg = torch.zeros(num_verts, dtype=torch.int64, device=edges.device)
+    return deg.scatter_add(0, flat, torch.ones_like(flat)).clamp(min=1)
+
+
 def laplacian_coordinates(verts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """``delta_i = v_i - mean_{j in N(i)} v_j`` for packed (V, 3) verts and (E, 2) edges."""
-    deg = torch.bincount(edges.flatten(), minlength=verts.shape[0]).clamp(min=1)
+    deg = _vertex_degrees(edges, verts.shape[0])
     return verts - gather_scatter(verts, edges) / deg[:, None].to(verts.dtype)
 
 
@@ -133,9 +202,13 @@ class P2MGraphConv(nn.Module):
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """(V, input_dim) packed features, (E, 2) edges -> (V, output_dim)."""
-        deg = torch.bincount(edges.flatten(), minlength=x.shape[0]).clamp(min=1)
-        neigh = gather_scatter(self.w1(x), edges) / deg[:, None].to(x.dtype)
-        return self.w0(x) + neigh
+        return self.combine(self.w0(x), self.w1(x), edges)
+
+    def combine(self, x_w0: torch.Tensor, x_w1: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """The output from ``w0(x)`` and ``w1(x)`` (V, output_dim), computed by the caller."""
+        deg = _vertex_degrees(edges, x_w1.shape[0])
+        neigh = gather_scatter(x_w1, edges) / deg[:, None].to(x_w1.dtype)
+        return x_w0 + neigh
 
 
 class GResBlock(nn.Module):
@@ -159,8 +232,18 @@ class GResBlock(nn.Module):
     def num_gconvs(self) -> int:
         return 2 + len(self.res_convs)
 
-    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.relu(self.conv_in(x, edges))
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        edges: torch.Tensor,
+        projected: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``projected``: ``(conv_in.w0(x), conv_in.w1(x))``, given instead of ``x`` by a
+        caller that computes them more cheaply (the head, before pooling)."""
+        if projected is None:
+            h = F.relu(self.conv_in(x, edges))
+        else:
+            h = F.relu(self.conv_in.combine(*projected, edges))
         for a, b in zip(self.res_convs[0::2], self.res_convs[1::2]):
             h = 0.5 * (h + F.relu(b(F.relu(a(h, edges)), edges)))
         return self.conv_out(h, edges), h
@@ -173,6 +256,7 @@ def _nearest(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.
     return ((src - near) ** 2).sum(-1), idx
 
 
+@stage("losses")
 def pixel2mesh_losses(
     before: Meshes,
     after: Meshes,
@@ -305,15 +389,29 @@ class Pixel2MeshGResNetHead(nn.Module):
         for b, block in enumerate(self.blocks):
             if b > 0:
                 meshes, hidden = unpool(meshes, hidden)
-            pooled = perceptual_pool(features, meshes.verts_padded(), views.K, views.image_size)
-            x = pooled.flatten(0, 1)  # one topology: padded == packed
-            if hidden is not None:
-                x = torch.cat([x, hidden], dim=1)
-            offsets, hidden = block(x, meshes.edges_packed())
+            projected = self._pool_projected(block.conv_in, features, meshes, views, hidden)
+            offsets, hidden = block(None, meshes.edges_packed(), projected=projected)
             new = meshes.offset_verts(offsets)
             out.append((meshes, new))
             meshes = new
         return out
+
+    @staticmethod
+    def _pool_projected(
+        conv: P2MGraphConv, features, meshes: Meshes, views, hidden: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(conv.w0(x), conv.w1(x))`` for the block input ``x = [perceptual_pool(...),
+        hidden]``, without building ``x``: both weights go through
+        :func:`perceptual_pool_linear` together."""
+        weight = torch.cat([conv.w0.weight, conv.w1.weight])
+        pooled_dim = weight.shape[1] - (0 if hidden is None else hidden.shape[1])
+        out = perceptual_pool_linear(
+            features, meshes.verts_padded(), views.K, views.image_size, weight[:, :pooled_dim]
+        ).flatten(0, 1)  # one topology: padded == packed
+        if hidden is not None:
+            out = out + hidden @ weight[:, pooled_dim:].T
+        x_w0, x_w1 = out.split(conv.w0.out_features, dim=1)
+        return x_w0 + conv.w0.bias, x_w1
 
     def forward(
         self, features: Sequence[torch.Tensor], views, **unused: Any

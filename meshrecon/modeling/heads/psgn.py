@@ -32,6 +32,7 @@ from meshrecon.config import configurable
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import POINT_HEAD_REGISTRY
 from meshrecon.ops import chamfer_distance, earth_movers_distance
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["PSGNHead", "min_of_n"]
 
@@ -200,6 +201,7 @@ class PSGNHead(nn.Module):
         parts.append(grid.flatten(2).transpose(1, 2))
         return torch.cat(parts, dim=1) + self.center
 
+    @stage("losses")
     def point_losses(self, pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """(B, P, 3) predictions vs (B, Q, 3) ground truth -> (B,) per-cloud losses."""
         if self.loss_name == "chamfer":

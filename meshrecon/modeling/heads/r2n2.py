@@ -36,6 +36,7 @@ from torch import nn
 
 from meshrecon.config import configurable
 from meshrecon.modeling.heads.build import MULTIVIEW_HEAD_REGISTRY
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "Conv3dGRUCell",
@@ -296,6 +297,7 @@ class R2N2Decoder(nn.Module):
         return self.predictor(x)
 
 
+@stage("losses")
 def voxel_softmax_loss(logits: torch.Tensor, gt_voxels: torch.Tensor) -> torch.Tensor:
     """Mean voxel-wise 2-way softmax cross-entropy.
 
@@ -425,7 +427,8 @@ class R2N2Head(nn.Module):
         total = int(num_views.sum())
         if images.shape[0] != total:
             raise ValueError(f"images holds {images.shape[0]} views, num_views sums to {total}")
-        feats = self.encoder(images)
+        with stage("backbone"):
+            feats = self.encoder(images)
         # Packed (sum V, F) -> padded (B, T, F).
         padded = nn.utils.rnn.pad_sequence(list(feats.split(num_views.tolist())), batch_first=True)
         if self.training:

@@ -25,9 +25,16 @@ from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY, VOXEL_HEAD_REGISTRY
 from meshrecon.modeling.heads.shapenet_geometry import shapenet_align_fn
 from meshrecon.modeling.heads.shared import MeshRefinementHead, VoxelConvHead
-from meshrecon.ops import chamfer_distance, cubify, mesh_edge_loss, sample_points_from_meshes
+from meshrecon.ops import (
+    chamfer_distance,
+    cubify_packed,
+    mesh_edge_loss,
+    sample_points_from_meshes,
+)
 from meshrecon.render.cameras import camera_to_opengl, camera_to_opengl_points, opengl_to_camera
 from meshrecon.structures import Meshes
+from meshrecon.structures.utils import packed_to_item_idx
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "ShapeNetRefinementHead",
@@ -37,6 +44,7 @@ __all__ = [
 ]
 
 
+@stage("losses")
 def refinement_mesh_losses(
     meshes_per_stage: Sequence[Meshes],
     gt_points: torch.Tensor,
@@ -144,6 +152,7 @@ class VoxelHead(VoxelConvHead):
             "loss_weight": v.LOSS_WEIGHT,
         }
 
+    @stage("losses")
     def losses(self, voxel_scores: torch.Tensor, views) -> dict[str, torch.Tensor]:
         """``{"loss_voxel": weight * BCE(logits, views.voxels)}``."""
         if views.voxels is None:
@@ -225,7 +234,7 @@ class ShapeNetRefinementHead(MeshRefinementHead):
 
     def projection_matrices(self, views) -> torch.Tensor:
         """(N, 4, 4) OpenGL projections of the views (Mesh R-CNN's ``P``), from their ``K``."""
-        N = len(views)
+        N = views.K.shape[0]  # not len(views): under torch.export that would fix the batch
         eye = torch.eye(3, dtype=views.K.dtype, device=views.K.device).expand(N, 3, 3)
         zero = views.K.new_zeros(N, 3)
         P, _ = camera_to_opengl(
@@ -310,26 +319,46 @@ class VoxMeshHead(ShapeNetRefinementHead):
             "voxel_zrange": cfg.INPUT.SHAPENET.VOXEL_ZRANGE,
         }
 
-    def cubify(self, voxel_scores: torch.Tensor, views) -> Meshes:
-        """(N, 1, V, V, V) logits -> N camera-frame meshes of the occupied voxels."""
+    def cubify_packed(
+        self, voxel_scores: torch.Tensor, views
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, 1, V, V, V) logits -> the camera-frame cube meshes, packed.
+
+        Returns:
+            ``(verts (sum V_n, 3), faces (sum F_n, 3) local to each mesh, num_verts (N,),
+            num_faces (N,))``, as :func:`meshrecon.ops.cubify_packed`. Pure tensor code (no
+            branch on values), so that ``torch.export`` traces it.
+        """
         with torch.no_grad():
             probs = voxel_scores[:, 0].sigmoid()
             V = probs.shape[-1]
+            # A grid with no voxel over the threshold gets its central V/2 cube filled.
             empty = ~(probs >= self.cubify_thresh).flatten(1).any(dim=1)
-            if bool(empty.any()):
-                a, b = V // 4, V // 4 + V // 2
-                probs = probs.clone()
-                probs[empty, a:b, a:b, a:b] = 1.0
-            grid_meshes = cubify(probs, self.cubify_thresh, align=self.cubify_align)
-        verts = []
-        for n, v in enumerate(grid_meshes.verts_list()):
-            index = (v + 1.0) * (0.5 * (V - 1))
-            verts.append(
-                frustum_voxel_coords_to_camera(
-                    index, views.K[n], views.image_size, V, self.voxel_zrange, self.near_far
-                ).to(v.dtype)
+            a, b = V // 4, V // 4 + V // 2
+            centre = torch.zeros(probs.shape[1:], dtype=torch.bool, device=probs.device)
+            centre[a:b, a:b, a:b] = True
+            probs = torch.where(empty[:, None, None, None] & centre, 1.0, probs)
+            verts, faces, num_verts, num_faces = cubify_packed(
+                probs, self.cubify_thresh, align=self.cubify_align
             )
-        return Meshes(verts=verts, faces=grid_meshes.faces_list())
+            owner = packed_to_item_idx(num_verts, verts.shape[0])
+            # cubify's grid vertices are float32; they are placed in the scores' dtype (as
+            # Mesh R-CNN, which casts them before ``voxel_to_world``).
+            verts = verts.to(voxel_scores.dtype)
+            index = (verts + 1.0) * (0.5 * (V - 1))
+            # K[owner].T is (4, sum V_n): each vertex is mapped with its own view's intrinsics.
+            verts = frustum_voxel_coords_to_camera(
+                index, views.K[owner].T, views.image_size, V, self.voxel_zrange, self.near_far
+            ).to(verts.dtype)
+        return verts, faces, num_verts, num_faces
+
+    def cubify(self, voxel_scores: torch.Tensor, views) -> Meshes:
+        """(N, 1, V, V, V) logits -> N camera-frame meshes of the occupied voxels."""
+        verts, faces, num_verts, num_faces = self.cubify_packed(voxel_scores, views)
+        return Meshes(
+            verts=list(verts.split(num_verts.tolist())),
+            faces=list(faces.split(num_faces.tolist())),
+        )
 
     def initial_meshes(self, views, voxel_scores: torch.Tensor | None) -> Meshes:
         if voxel_scores is None:

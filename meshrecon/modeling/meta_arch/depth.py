@@ -28,6 +28,7 @@ from meshrecon.modeling.heads.depth_eigen import (
     scale_invariant_log_loss,
 )
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["DepthEstimator", "depth_param_groups"]
 
@@ -127,6 +128,7 @@ class DepthEstimator(nn.Module):
             return self.losses(preds, batched_inputs)
         return self.inference(preds, batched_inputs)
 
+    @stage("losses")
     def losses(
         self, preds: dict[str, torch.Tensor], batched_inputs: list[dict]
     ) -> dict[str, torch.Tensor]:

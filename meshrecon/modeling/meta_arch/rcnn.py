@@ -15,6 +15,7 @@ from meshrecon.modeling.postprocessing import detector_postprocess
 from meshrecon.modeling.proposal_generator import build_proposal_generator
 from meshrecon.modeling.roi_heads import build_roi_heads
 from meshrecon.structures import ImageList, Instances
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["GeneralizedRCNN"]
 
@@ -123,7 +124,8 @@ class GeneralizedRCNN(nn.Module):
         if any("instances" not in x for x in batched_inputs):
             raise ValueError("training inputs need 'instances' (ground truth) for every image")
         gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-        features = self.backbone(images.tensor)
+        with stage("backbone"):
+            features = self.backbone(images.tensor)
         if self.proposal_generator is not None:
             proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
         else:
@@ -153,7 +155,8 @@ class GeneralizedRCNN(nn.Module):
         if self.training:
             raise RuntimeError("inference() needs the model in eval mode")
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        with stage("backbone"):
+            features = self.backbone(images.tensor)
         if detected_instances is None:
             if self.proposal_generator is not None:
                 proposals, _ = self.proposal_generator(images, features, None)

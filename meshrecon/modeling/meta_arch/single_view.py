@@ -34,6 +34,7 @@ from meshrecon.modeling.heads.build import (
 )
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.render.cameras import blender_projection_matrix, camera_from_opengl
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["SingleViewReconstructor", "ViewBatch"]
 
@@ -229,7 +230,8 @@ class SingleViewReconstructor(nn.Module):
     # ------------------------------------------------------------------ forward
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Backbone feature maps in ``in_features`` order (all outputs by default)."""
-        feats = self.backbone(images)
+        with stage("backbone"):
+            feats = self.backbone(images)
         names = self.in_features or list(feats)
         return [feats[name] for name in names]
 

@@ -20,6 +20,7 @@ from meshrecon.modeling.sampling import subsample_labels
 from meshrecon.structures import Boxes, ImageList, Instances, pairwise_iou
 from meshrecon.utils.events import get_event_storage, has_event_storage
 from meshrecon.utils.registry import Registry
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["RPN_HEAD_REGISTRY", "StandardRPNHead", "RPN", "build_rpn_head"]
 
@@ -262,6 +263,7 @@ class RPN(nn.Module):
             matched_gt_boxes.append(matched)
         return gt_labels, matched_gt_boxes
 
+    @stage("losses")
     def losses(
         self,
         anchors: Sequence[Boxes],

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from fvcore.nn import weight_init
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import Conv2d, ShapeSpec
+from meshrecon.layers import Conv2d, ShapeSpec, weight_init
 from meshrecon.modeling.roi_heads.build import ROI_BOX_HEAD_REGISTRY
 
 __all__ = ["FastRCNNConvFCHead", "make_norm"]

@@ -15,6 +15,7 @@ from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.box_regression import Box2BoxTransform, dense_box_regression_loss
 from meshrecon.structures import Boxes, Instances
 from meshrecon.utils.events import get_event_storage, has_event_storage
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference", "fast_rcnn_inference_single_image"]
 
@@ -177,6 +178,7 @@ class FastRCNNOutputLayers(nn.Module):
             x = torch.flatten(x, start_dim=1)
         return self.cls_score(x), self.bbox_pred(x)
 
+    @stage("losses")
     def losses(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposals: Sequence[Instances]
     ) -> dict[str, torch.Tensor]:

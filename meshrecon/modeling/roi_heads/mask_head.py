@@ -7,23 +7,27 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import Conv2d, ConvTranspose2d, ShapeSpec
+from meshrecon.layers import Conv2d, ConvTranspose2d, ShapeSpec, weight_init
 from meshrecon.modeling.roi_heads.box_head import make_norm
 from meshrecon.modeling.roi_heads.build import ROI_MASK_HEAD_REGISTRY
 from meshrecon.structures import Instances
 from meshrecon.structures.masks import BitMasks
 from meshrecon.utils.events import get_event_storage, has_event_storage
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "BaseMaskRCNNHead",
     "MaskRCNNConvUpsampleHead",
+    "crop_masks_meshrcnn",
     "mask_rcnn_loss",
     "mask_rcnn_inference",
 ]
+
+# How ground-truth masks become mask-head targets (see ``mask_rcnn_loss``).
+MASK_TARGET_CROPS = ("roi_align", "meshrcnn")
 
 
 def _as_bitmasks(masks: Any) -> BitMasks:
@@ -36,17 +40,60 @@ def _as_bitmasks(masks: Any) -> BitMasks:
     )
 
 
-def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances]) -> torch.Tensor:
+def crop_masks_meshrcnn(masks: Any, boxes: torch.Tensor, mask_size: int) -> torch.Tensor:
+    """Mesh R-CNN's mask-head targets: crop each mask to its box and resize the crop.
+
+    As ``meshrcnn/structures/mask.py`` does: the box corners are truncated to integers, the
+    pixels ``[y1:y2, x1:x2]`` are resized to ``mask_size x mask_size`` by bilinear
+    interpolation (half-pixel centres) and every positive value becomes foreground. Detectron2's
+    targets (:meth:`BitMasks.crop_and_resize`) instead sample the continuous box with ROIAlign
+    and threshold at 0.5; the two differ along the mask borders.
+
+    Args:
+        masks: ``BitMasks`` or an (N, H, W) tensor.
+        boxes: (N, 4) XYXY boxes, one per mask.
+        mask_size: side of the targets.
+
+    Returns:
+        (N, mask_size, mask_size) bool. A box that covers no whole pixel after truncation
+        (where Mesh R-CNN's resize fails) gives an all-background target.
+    """
+    masks = _as_bitmasks(masks)
+    if boxes.dim() != 2 or boxes.shape != (len(masks), 4):
+        raise ValueError(
+            f"boxes must have shape ({len(masks)}, 4) to match the masks, got {tuple(boxes.shape)}"
+        )
+    out = torch.zeros(len(masks), mask_size, mask_size, dtype=torch.bool, device=masks.device)
+    # .int() truncates toward zero, as Mesh R-CNN's ``box.int()``.
+    for i, (x1, y1, x2, y2) in enumerate(boxes.detach().to(masks.device).int().tolist()):
+        crop = masks.tensor[i, y1:y2, x1:x2]
+        if crop.numel() == 0:
+            continue
+        resized = F.interpolate(
+            crop[None, None].float(), size=(mask_size, mask_size), mode="bilinear"
+        )
+        out[i] = resized[0, 0] > 0
+    return out
+
+
+@stage("losses")
+def mask_rcnn_loss(
+    pred_mask_logits: torch.Tensor,
+    instances: Sequence[Instances],
+    target_crop: str = "roi_align",
+) -> torch.Tensor:
     """Mean per-pixel binary cross-entropy of the predicted masks of the ground-truth classes.
 
     Targets are each ROI's ``gt_masks`` cropped to its ``proposal_boxes`` and resized to the
-    prediction's ``M x M``.
+    prediction's ``M x M``: with ROIAlign as Detectron2 (``target_crop="roi_align"``), or as
+    Mesh R-CNN (``"meshrcnn"``, :func:`crop_masks_meshrcnn`).
 
     Args:
         pred_mask_logits: ``(R, K, M, M)`` (or ``(R, 1, M, M)`` class-agnostic) logits of the
             foreground ROIs of all images, in order.
         instances: per image, the foreground ROIs with ``proposal_boxes``, ``gt_classes`` and
             ``gt_masks`` (``BitMasks`` or an ``(R_i, H, W)`` tensor).
+        target_crop: ``"roi_align"`` or ``"meshrcnn"``.
 
     Returns:
         A scalar loss (0 with a gradient path if there are no ROIs).
@@ -55,6 +102,8 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances
         raise ValueError(
             f"pred_mask_logits must be (R, K, M, M), got {tuple(pred_mask_logits.shape)}"
         )
+    if target_crop not in MASK_TARGET_CROPS:
+        raise ValueError(f"target_crop must be one of {MASK_TARGET_CROPS}, got {target_crop!r}")
     class_agnostic = pred_mask_logits.shape[1] == 1
     side = pred_mask_logits.shape[2]
     gt_classes, gt_masks = [], []
@@ -63,7 +112,11 @@ def mask_rcnn_loss(pred_mask_logits: torch.Tensor, instances: Sequence[Instances
             continue
         if not class_agnostic:
             gt_classes.append(inst.gt_classes.to(dtype=torch.int64))
-        masks = _as_bitmasks(inst.gt_masks).crop_and_resize(inst.proposal_boxes.tensor, side)
+        boxes = inst.proposal_boxes.tensor
+        if target_crop == "meshrcnn":
+            masks = crop_masks_meshrcnn(inst.gt_masks, boxes, side)
+        else:
+            masks = _as_bitmasks(inst.gt_masks).crop_and_resize(boxes, side)
         gt_masks.append(masks.to(device=pred_mask_logits.device))
     if not gt_masks:
         return pred_mask_logits.sum() * 0

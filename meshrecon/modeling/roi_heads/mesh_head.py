@@ -20,6 +20,7 @@ from meshrecon.modeling.roi_heads.build import ROI_MESH_HEAD_REGISTRY
 from meshrecon.ops import chamfer_distance, mesh_edge_loss, sample_points_from_meshes
 from meshrecon.structures import Instances, Meshes
 from meshrecon.structures.shape_instances import MeshInstances
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "MeshRCNNGraphConvHead",
@@ -90,6 +91,7 @@ class MeshRCNNGraphConvSubdHead(MeshRCNNGraphConvHead):
     _subdivide = True
 
 
+@stage("losses")
 def mesh_rcnn_loss(
     pred_meshes: Sequence[Meshes],
     instances: Sequence[Instances],

@@ -22,6 +22,7 @@ from meshrecon.modeling.roi_heads.build import (
     build_voxel_head,
     build_z_head,
 )
+from meshrecon.modeling.roi_heads.mask_head import mask_rcnn_loss
 from meshrecon.modeling.roi_heads.mesh_head import mesh_rcnn_inference, mesh_rcnn_loss
 from meshrecon.modeling.roi_heads.roi_heads import (
     StandardROIHeads,
@@ -58,7 +59,8 @@ class MeshRCNNROIHeads(StandardROIHeads):
         mesh_pooler, mesh_head, mesh_loss_weights, gt_num_samples, pred_num_samples,
             gt_coord_thresh, ico_sphere_level: the mesh head (``MESH_ON``).
 
-    Training losses: ``loss_z_reg``, ``loss_voxel``, ``loss_chamfer``, ``loss_normals``,
+    Training losses: ``loss_mask`` on Mesh R-CNN's mask targets (not Detectron2's, see
+    ``_forward_mask``), ``loss_z_reg``, ``loss_voxel``, ``loss_chamfer``, ``loss_normals``,
     ``loss_edge`` (each only with its head). Inference fields: ``pred_dz`` (D, 1),
     ``pred_voxels`` (D, 1, V, V, V), ``pred_meshes`` (MeshInstances).
     """
@@ -157,6 +159,20 @@ class MeshRCNNROIHeads(StandardROIHeads):
         return ret
 
     # ------------------------------------------------------------------ training / inference
+    def _forward_mask(
+        self, features: dict[str, torch.Tensor], instances: list[Instances]
+    ) -> dict[str, torch.Tensor] | list[Instances]:
+        """As ``StandardROIHeads``, but trained on Mesh R-CNN's mask targets (the box corners
+        truncated to pixels, a bilinear resize, any positive value foreground:
+        :func:`~meshrecon.modeling.roi_heads.mask_head.crop_masks_meshrcnn`)."""
+        if not (self.training and self.mask_on):
+            return super()._forward_mask(features, instances)
+        fg, _ = select_foreground_proposals(instances, self.num_classes)
+        maps = [features[f] for f in self.mask_in_features]
+        logits = self.mask_head.layers(self.mask_pooler(maps, [x.proposal_boxes for x in fg]))
+        loss = mask_rcnn_loss(logits, fg, target_crop="meshrcnn")
+        return {"loss_mask": loss * self.mask_head.loss_weight}
+
     def _forward_training_heads(
         self, features: dict[str, torch.Tensor], proposals: list[Instances]
     ) -> dict[str, torch.Tensor]:

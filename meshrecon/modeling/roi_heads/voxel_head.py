@@ -15,6 +15,7 @@ from meshrecon.modeling.roi_heads.box_frustum import crop_voxels_within_boxes
 from meshrecon.modeling.roi_heads.build import ROI_VOXEL_HEAD_REGISTRY
 from meshrecon.structures import Instances
 from meshrecon.utils.events import get_event_storage, has_event_storage
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["VoxelRCNNConvUpsampleHead", "voxel_rcnn_loss", "voxel_rcnn_inference"]
 
@@ -52,6 +53,7 @@ class VoxelRCNNConvUpsampleHead(VoxelConvHead):
         }
 
 
+@stage("losses")
 def voxel_rcnn_loss(
     pred_voxel_logits: torch.Tensor, instances: Sequence[Instances], loss_weight: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:

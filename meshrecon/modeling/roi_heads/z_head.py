@@ -8,13 +8,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import smooth_l1_loss, weight_init
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import ShapeSpec
+from meshrecon.layers import ShapeSpec, weight_init
+from meshrecon.modeling.box_regression import smooth_l1_loss
 from meshrecon.modeling.roi_heads.build import ROI_Z_HEAD_REGISTRY
 from meshrecon.structures import Instances
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["FastRCNNFCHead", "z_rcnn_loss", "z_rcnn_inference"]
 
@@ -77,6 +78,7 @@ class FastRCNNFCHead(nn.Module):
         return self.z_pred(x)
 
 
+@stage("losses")
 def z_rcnn_loss(
     z_pred: torch.Tensor,
     instances: Sequence[Instances],

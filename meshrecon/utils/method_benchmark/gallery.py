@@ -6,7 +6,8 @@ small spheres, voxels cubified with the R2N2 evaluator's ``occupancy_to_mesh``, 
 placed with the Pix3D evaluator's ``place_meshes_in_camera``, depth maps as a triangulated
 grid) and is rendered with :func:`meshrecon.render.render_meshes`
 from the input camera and from the camera turned about the object. The meshes are saved as OBJ,
-PLY and GLB (point clouds as PLY) for download.
+PLY and GLB (point clouds as PLY) for download; :func:`viewer_groups` hands the GLB / PLY files
+to the report's interactive 3D viewer (:mod:`meshrecon.utils.viewer3d`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-__all__ = ["GalleryCell", "GalleryRow", "build_gallery", "pick_samples", "TURN_DEGREES"]
+if TYPE_CHECKING:
+    from meshrecon.utils.viewer3d import ViewerGroup
+
+__all__ = [
+    "GalleryCell",
+    "GalleryRow",
+    "build_gallery",
+    "pick_samples",
+    "viewer_groups",
+    "TURN_DEGREES",
+]
 
 # The second viewpoint: the camera turned this much about the vertical axis through the object.
 TURN_DEGREES = 60.0
@@ -37,14 +48,19 @@ class GalleryCell:
     image: str = ""  # path relative to the report folder
     downloads: dict[str, str] = field(default_factory=dict)  # format -> relative path
     note: str = ""
+    model: str = ""  # the GLB (mesh) or PLY (points) the 3D viewer shows, relative path
+    color: tuple[float, float, float] | None = None  # sRGB 0..1 of the model in the viewer
 
 
 @dataclass
 class GalleryRow:
-    """One test sample: its input, the ground truth, then one cell per method."""
+    """One test sample: its input (first cell), the ground truth, then one cell per method."""
 
     sample: str
     cells: list[GalleryCell] = field(default_factory=list)
+    # The input camera for the 3D viewer (all geometry is in its frame, camera at the origin):
+    # "fov" (vertical, degrees), "aspect" (width / height), "target" (orbit centre).
+    camera: dict[str, Any] = field(default_factory=dict)
 
 
 def method_color(index: int) -> tuple[float, float, float]:
@@ -375,11 +391,12 @@ def build_gallery(
         row.cells.append(cell_in)
         gt = GalleryCell("ground truth")
         stem = os.path.join(mesh_dir, s.name, "ground_truth")
-        picture, downloads = _render_gt(task, s, rgb, first_cfg, stem)
+        picture, downloads, row.camera = _render_gt(task, s, rgb, first_cfg, stem)
         path = os.path.join(img_dir, f"{s.name}_gt.png")
         _save_png(path, picture)
         gt.image = rel(path)
         gt.downloads = {k: rel(v) for k, v in downloads.items()}
+        gt.model, gt.color = _model_file(gt.downloads), GT_COLOR
         row.cells.append(gt)
 
     for m_index, (spec, cfg, weights) in enumerate(runs):
@@ -404,13 +421,9 @@ def build_gallery(
             )
             path = os.path.join(img_dir, f"{s.name}_{spec.name}.png")
             _save_png(path, picture)
+            files = {k: rel(v) for k, v in downloads.items()}
             row.cells.append(
-                GalleryCell(
-                    spec.title,
-                    rel(path),
-                    {k: rel(v) for k, v in downloads.items()},
-                    note,
-                )
+                GalleryCell(spec.title, rel(path), files, note, _model_file(files), color)
             )
         del model
     return rows
@@ -425,9 +438,32 @@ def _view_setup(item, cfg, task_key) -> tuple[torch.Tensor, tuple[int, int]]:
     return torch.as_tensor(K, dtype=torch.float32).flatten(), (H, W)
 
 
-def _render_gt(task, s: _Sample, rgb, cfg, stem) -> tuple[np.ndarray, dict[str, str]]:
+def _model_file(downloads: dict[str, str]) -> str:
+    """The file the 3D viewer loads: the GLB of a mesh, else the PLY (a point cloud)."""
+    return downloads.get("GLB") or downloads.get("PLY", "")
+
+
+def _viewer_camera(K, size: tuple[int, int], center: torch.Tensor) -> dict[str, Any]:
+    """The input camera as the viewer takes it. The orbit centre is on the optical axis at the
+    object's depth, so the first view is the input view and turning keeps the object near the
+    middle."""
+    fy = float(torch.as_tensor(K, dtype=torch.float64).flatten()[1])
+    H, W = size
+    return {
+        "fov": math.degrees(2.0 * math.atan(H / (2.0 * fy))),
+        "aspect": W / H,
+        "target": [0.0, 0.0, float(center[2])],
+    }
+
+
+def _render_gt(
+    task, s: _Sample, rgb, cfg, stem
+) -> tuple[np.ndarray, dict[str, str], dict[str, Any]]:
+    """(picture, downloads, viewer camera) of the ground truth of one sample."""
     if task.key == "depth":
-        return _depth_picture(s.item["depth"], s.item["K"], rgb, stem)
+        depth = torch.as_tensor(s.item["depth"]).float()
+        picture, downloads, center = _depth_picture(depth, s.item["K"], rgb, stem)
+        return picture, downloads, _viewer_camera(s.item["K"], tuple(depth.shape), center)
     if task.key == "detection":
         gt = _gt_scene(s.record)
         K = torch.tensor(s.record["annotations"][0]["K"], dtype=torch.float32)
@@ -435,16 +471,17 @@ def _render_gt(task, s: _Sample, rgb, cfg, stem) -> tuple[np.ndarray, dict[str, 
         center = _mesh_center(torch.cat([v for v, _ in gt])) if gt else torch.zeros(3)
         parts = [(v, f, GT_COLOR) for v, f in gt]
         picture = render_views(parts, K, size, center, background=rgb)
+        camera = _viewer_camera(K, size, center)
         if gt:
             verts = torch.cat([v for v, _ in gt])
             offsets = np.cumsum([0] + [v.shape[0] for v, _ in gt])[:-1]
             faces = torch.cat([f + int(o) for (_, f), o in zip(gt, offsets)])
-            return picture, _save_mesh_files(stem, verts, faces)
-        return picture, {}
+            return picture, _save_mesh_files(stem, verts, faces), camera
+        return picture, {}, camera
     v, f = _gt_object(task.key, s.item, s.record)
     K, size = _view_setup(s.item, cfg, task.key)
     picture = render_views([(v, f, GT_COLOR)], K, size, _mesh_center(v))
-    return picture, _save_mesh_files(stem, v, f)
+    return picture, _save_mesh_files(stem, v, f), _viewer_camera(K, size, _mesh_center(v))
 
 
 def _depth_picture(depth, K, rgb, stem, vmax: float | None = None):
@@ -463,7 +500,7 @@ def _depth_picture(depth, K, rgb, stem, vmax: float | None = None):
     center = _mesh_center(verts[faces.unique()]) if faces.numel() else torch.zeros(3)
     turned = render_views([(verts, faces, GT_COLOR)], K, (H, W), center, vertex_colors=grid_rgb)
     picture = np.concatenate([np.asarray(colored, dtype=np.uint8), turned[:, W:]], axis=1)
-    return picture, _save_mesh_files(stem, verts, faces)
+    return picture, _save_mesh_files(stem, verts, faces), center
 
 
 def _render_prediction(task, spec, s, item, pred, rgb, cfg, color, stem):
@@ -476,7 +513,7 @@ def _render_prediction(task, spec, s, item, pred, rgb, cfg, color, stem):
                 depth[None, None], size=gt.shape, mode="bilinear", align_corners=False
             )[0, 0]
         vmax = float(gt[gt > 0].max()) if (gt > 0).any() else None
-        picture, downloads = _depth_picture(depth, s.item["K"], rgb, stem, vmax)
+        picture, downloads, _ = _depth_picture(depth, s.item["K"], rgb, stem, vmax)
         return picture, downloads, ""
     if task.key == "detection":
         gt = _gt_scene(s.record)
@@ -509,3 +546,29 @@ def _render_prediction(task, spec, s, item, pred, rgb, cfg, color, stem):
         return picture, _save_mesh_files(stem, v, f), note
     picture = render_views([], K, size, center)
     return picture, {}, "no mesh, points or voxels predicted"
+
+
+def viewer_groups(rows: Sequence[GalleryRow]) -> list[ViewerGroup]:
+    """The gallery as rows of the 3D viewer: the input picture, the ground truth and each
+    method's GLB mesh or PLY point cloud, with the input camera; cells without a model keep
+    their note."""
+    from meshrecon.utils.viewer3d import ViewerGroup, ViewerItem
+
+    groups = []
+    for row in rows:
+        items = []
+        for k, c in enumerate(row.cells):
+            path = c.model or (c.image if k == 0 else "")  # the first cell is the input
+            note = c.note or ("" if path else "nothing to show in 3D")
+            items.append(ViewerItem(c.label, path, c.color, note, dict(c.downloads)))
+        cam = row.camera
+        groups.append(
+            ViewerGroup(
+                row.sample,
+                items,
+                target=tuple(cam["target"]) if cam.get("target") else None,
+                fov=float(cam.get("fov", 40.0)),
+                aspect=float(cam.get("aspect", 1.0)),
+            )
+        )
+    return groups

@@ -2,7 +2,9 @@
 
 ``report.html`` is static and works offline: plain HTML with its CSS inline, every picture
 embedded as a PNG data URI (the same PNGs are in the folder) and the meshes linked relatively
-for download. ``report.md`` holds the same tables; ``report.json`` every number.
+for download. The gallery's meshes and point clouds can be turned in the page
+(:mod:`meshrecon.utils.viewer3d`: its scripts and data in ``viewer/``); the pictures stay as
+the fallback. ``report.md`` holds the same tables; ``report.json`` every number.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import html
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .gallery import GalleryRow
+from .gallery import GalleryRow, viewer_groups
 from .methods import TASKS, MethodSpec, Task, get_method
 from .per_category import per_category_tables
 from .runner import RunRecord, load_curve
@@ -67,12 +70,20 @@ def format_cell(value: float | None, digits: int) -> str:
 
 def status_text(record: RunRecord) -> str:
     if record.status == "trained":
-        return f"trained ({record.max_iter} it)"
-    if record.status == "reused":
-        return f"reused (trained in {format_seconds(record.train_s)})"
-    if record.status == "evaluated":
+        text = f"trained ({record.max_iter} it)"
+    elif record.status == "reused":
+        text = f"reused (trained in {format_seconds(record.train_s)})"
+    elif record.status == "evaluated":
         return "evaluated (no training)"
-    return record.status
+    else:
+        return record.status
+    # With a validation split: was the curve flat at the end, and which model was tested.
+    val = record.validation or {}
+    if val.get("text"):
+        text += f"; {val['text']}"
+    if str(val.get("evaluated") or "").startswith("best"):
+        text += f"; tested: {val['evaluated']} model"
+    return text
 
 
 def table_records(
@@ -217,8 +228,12 @@ th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:0.9em}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 td.best{font-weight:bold;background:#eef8ee}
 tr.oracle td{background:#ececec;color:#555;font-style:italic}
-table.gallery td{text-align:center;vertical-align:top}
-table.gallery img{display:block;margin:auto;image-rendering:auto}
+.gallery-sample h4{margin:0.9em 0 0.3em;font-size:0.85em;color:#444;overflow-wrap:anywhere}
+.gallery-cells{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
+.gallery-cells figure{margin:0;max-width:100%}
+.gallery-cells figcaption{font-size:0.8em;font-weight:600}
+.gallery-cells img{display:block;max-width:100%;height:auto;border:1px solid #ddd}
+details.pictures>summary{cursor:pointer;margin:0.6em 0}
 .dl a{margin:0 3px;font-size:0.8em}.note{color:#a33;font-size:0.8em}
 .muted{color:#666;font-size:0.9em}
 """
@@ -283,15 +298,27 @@ def _per_category_section(task: Task, done: Sequence[RunRecord], methods) -> tup
     return md, body, payload
 
 
-def _html_gallery(rows: Sequence[GalleryRow], report_dir: str, embed: bool) -> str:
+def _html_gallery(
+    rows: Sequence[GalleryRow], report_dir: str, embed: bool, element_id: str = ""
+) -> str:
+    """The pictures: one block per sample, its name above, labelled pictures that wrap to the
+    page's width (no column wider than the screen), in a ``<details>`` that the 3D viewer
+    folds."""
     if not rows:
         return ""
-    out = ['<table class="gallery">', "<tr><th>sample</th>"]
-    out[-1] += "".join(f"<th>{html.escape(c.label)}</th>" for c in rows[0].cells) + "</tr>"
+    ident = f' id="{html.escape(element_id)}"' if element_id else ""
+    out = [
+        f'<details class="pictures"{ident} open><summary>Pictures: the input camera, then the '
+        "camera turned about the object; meshes for download under each picture</summary>"
+    ]
     for row in rows:
-        cells = [f"<td>{html.escape(row.sample)}</td>"]
+        out.append(
+            f'<div class="gallery-sample"><h4>{html.escape(row.sample)}</h4>'
+            '<div class="gallery-cells">'
+        )
         for c in row.cells:
-            parts = [_img_tag(report_dir, c.image, f"{row.sample}: {c.label}", embed)]
+            parts = [f"<figcaption>{html.escape(c.label)}</figcaption>"]
+            parts.append(_img_tag(report_dir, c.image, f"{row.sample}: {c.label}", embed))
             if c.downloads:
                 links = " ".join(
                     f'<a href="{html.escape(p.replace(os.sep, "/"))}" download>{fmt}</a>'
@@ -300,10 +327,18 @@ def _html_gallery(rows: Sequence[GalleryRow], report_dir: str, embed: bool) -> s
                 parts.append(f'<div class="dl">{links}</div>')
             if c.note:
                 parts.append(f'<div class="note">{html.escape(c.note)}</div>')
-            cells.append("<td>" + "".join(parts) + "</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+            out.append("<figure>" + "".join(parts) + "</figure>")
+        out.append("</div></div>")
+    out.append("</details>")
     return "\n".join(out)
+
+
+def _html_viewer(rows: Sequence[GalleryRow], report_dir: str, key: str, fallback_id: str) -> str:
+    """The 3D viewer of a task's gallery (its files under ``viewer/``)."""
+    from meshrecon.utils.viewer3d import write_viewer
+
+    name = "gallery-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
+    return write_viewer(report_dir, viewer_groups(rows), name=name, fallback_id=fallback_id)
 
 
 def write_report(
@@ -314,9 +349,11 @@ def write_report(
     info: Mapping[str, Any],
     embed_images: bool = True,
     tasks: Mapping[str, Task] = TASKS,
+    viewer: bool = True,
 ) -> dict[str, str]:
     """Write ``report.html``, ``report.md``, ``report.json`` and the figures; return paths and
-    the Markdown text under ``"markdown"``."""
+    the Markdown text under ``"markdown"``. ``viewer``: add the interactive 3D viewer to each
+    gallery (its files go to ``viewer/``)."""
     fig_dir = os.path.join(report_dir, "figures")
     os.makedirs(fig_dir, exist_ok=True)
     tasks_run = [
@@ -380,11 +417,11 @@ def write_report(
             )
             if grid:
                 md += [f"![gallery]({os.path.relpath(grid, report_dir)})", ""]
-            body.append(
-                '<h3>Gallery</h3><p class="muted">Each picture: the input camera, then the '
-                "camera turned about the object; meshes for download under each picture.</p>"
-            )
-            body.append(_html_gallery(grows, report_dir, embed_images))
+            pictures_id = "pictures-" + re.sub(r"[^A-Za-z0-9_-]", "-", task.key)
+            body.append("<h3>Gallery</h3>")
+            if viewer:
+                body.append(_html_viewer(grows, report_dir, task.key, pictures_id))
+            body.append(_html_gallery(grows, report_dir, embed_images, pictures_id))
         payload["tasks"][task.key] = {
             "title": task.title,
             "dataset": task.dataset,
@@ -402,6 +439,7 @@ def write_report(
                     "wall_s": r.wall_s,
                     "train_s": r.train_s,
                     "output_dir": r.output_dir,
+                    "validation": dict(r.validation),
                 }
                 for r in records
                 if get_method(r.name, tuple(methods)).task == task.key

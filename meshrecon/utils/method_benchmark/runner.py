@@ -3,8 +3,9 @@
 Each method runs through the same code path as ``tools/train_net.py`` (``DefaultTrainer``), in
 its own process so that memory does not accumulate, with the thread count set through
 ``OMP_NUM_THREADS``. A run whose ``OUTPUT_DIR`` already holds ``model_final.pth`` trained with
-the identical config (the ``config.yaml`` written by ``default_setup``, ``OUTPUT_DIR`` aside) is
-reused instead of retrained.
+the identical config (the config recorded inside that checkpoint, ``OUTPUT_DIR`` aside; not the
+``config.yaml`` beside it, which another run may have rewritten) is reused instead of retrained.
+An evaluation-only method has no checkpoint of its own: its ``config.yaml`` is compared.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class RunRecord:
     output_dir: str = ""
     log_path: str = ""
     results: Mapping[str, Any] = field(default_factory=dict)
+    # The run's validation curve at its end (meshrecon.engine.validation.summarize_validation).
+    validation: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -258,21 +261,46 @@ def _read_json(path: str) -> Any:
         return json.load(f)
 
 
-def _saved_fingerprint(output_dir: str) -> str | None:
-    """Fingerprint of a run's saved ``config.yaml``, read over today's defaults: keys that were
-    added to meshrecon after the run take their default values (the run did not set them)."""
-    path = os.path.join(output_dir, "config.yaml")
-    if not os.path.isfile(path):
-        return None
-    from meshrecon.config import get_cfg
+def _fingerprint_over_defaults(yaml_text: str, source: str) -> str | None:
+    """Fingerprint of a saved config, read over today's defaults: keys that were added to
+    meshrecon after the run take their default values (the run did not set them)."""
+    from meshrecon.config import CfgNode, get_cfg
 
     cfg = get_cfg()
     try:
-        cfg.merge_from_file(path)
-    except (KeyError, ValueError, TypeError) as err:  # a key that no longer exists, a bad type
-        logger.info("%s does not load over today's defaults (%s); not reusing it", path, err)
+        data = yaml.safe_load(yaml_text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"not a mapping but a {type(data).__name__}")
+        cfg.merge_from_other_cfg(CfgNode(data))
+    except (KeyError, ValueError, TypeError, yaml.YAMLError) as err:  # a removed key, a bad type
+        logger.info("%s does not load over today's defaults (%s); not reusing it", source, err)
         return None
     return config_fingerprint(cfg)
+
+
+def _saved_fingerprint(output_dir: str) -> str | None:
+    """Fingerprint of a run's saved ``config.yaml`` (see :func:`_fingerprint_over_defaults`)."""
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return _fingerprint_over_defaults(f.read(), path)
+
+
+def _checkpoint_fingerprint(checkpoint: str) -> tuple[str | None, str]:
+    """Fingerprint of the config recorded in ``checkpoint``, or None and why there is none."""
+    from meshrecon.checkpoint import recorded_config
+
+    try:
+        text = recorded_config(checkpoint)
+    except (ValueError, OSError) as err:  # damaged or refused
+        return None, f"{checkpoint} cannot be read ({err})"
+    if text is None:
+        return None, f"{checkpoint} records no config (saved before checkpoints recorded theirs)"
+    fingerprint = _fingerprint_over_defaults(text, f"the config recorded in {checkpoint}")
+    if fingerprint is None:
+        return None, f"the config recorded in {checkpoint} no longer loads"
+    return fingerprint, ""
 
 
 def _train_seconds(output_dir: str, fingerprint: str) -> float | None:
@@ -290,17 +318,30 @@ def _train_seconds(output_dir: str, fingerprint: str) -> float | None:
 
 
 def reusable(plan: MethodPlan) -> tuple[bool, str]:
-    """Whether the plan's folder holds a finished run of the identical config, and why not."""
+    """Whether the plan's folder holds a finished run of the identical config, and why not.
+
+    For a trained method the config is the one recorded in its ``model_final.pth``, so that a
+    ``config.yaml`` rewritten by another run in the folder cannot pair the model with a config
+    it was not trained with.
+    """
+    if plan.spec.train:
+        final = os.path.join(plan.output_dir, "model_final.pth")
+        if not os.path.isfile(final):
+            if _saved_fingerprint(plan.output_dir) is None:
+                return False, "no earlier run"
+            return False, "the earlier run did not finish (no model_final.pth)"
+        recorded, why = _checkpoint_fingerprint(final)
+        if recorded is None:
+            return False, why
+        if recorded != config_fingerprint(plan.cfg):
+            return False, "the config recorded in the earlier run's model_final.pth differs"
+        return True, ""
     saved = _saved_fingerprint(plan.output_dir)
     if saved is None:
         return False, "no earlier run"
     if saved != config_fingerprint(plan.cfg):
         return False, "the earlier run's config.yaml differs"
-    if plan.spec.train and not os.path.isfile(os.path.join(plan.output_dir, "model_final.pth")):
-        return False, "the earlier run did not finish (no model_final.pth)"
-    if not plan.spec.train and not os.path.isfile(
-        results_path(plan.output_dir, plan.cfg.DATASETS.TEST[0])
-    ):
+    if not os.path.isfile(results_path(plan.output_dir, plan.cfg.DATASETS.TEST[0])):
         return False, "the earlier evaluation wrote no results.json"
     return True, ""
 
@@ -311,9 +352,9 @@ _INFER_RE = re.compile(r"inference:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
 def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
     """Show a progress bar fed by the child's log until it exits."""
-    from tqdm import tqdm
+    from meshrecon.utils.progress import progress_bar
 
-    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
     phase = "train"
     try:
         while proc.poll() is None:
@@ -343,7 +384,7 @@ def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None)
 
 def _run_train_net(
     plan: MethodPlan,
-    train_script: str,
+    train_script: str | Sequence[str],
     log_path: str,
     threads: int,
     eval_only: bool,
@@ -352,7 +393,11 @@ def _run_train_net(
     desc: str,
     total: int | None,
 ) -> tuple[int, float]:
-    cmd = [sys.executable, train_script, "--config-file", plan.config_file]
+    if isinstance(train_script, str):
+        cmd = [sys.executable, train_script]
+    else:
+        cmd = list(train_script)
+    cmd += ["--config-file", plan.config_file]
     if eval_only:
         cmd.append("--eval-only")
     cmd += [*overrides, "OUTPUT_DIR", output_dir]
@@ -384,7 +429,7 @@ def _log_tail(path: str, lines: int = 15) -> str:
 def run_plan(
     plan: MethodPlan,
     *,
-    train_script: str,
+    train_script: str | Sequence[str],
     logs_dir: str,
     threads: int = 1,
     retrain: bool = False,
@@ -393,7 +438,8 @@ def run_plan(
     """Train (or reuse) and evaluate one method; return its record.
 
     Args:
-        train_script: path of ``tools/train_net.py``.
+        train_script: path of ``tools/train_net.py``, or the command that trains (e.g.
+            ``[sys.executable, "-m", "meshrecon", "train"]``); the config and overrides follow.
         logs_dir: where ``<name>.log`` (the process's output) goes.
         threads: ``OMP_NUM_THREADS`` of the process.
         retrain: train even when a finished identical run exists.
@@ -464,6 +510,9 @@ def run_plan(
         record.reason = f"the run wrote no {results_file}"
         return record
     record.results = _read_json(results_file)
+    from meshrecon.engine.validation import summarize_validation
+
+    record.validation = summarize_validation(plan.output_dir) or {}
     try:
         record.row = dict(spec.read_metrics(record.results))
     except KeyError as err:

@@ -13,7 +13,17 @@ import numpy as np
 
 from . import primitives as pr
 
-__all__ = ["Assembly", "WOODS", "SOFT", "pivot", "along_x", "along_z", "leg", "drawers"]
+__all__ = [
+    "Assembly",
+    "WOODS",
+    "SOFT",
+    "pivot",
+    "along_x",
+    "along_z",
+    "leg",
+    "drawers",
+    "unit_diagonal_frame",
+]
 
 WOODS = ("wood", "dark_wood", "light_wood")
 SOFT = ("fabric", "leather", "linen")
@@ -54,13 +64,22 @@ class Assembly:
         """
         if not self.parts:
             raise ValueError("the assembly has no parts")
-        allv = np.concatenate([m[0] for _, m, _ in self.parts], axis=0)
-        lo, hi = allv.min(axis=0), allv.max(axis=0)
-        centre, diag = (lo + hi) / 2.0, float(np.linalg.norm(hi - lo))
+        centre, diag = unit_diagonal_frame(np.concatenate([m[0] for _, m, _ in self.parts]))
         return [
             (name, ((v - centre) / diag).astype(np.float32), np.asarray(f, np.int64), mat)
             for name, (v, f), mat in self.parts
         ]
+
+
+def unit_diagonal_frame(verts: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(centre (3,), diagonal)`` of the bounding box of ``verts`` (V, 3).
+
+    ``(verts - centre) / diagonal`` is the ShapeNet-style normalisation of every synthetic
+    shape (and of the meshes of ``render-shapes``): bounding-box centre at the origin,
+    bounding-box diagonal 1, orientation kept.
+    """
+    lo, hi = verts.min(axis=0), verts.max(axis=0)
+    return (lo + hi) / 2.0, float(np.linalg.norm(hi - lo))
 
 
 def pivot(mesh: pr.Mesh, rotation: np.ndarray, point: Sequence[float]) -> pr.Mesh:

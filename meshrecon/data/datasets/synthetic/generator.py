@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from meshrecon.data.catalog import MetadataCatalog
+from meshrecon.utils.path_policy import DatasetRoot, UnsafePathError
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -60,22 +61,27 @@ logger = logging.getLogger(__name__)
 # change of a dependency's behaviour); every cached split is then regenerated.
 GENERATOR_VERSION = 1
 
-# Splits of each kind of synthetic dataset.
+# Splits of each kind of synthetic dataset. Every split draws its models, scenes and rooms from
+# its own random streams (seeded by kind and split, see ``scenes.item_rng``), so ``val`` shares
+# no model or scene with ``train`` or ``test``: it is the split for periodic validation and for
+# choosing the best checkpoint (``DATASETS.VAL``), never the test split.
 SPLITS: dict[str, tuple[str, ...]] = {
     "shapenet": ("train", "val", "test"),
-    "pix3d": ("train", "test"),
-    "nyu": ("train", "test"),
+    "pix3d": ("train", "val", "test"),
+    "nyu": ("train", "val", "test"),
 }
 
-# Counts at SCALE = 1, chosen so that all seven default splits generate in a few minutes on two
+# Counts at SCALE = 1, chosen so that all nine default splits generate in a few minutes on two
 # CPU cores and still train a model usefully (see the README of the synthetic configs).
 _BASE_COUNTS: dict[tuple[str, str], dict[str, int]] = {
     ("shapenet", "train"): {"models_per_category": 10},
     ("shapenet", "val"): {"models_per_category": 2},
     ("shapenet", "test"): {"models_per_category": 3},
     ("pix3d", "train"): {"images": 200, "models_per_category": 4},
+    ("pix3d", "val"): {"images": 40, "models_per_category": 2},
     ("pix3d", "test"): {"images": 50, "models_per_category": 2},
     ("nyu", "train"): {"images": 200},
+    ("nyu", "val"): {"images": 40},
     ("nyu", "test"): {"images": 50},
 }
 
@@ -372,25 +378,84 @@ def ensure_generated(kind: str, split: str, config: SyntheticConfig | None = Non
                     f"{folder} exists but is incomplete (no {_META_FILE}); it was not written "
                     "by this generator's atomic rename. Delete it to regenerate."
                 )
-            _generate_into(folder, split_spec(kind, split, config))
+            spec = split_spec(kind, split, config)
+            logger.info(
+                "Generating %s (%s) into %s: %s",
+                dataset_name(kind, split),
+                _describe_spec(spec),
+                folder,
+                _why_generating(folder, spec),
+            )
+            _generate_into(folder, spec)
     return folder
 
 
-def _absolutize(value: Any, folder: str, missing: set[str]) -> Any:
-    """Turn the relative paths of a record into absolute ones, collecting missing files."""
+# Spec entries -> the config keys that set them, for the log's explanation.
+_SPEC_KEYS = {
+    "seed": "SEED",
+    "views": "SHAPENET_VIEWS",
+    "models_per_category": "SCALE",
+    "images": "SCALE",
+}
+
+
+def _config_key(spec: dict[str, Any], entry: str) -> str:
+    if entry == "image_size":
+        return f"DATASETS.SYNTHETIC.{spec['kind'].upper()}_IMAGE_SIZE"
+    return "DATASETS.SYNTHETIC." + _SPEC_KEYS.get(entry, entry.upper())
+
+
+def _describe_spec(spec: dict[str, Any]) -> str:
+    shown = ("seed", "models_per_category", "images", "views", "image_size")
+    return ", ".join(f"{k} {spec[k]}" for k in shown if k in spec)
+
+
+def _why_generating(folder: str, spec: dict[str, Any]) -> str:
+    """Why a split is generated: no cached copy, or how the cached copies differ from it."""
+    parent = os.path.dirname(folder)
+    others = []
+    for meta_path in sorted(glob.glob(os.path.join(parent, "v*", _META_FILE))):
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                theirs = json.load(f).get("spec", {})
+        except (OSError, ValueError):
+            continue
+        diffs = [
+            f"{k} {theirs[k]} ({_config_key(spec, k)})"
+            for k in spec
+            if k in theirs and theirs[k] != spec[k]
+        ]
+        key = os.path.basename(os.path.dirname(meta_path))
+        others.append(f"{key} has " + (", ".join(diffs) if diffs else "older generator code"))
+    if not others:
+        return "no copy of this split is cached yet (cache key " + os.path.basename(folder) + ")"
+    return (
+        f"the cache holds no copy with these parameters (cache key {os.path.basename(folder)}); "
+        f"cached copies differ: {'; '.join(others[:4])}"
+        + (f"; and {len(others) - 4} more" if len(others) > 4 else "")
+    )
+
+
+def _absolutize(value: Any, folder: DatasetRoot, missing: set[str], where: str = "") -> Any:
+    """Turn the relative paths of a record into absolute ones, collecting missing files.
+
+    Raises:
+        UnsafePathError: a path leaves the split folder (absolute, ``..``, a symlink leading
+            out): the generator never writes one, so the whole folder is suspect.
+    """
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if k in _PATH_KEYS and isinstance(v, str):
-                path = os.path.join(folder, v)
+                path = folder.join(v, f"{where} key {k!r}")
                 if not os.path.isfile(path):
                     missing.add(path)
                 out[k] = path
             else:
-                out[k] = _absolutize(v, folder, missing)
+                out[k] = _absolutize(v, folder, missing, where)
         return out
     if isinstance(value, list):
-        return [_absolutize(v, folder, missing) for v in value]
+        return [_absolutize(v, folder, missing, where) for v in value]
     return value
 
 
@@ -399,6 +464,7 @@ def read_split(folder: str) -> tuple[list[dict], dict[str, Any]]:
 
     Raises:
         FileNotFoundError: naming the first missing file (records, meta or a referenced file).
+        UnsafePathError: a record's path leaves the folder (the whole split is refused).
     """
     for name in (_META_FILE, _RECORDS_FILE):
         path = os.path.join(folder, name)
@@ -409,7 +475,15 @@ def read_split(folder: str) -> tuple[list[dict], dict[str, Any]]:
     with open(os.path.join(folder, _RECORDS_FILE), encoding="utf-8") as f:
         records = json.load(f)
     missing: set[str] = set()
-    records = [_absolutize(r, folder, missing) for r in records]
+    root = DatasetRoot(folder)
+    records_file = os.path.join(folder, _RECORDS_FILE)
+    try:
+        records = [
+            _absolutize(r, root, missing, f"{records_file} record {i}")
+            for i, r in enumerate(records)
+        ]
+    except UnsafePathError as err:
+        raise UnsafePathError(f"{err}. Delete {folder} to regenerate it.") from None
     if missing:
         first = sorted(missing)[0]
         raise FileNotFoundError(

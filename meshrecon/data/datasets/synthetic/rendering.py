@@ -81,6 +81,10 @@ class SceneObject:
         self.id = int(id)
 
 
+# Most per-face values (faces, or faces times atlas texels) that render_views repeats per view
+# in one call of the renderer.
+_MAX_PACKED_VALUES = 4_000_000
+
 # Direction towards the light in the camera frame: from the upper left, behind the viewer.
 _LIGHT = (0.35, 0.6, -0.72)
 
@@ -135,34 +139,63 @@ def render_scene(
 def render_views(
     verts: np.ndarray,
     faces: np.ndarray,
-    colors: np.ndarray,
+    colors: np.ndarray | None,
     K: torch.Tensor,
     R: torch.Tensor,
     t: torch.Tensor,
     image_size: tuple[int, int],
     background=(1.0, 1.0, 1.0),
+    *,
+    vertex_colors: np.ndarray | None = None,
+    atlas: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Render one model from N cameras in a single batched call (faster than N calls).
 
     Args:
-        verts, faces, colors: model-frame (V, 3) vertices, (F, 3) faces, (F, 3) face colours.
+        verts, faces: model-frame (V, 3) vertices and (F, 3) faces.
+        colors: (F, 3) base colour per face in [0, 1], or None.
         K, R, t: (N, 4), (N, 3, 3), (N, 3) cameras.
+        vertex_colors: (V, 3) base colour per vertex, interpolated (instead of ``colors``).
+        atlas: (F, R, R, 3) per-face texture patches (PyTorch3D's ``TexturesAtlas`` layout,
+            instead of ``colors``). With none of the three the model is a uniform grey.
 
     Returns:
         dict of numpy arrays ``rgb`` (N, H, W, 3), ``mask`` (N, H, W), ``depth`` (N, H, W).
     """
+    given = [x is not None for x in (colors, vertex_colors, atlas)]
+    if sum(given) > 1:
+        raise ValueError("give at most one of colors, vertex_colors and atlas")
     R_np, t_np = to_numpy(R).astype(np.float64), to_numpy(t).astype(np.float64)
     verts_cam = np.einsum("nij,vj->nvi", R_np, np.asarray(verts, dtype=np.float64)) + t_np[:, None]
     n = len(verts_cam)
     faces_t = torch.from_numpy(np.asarray(faces, dtype=np.int64))
-    meshes = Meshes(verts=list(torch.from_numpy(verts_cam)), faces=[faces_t] * n)
-    with torch.no_grad():
-        out = render_meshes(
-            meshes,
-            torch.as_tensor(to_numpy(K), dtype=torch.float64),
-            image_size,
-            face_colors=torch.from_numpy(np.tile(np.asarray(colors, dtype=np.float64), (n, 1))),
-            light_dir=_LIGHT,
-            background=background,
-        )
-    return {key: to_numpy(out[key]) for key in ("rgb", "mask", "depth")}
+    K_t = torch.as_tensor(to_numpy(K), dtype=torch.float64)
+    # Views per rasterizer call: the per-mesh arrays are repeated once per view, so a large
+    # mesh (or atlas) is rendered a few views at a time. Views are independent: the images are
+    # the same for any grouping.
+    per_view = max(len(faces_t), 1) * (1 + (0 if atlas is None else int(np.prod(atlas.shape[1:]))))
+    step = max(1, min(n, _MAX_PACKED_VALUES // per_view))
+
+    def tiled(x: np.ndarray | None, dtype, k: int) -> torch.Tensor | None:
+        if x is None:
+            return None
+        x = torch.from_numpy(np.asarray(x, dtype=dtype))
+        return x.repeat(k, *([1] * (x.dim() - 1)))
+
+    outs = []
+    for s in range(0, n, step):
+        k = min(step, n - s)
+        meshes = Meshes(verts=list(torch.from_numpy(verts_cam[s : s + k])), faces=[faces_t] * k)
+        with torch.no_grad():
+            out = render_meshes(
+                meshes,
+                K_t if K_t.dim() == 1 else K_t[s : s + k],
+                image_size,
+                face_colors=tiled(colors, np.float64, k),
+                vertex_colors=tiled(vertex_colors, np.float64, k),
+                atlas=tiled(atlas, np.float32, k),
+                light_dir=_LIGHT,
+                background=background,
+            )
+        outs.append({key: to_numpy(out[key]) for key in ("rgb", "mask", "depth")})
+    return {key: np.concatenate([o[key] for o in outs]) for key in ("rgb", "mask", "depth")}

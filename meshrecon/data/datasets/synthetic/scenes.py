@@ -28,14 +28,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from meshrecon.render import (
+    R2N2_MAX_CAMERA_DISTANCE,
     camera_position_from_spherical_angles,
     look_at_view_transform,
     pix3d_K,
     r2n2_camera,
 )
+from meshrecon.utils.progress import progress_bar
 
 from . import primitives as pr
 from .rendering import (
@@ -60,7 +61,15 @@ from .writers import (
     to_numpy,
 )
 
-__all__ = ["CATEGORY_SIZES", "NYU_KINECT_K", "generate_split", "item_rng"]
+__all__ = [
+    "CATEGORY_SIZES",
+    "NYU_KINECT_K",
+    "R2N2_VIEW_RANGES",
+    "draw_r2n2_views",
+    "generate_split",
+    "item_rng",
+    "write_shapenet_model",
+]
 
 _KIND_CODES = {"shapenet": 1, "pix3d": 2, "nyu": 3}
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -101,8 +110,8 @@ def _jitter_colors(colors: np.ndarray, rng: np.random.Generator, amount: float) 
     return np.clip(colors * rng.uniform(1 - amount, 1 + amount, size=3), 0.0, 1.0)
 
 
-def _progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=False)
+def _progress(total: int, desc: str):
+    return progress_bar(total=total, desc=desc, unit="item", dynamic_ncols=True, leave=False)
 
 
 def generate_split(spec: dict[str, Any], out_dir: str) -> tuple[list[dict], dict[str, Any]]:
@@ -119,6 +128,122 @@ def generate_split(spec: dict[str, Any], out_dir: str) -> tuple[list[dict], dict
 
 
 # ------------------------------------------------------------------------------ ShapeNet
+# R2N2's render script: azimuth U[0, 360), elevation U[25, 30), distance ratio U[.65, .95).
+R2N2_VIEW_RANGES = ((0.0, 360.0), (25.0, 30.0), (0.65, 0.95))
+
+
+def draw_r2n2_views(
+    rng: np.random.Generator,
+    n_views: int,
+    ranges: tuple[tuple[float, float], ...] = R2N2_VIEW_RANGES,
+) -> np.ndarray:
+    """(n_views, 3) float64 ``[azimuth, elevation, distance ratio]`` drawn uniformly in ``ranges``.
+
+    The columns are those of R2N2's ``rendering_metadata.txt``; the camera distance is
+    ``R2N2_MAX_CAMERA_DISTANCE`` (1.75) times the ratio.
+    """
+    low, high = np.array(ranges, dtype=np.float64).T
+    return np.array([rng.uniform(low, high) for _ in range(n_views)]).reshape(n_views, 3)
+
+
+def write_shapenet_model(
+    model_dir: str,
+    rel: str,
+    *,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    points: np.ndarray,
+    normals: np.ndarray,
+    grids: dict[int, np.ndarray],
+    views: np.ndarray,
+    image_size: int,
+    record: dict[str, Any],
+    face_colors: np.ndarray | None = None,
+    vertex_colors: np.ndarray | None = None,
+    atlas: np.ndarray | None = None,
+) -> list[dict]:
+    """Write one ShapeNet-style model folder and return its view records.
+
+    Files (``docs/DATA_FORMATS.md``): ``model.obj``, ``samples.pt``, ``voxels.npz`` (grids over
+    the unit box ``[-0.5, 0.5]^3``, the first size as ``occupancy``) and ``rendering/`` with
+    ``NN.png`` (RGBA, transparent background), ``NN_depth.png``, ``renderings.txt`` and
+    ``rendering_metadata.txt`` as in ShapeNetRendering.
+
+    Args:
+        model_dir: the folder the files go to.
+        rel: how records name that folder (relative to the split folder), e.g.
+            ``"chair/<model_id>"``; it may differ from ``model_dir`` when a caller writes into a
+            temporary folder and renames it into place.
+        verts, faces: (V, 3) and (F, 3) mesh in the normalised model frame.
+        points, normals: (P, 3) surface samples and their unit normals.
+        grids: size -> (S, S, S) bool occupancy indexed ``[z, y, x]`` over the unit box.
+        views: (N, 3) ``[azimuth, elevation, ratio]`` of R2N2 cameras (:func:`draw_r2n2_views`).
+        image_size: side of the square renders.
+        record: fields copied into every view record (``category``, ``category_id``,
+            ``model_id``, ``synset_id``).
+        face_colors, vertex_colors, atlas: (F, 3), (V, 3) or (F, R, R, 3) base colours in
+            [0, 1] (at most one; none renders a uniform grey), see :func:`render_views`.
+    """
+    save_mesh_obj(os.path.join(model_dir, "model.obj"), verts, faces)
+    save_samples_pt(os.path.join(model_dir, "samples.pt"), points, normals)
+    sizes = list(grids)
+    save_voxels_npz(os.path.join(model_dir, "voxels.npz"), grids, _UNIT_BOUNDS, sizes[0])
+    view = np.asarray(views, dtype=np.float64)
+    dist = R2N2_MAX_CAMERA_DISTANCE * view[:, 2]
+    Ks, Rs, ts = r2n2_camera(
+        *torch.from_numpy(view[:, :2].T), torch.from_numpy(dist), image_size=image_size
+    )
+    rendered = render_views(
+        verts,
+        faces,
+        face_colors,
+        Ks,
+        Rs,
+        ts,
+        (image_size, image_size),
+        vertex_colors=vertex_colors,
+        atlas=atlas,
+    )
+    records, lines = [], []
+    for v in range(len(view)):
+        az, el, ratio = view[v]
+        image_rel = f"{rel}/rendering/{v:02d}.png"
+        depth_rel = f"{rel}/rendering/{v:02d}_depth.png"
+        save_rgba_png(
+            os.path.join(model_dir, "rendering", f"{v:02d}.png"),
+            rendered["rgb"][v],
+            rendered["mask"][v],
+        )
+        save_depth_png16(
+            os.path.join(model_dir, "rendering", f"{v:02d}_depth.png"), rendered["depth"][v]
+        )
+        lines.append(f"{az:.6f} {el:.6f} 0 {ratio:.6f} 25")
+        records.append(
+            {
+                "file_name": image_rel,
+                "height": image_size,
+                "width": image_size,
+                "image_id": f"{rel}/{v:02d}",
+                **record,
+                "view_index": v,
+                "K": _floats(Ks[v]),
+                "R": _floats(Rs[v]),
+                "t": _floats(ts[v]),
+                "azimuth": float(az),
+                "elevation": float(el),
+                "distance": float(dist[v]),
+                "mesh": f"{rel}/model.obj",
+                "samples": f"{rel}/samples.pt",
+                "voxel": f"{rel}/voxels.npz",
+                "depth": {"kind": "png16", "path": depth_rel, "scale": DEPTH_PNG_SCALE},
+            }
+        )
+    _write_text(os.path.join(model_dir, "rendering", "rendering_metadata.txt"), lines)
+    names = [f"{v:02d}.png" for v in range(len(view))]
+    _write_text(os.path.join(model_dir, "rendering", "renderings.txt"), names)
+    return records
+
+
 def _generate_shapenet(spec: dict[str, Any], out: str) -> tuple[list[dict], dict]:
     n_models, n_views, size = spec["models_per_category"], spec["views"], spec["image_size"]
     records: list[dict] = []
@@ -128,58 +253,32 @@ def _generate_shapenet(spec: dict[str, Any], out: str) -> tuple[list[dict], dict
             model_id = _model_id(spec, category, m)
             rel = f"{category}/{model_id}"
             shape = make_shape(category, item_rng(spec, 10 * c, m))
-            save_mesh_obj(os.path.join(out, rel, "model.obj"), shape.verts, shape.faces)
             points, normals = shape.sample_surface(
                 spec["num_samples"], item_rng(spec, 10 * c + 1, m)
             )
-            save_samples_pt(os.path.join(out, rel, "samples.pt"), points, normals)
             grids = {
                 s: shape.voxelize(s, bounds=np.asarray(_UNIT_BOUNDS)) for s in spec["voxel_sizes"]
             }
-            save_voxels_npz(
-                os.path.join(out, rel, "voxels.npz"), grids, _UNIT_BOUNDS, spec["voxel_sizes"][0]
-            )
             rng = item_rng(spec, 10 * c + 2, m)
             colors = _jitter_colors(shape.face_colors(), rng, 0.15)
-            # R2N2's render script: azimuth U[0, 360), elevation U[25, 30), ratio U[.65, .95).
-            view = np.array([rng.uniform([0, 25, 0.65], [360, 30, 0.95]) for _ in range(n_views)])
-            Ks, Rs, ts = r2n2_camera(*torch.from_numpy(view * [1, 1, 1.75]).T, image_size=size)
-            rendered = render_views(shape.verts, shape.faces, colors, Ks, Rs, ts, (size, size))
-            lines = []
-            for v in range(n_views):
-                (az, el, ratio), dist = view[v], 1.75 * view[v, 2]
-                K, R, t = Ks[v], Rs[v], ts[v]
-                image_rel = f"{rel}/rendering/{v:02d}.png"
-                depth_rel = f"{rel}/rendering/{v:02d}_depth.png"
-                save_rgba_png(os.path.join(out, image_rel), rendered["rgb"][v], rendered["mask"][v])
-                save_depth_png16(os.path.join(out, depth_rel), rendered["depth"][v])
-                lines.append(f"{az:.6f} {el:.6f} 0 {ratio:.6f} 25")
-                records.append(
-                    {
-                        "file_name": image_rel,
-                        "height": size,
-                        "width": size,
-                        "image_id": f"{category}/{model_id}/{v:02d}",
-                        "synset_id": category,
-                        "model_id": model_id,
-                        "category": category,
-                        "category_id": c,
-                        "view_index": v,
-                        "K": _floats(K),
-                        "R": _floats(R),
-                        "t": _floats(t),
-                        "azimuth": float(az),
-                        "elevation": float(el),
-                        "distance": float(dist),
-                        "mesh": f"{rel}/model.obj",
-                        "samples": f"{rel}/samples.pt",
-                        "voxel": f"{rel}/voxels.npz",
-                        "depth": {"kind": "png16", "path": depth_rel, "scale": DEPTH_PNG_SCALE},
-                    }
-                )
-            _write_text(os.path.join(out, rel, "rendering", "rendering_metadata.txt"), lines)
-            names = [f"{v:02d}.png" for v in range(n_views)]
-            _write_text(os.path.join(out, rel, "rendering", "renderings.txt"), names)
+            records += write_shapenet_model(
+                os.path.join(out, rel),
+                rel,
+                verts=shape.verts,
+                faces=shape.faces,
+                points=points,
+                normals=normals,
+                grids=grids,
+                views=draw_r2n2_views(rng, n_views),
+                image_size=size,
+                record={
+                    "synset_id": category,
+                    "model_id": model_id,
+                    "category": category,
+                    "category_id": c,
+                },
+                face_colors=colors,
+            )
             bar.update(1)
     bar.close()
     return records, {"metadata": {}}

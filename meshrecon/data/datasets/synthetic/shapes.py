@@ -174,11 +174,11 @@ class Shape:
             # no voxel centre; an empty grid would be useless as a target, so such a shape is
             # represented by the voxels its surface crosses.
             for part in self.parts:
-                occ |= self._surface_voxels(part, int(grid_size), box, align)
+                occ |= self.surface_voxels(part, int(grid_size), box, align)
         return occ.numpy()
 
     @staticmethod
-    def _surface_voxels(part: Part, grid_size: int, box: np.ndarray, align: str) -> torch.Tensor:
+    def surface_voxels(part: Part, grid_size: int, box: np.ndarray, align: str) -> torch.Tensor:
         """(D, D, D) bool ``[z, y, x]``: the voxels that ``part``'s surface passes through."""
         tri = part.verts.astype(np.float64)[part.faces]
         area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)

@@ -1,0 +1,463 @@
+"""Periodic validation: the validation curve, the best checkpoint, and stopping on a plateau.
+
+:class:`ValidationHook` evaluates the model on the validation split (``DATASETS.VAL``, never the
+test split) every ``TEST.EVAL_PERIOD`` iterations and after the last one, and
+
+* puts every metric into the event storage as ``val/<metric>`` (so ``metrics.json`` and
+  TensorBoard get them at that iteration), with ``val/wall_time_s``, the wall-clock seconds
+  since training started;
+* keeps the whole curve in ``OUTPUT_DIR/validation.json`` (rewritten atomically after each
+  evaluation), the file that reports plot and judge;
+* keeps ``OUTPUT_DIR/model_best.pth``, the weights at the best value of ``TEST.BEST_METRIC``
+  (direction ``TEST.BEST_MODE``), written atomically with the metric's name, value and the
+  iteration inside. A kill while it is written leaves the previous best file as it was. With
+  ``--resume`` the best value so far is read back from that file, so the resumed run replaces
+  it only with a better one. A best file written after the checkpoint a run resumes from stays
+  (it is a model this run produced);
+* with ``SOLVER.STOP_ON_PLATEAU``, ends training early once the curve has plateaued
+  (:func:`meshrecon.engine.plateau.detect_plateau`); the model of that iteration becomes
+  ``model_final.pth`` and the test split is evaluated on it as usual;
+* with ``TEST.EVAL_BEST``, loads ``model_best.pth`` back into the model after training, so the
+  final test evaluation reports the best model instead of the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint.checkpointer import _atomic_write
+from ..evaluation.testing import flatten_results_dict
+from ..utils import comm
+from .hooks import PeriodicWriter
+from .plateau import PlateauResult, detect_plateau
+from .train_loop import HookBase
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "VALIDATION_FILE",
+    "ValidationHook",
+    "read_best_checkpoint_info",
+    "read_validation_file",
+    "summarize_validation",
+]
+
+logger = logging.getLogger(__name__)
+
+BEST_CHECKPOINT = "model_best.pth"
+VALIDATION_FILE = "validation.json"
+# Storage names of the validation scalars: "val/<flattened metric>".
+PREFIX = "val/"
+
+
+def read_best_checkpoint_info(path: str) -> dict[str, Any] | None:
+    """Return ``{"iteration", "metric", "value", "mode"}`` recorded in a best checkpoint.
+
+    None when ``path`` does not exist. Raises ValueError for a file that is not one.
+    """
+    if not os.path.isfile(path):
+        return None
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    keys = ("best_iteration", "best_metric", "best_value", "best_mode")
+    if not isinstance(data, dict) or any(k not in data for k in keys):
+        raise ValueError(f"{path} is not a best checkpoint: it lacks {', '.join(keys)}")
+    return {
+        "iteration": int(data["best_iteration"]),
+        "metric": str(data["best_metric"]),
+        "value": float(data["best_value"]),
+        "mode": str(data["best_mode"]),
+    }
+
+
+def read_validation_file(output_dir: str) -> dict[str, Any] | None:
+    """Return the content of ``output_dir/validation.json`` (None when absent)."""
+    path = os.path.join(output_dir, VALIDATION_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def summarize_validation(output_dir: str) -> dict[str, Any] | None:
+    """What a run's ``validation.json`` says about its end, for reports (None without one).
+
+    Returns ``{"metric", "flat", "text", "evaluated", "best"}``: ``flat`` is the plateau rule
+    applied to the whole curve (True, False, or None when undecided or without a metric),
+    ``text`` a short phrase such as ``"curve flat at the end (+0.3 in the last 20%)"``, and
+    ``evaluated`` which model the final test evaluation used ("final" or "best (iteration N)").
+    """
+    saved = read_validation_file(output_dir)
+    if not saved:
+        return None
+    metric, rule = saved.get("metric") or "", saved.get("plateau_rule") or {}
+    its, vals = [], []
+    for e in saved.get("curve", []):
+        v = e.get("metrics", {}).get(metric)
+        if v is not None:
+            its.append(int(e["iteration"]))
+            vals.append(float(v))
+    flat, text = None, "no validation metric named (TEST.BEST_METRIC)"
+    if metric and its:
+        frac = float(rule.get("window_frac", 0.2))
+        r = detect_plateau(
+            its,
+            vals,
+            mode=saved.get("mode", "max"),
+            window_frac=frac,
+            min_delta=float(rule.get("min_delta", 1.0)),
+        )
+        if not r.decided:
+            text = f"curve undecided ({len(its)} validations)"
+        else:
+            flat = r.plateaued
+            state = "flat at the end" if flat else "still improving"
+            text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
+        if saved.get("stopped_early_at") is not None:
+            text += f", stopped at iteration {saved['stopped_early_at']}"
+    return {
+        "metric": metric,
+        "flat": flat,
+        "text": text,
+        "evaluated": saved.get("final_evaluation"),
+        "best": saved.get("best"),
+    }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    return value
+
+
+class ValidationHook(HookBase):
+    """Evaluate on the validation split periodically; log the curve, keep the best model.
+
+    See the module docstring for what it writes. Register it before the
+    ``PeriodicCheckpointer`` (so that an early stop saves ``model_final.pth`` at the stopping
+    iteration) and before the test ``EvalHook`` (so that ``eval_best`` takes effect first).
+    """
+
+    def __init__(
+        self,
+        eval_period: int,
+        eval_function: Callable[[], Mapping[str, Any] | None],
+        *,
+        model: nn.Module,
+        output_dir: str,
+        best_metric: str = "",
+        best_mode: str = "max",
+        plateau_window_frac: float = 0.2,
+        plateau_min_delta: float = 1.0,
+        stop_on_plateau: bool = False,
+        eval_best: bool = False,
+    ) -> None:
+        """
+        Args:
+            eval_period: validate after every this many iterations (and after the last one);
+                0: only after the last one.
+            eval_function: evaluates the model on the validation split in every process and
+                returns the (nested) metrics, in the main process at least.
+            model: the (unwrapped) model whose weights ``model_best.pth`` stores.
+            output_dir: where ``model_best.pth`` and ``validation.json`` go.
+            best_metric: the flattened metric name to keep the best of, e.g.
+                ``"shapenet/F1@0.300000"``; "" keeps no best model.
+            best_mode: "max" (higher is better) or "min".
+            plateau_window_frac, plateau_min_delta: the plateau rule's window and threshold.
+            stop_on_plateau: end training once the curve of ``best_metric`` has plateaued.
+            eval_best: after training, load the best weights into the model for the final
+                (test) evaluation.
+        """
+        if best_mode not in ("max", "min"):
+            raise ValueError(f"TEST.BEST_MODE must be 'max' or 'min', got {best_mode!r}")
+        if (stop_on_plateau or eval_best) and not best_metric:
+            raise ValueError(
+                "SOLVER.STOP_ON_PLATEAU and TEST.EVAL_BEST need TEST.BEST_METRIC: the name of "
+                "the validation metric to follow, e.g. 'shapenet/F1@0.300000'"
+            )
+        # Checked here, not at the first plateau test hours later.
+        detect_plateau([], [], window_frac=plateau_window_frac, min_delta=plateau_min_delta)
+        self._period = int(eval_period)
+        self._func = eval_function
+        self._model = model
+        self._output_dir = output_dir
+        self.best_metric = best_metric
+        self.best_mode = best_mode
+        self._window_frac = float(plateau_window_frac)
+        self._min_delta = float(plateau_min_delta)
+        self._stop_on_plateau = bool(stop_on_plateau)
+        self._eval_best = bool(eval_best)
+        self.best_value: float | None = None
+        self.best_iteration: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.plateau: PlateauResult | None = None
+        self.stopped_early_at: int | None = None
+        # Which model the final test evaluation saw: "final" or "best (iteration N)".
+        self.final_evaluation: str | None = None
+        self._time_offset = 0.0
+        self._val_seconds = 0.0
+        self._start = time.perf_counter()
+
+    @classmethod
+    def from_config(
+        cls, cfg, model: nn.Module, eval_function: Callable[[], Mapping[str, Any] | None]
+    ) -> ValidationHook:
+        """Build the hook from ``TEST.*`` and ``SOLVER.STOP_ON_PLATEAU``."""
+        return cls(
+            cfg.TEST.EVAL_PERIOD,
+            eval_function,
+            model=model,
+            output_dir=cfg.OUTPUT_DIR,
+            best_metric=cfg.TEST.BEST_METRIC,
+            best_mode=cfg.TEST.BEST_MODE,
+            plateau_window_frac=cfg.TEST.PLATEAU_WINDOW_FRAC,
+            plateau_min_delta=cfg.TEST.PLATEAU_MIN_DELTA,
+            stop_on_plateau=cfg.SOLVER.STOP_ON_PLATEAU,
+            eval_best=cfg.TEST.EVAL_BEST,
+        )
+
+    @property
+    def best_path(self) -> str:
+        return os.path.join(self._output_dir, BEST_CHECKPOINT)
+
+    # ------------------------------------------------------------------ resume
+    def before_train(self) -> None:
+        self._start = time.perf_counter()
+        start_iter = int(self.trainer.start_iter)
+        if not self._output_dir:  # nothing is written, nothing to resume
+            return
+        if start_iter > 0:
+            self._restore(start_iter)
+        elif os.path.isfile(self.best_path) or read_validation_file(self._output_dir):
+            logger.warning(
+                "%s holds the validation files of an earlier run; this run starts at iteration "
+                "0 and replaces them at its first validation",
+                self._output_dir,
+            )
+
+    def _restore(self, start_iter: int) -> None:
+        """Continue the curve and the best value of the run being resumed."""
+        saved = read_validation_file(self._output_dir) or {}
+        self.history = [e for e in saved.get("curve", []) if int(e["iteration"]) < start_iter]
+        if self.history:
+            last = self.history[-1]
+            # Time to the resumed checkpoint, extrapolated from the last evaluation before it.
+            per_iter = float(last["wall_time_s"]) / (int(last["iteration"]) + 1)
+            self._time_offset = per_iter * start_iter
+            self._val_seconds = float(last.get("validation_time_s", 0.0))
+        info = read_best_checkpoint_info(self.best_path) if self.best_metric else None
+        if info is None:
+            return
+        if info["metric"] != self.best_metric or info["mode"] != self.best_mode:
+            logger.warning(
+                "%s was kept by %s (%s), this run keeps the best by %s (%s): it will be replaced",
+                self.best_path,
+                info["metric"],
+                info["mode"],
+                self.best_metric,
+                self.best_mode,
+            )
+            return
+        self.best_value, self.best_iteration = info["value"], info["iteration"]
+        logger.info(
+            "Resumed the best model: %s = %.6g at iteration %d (%s)",
+            self.best_metric,
+            self.best_value,
+            self.best_iteration,
+            self.best_path,
+        )
+
+    # ------------------------------------------------------------------ validating
+    def after_step(self) -> None:
+        next_iter = self.trainer.iter + 1
+        if next_iter >= self.trainer.max_iter or (
+            self._period > 0 and next_iter % self._period == 0
+        ):
+            self._validate()
+
+    def _validate(self) -> None:
+        iteration = int(self.trainer.iter)
+        t0 = time.perf_counter()
+        results = self._func()
+        self._val_seconds += time.perf_counter() - t0
+        stop = False
+        if comm.is_main_process():
+            if not isinstance(results, Mapping) or not results:
+                raise ValueError(
+                    "the validation returned no metrics (is DATASETS.VAL a split with an "
+                    f"evaluator?), got {results!r}"
+                )
+            stop = self._record(iteration, results)
+        if comm.get_world_size() > 1:
+            stop = any(comm.all_gather(stop))
+        if stop:
+            self.stopped_early_at = iteration
+            # TrainerBase ends its loop after this step; iter == max_iter then marks training
+            # as completed for the hooks' after_train (final checkpoint and test evaluation).
+            self.trainer.max_iter = iteration + 1
+        comm.synchronize()
+
+    def _record(self, iteration: int, results: Mapping[str, Any]) -> bool:
+        """Log, save and judge one evaluation (main process); return whether to stop."""
+        metrics: dict[str, float] = {}
+        for key, value in flatten_results_dict(results).items():
+            try:
+                metrics[key] = float(value)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"the validation returned non-scalar {key!r}={value!r}") from err
+        wall = self._time_offset + time.perf_counter() - self._start
+        entry = {
+            "iteration": iteration,
+            "wall_time_s": round(wall, 3),
+            "validation_time_s": round(self._val_seconds, 3),
+            "metrics": {k: _finite_or_none(v) for k, v in metrics.items()},
+        }
+        self.history.append(entry)
+        self.trainer.storage.put_scalars(
+            **{PREFIX + k: v for k, v in metrics.items()},
+            **{PREFIX + "wall_time_s": wall},
+            smoothing_hint=False,
+        )
+        # Written now: the writers keep only each scalar's latest value until their period.
+        for hook in getattr(self.trainer, "_hooks", []):
+            if isinstance(hook, PeriodicWriter):
+                hook.write()
+        stop = False
+        if self.best_metric:
+            if self.best_metric not in metrics:
+                raise ValueError(
+                    f"TEST.BEST_METRIC={self.best_metric!r} is not among the validation "
+                    f"metrics: {sorted(metrics)}"
+                )
+            value = metrics[self.best_metric]
+            if self._is_better(value):
+                self._save_best(iteration, value)
+            self.plateau = self._judge(iteration)
+            if self._stop_on_plateau and self.plateau.plateaued:
+                logger.info(
+                    "Stopping at iteration %d: the validation curve of %s is %s",
+                    iteration,
+                    self.best_metric,
+                    self.plateau.reason,
+                )
+                stop = True
+        self._write_file(stopped=iteration if stop else None)
+        return stop
+
+    def _is_better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.best_mode == "max" else value < self.best_value
+
+    def _save_best(self, iteration: int, value: float) -> None:
+        data = {
+            "model": self._model.state_dict(),
+            "best_iteration": iteration,
+            "best_metric": self.best_metric,
+            "best_value": value,
+            "best_mode": self.best_mode,
+        }
+        # Through a temporary file and a rename: a kill mid-write keeps the previous best.
+        if self._output_dir:
+            _atomic_write(self.best_path, lambda f: torch.save(data, f))
+        previous = self.best_value
+        self.best_value, self.best_iteration = value, iteration
+        logger.info(
+            "New best %s = %.6g at iteration %d (was %s); saved %s",
+            self.best_metric,
+            value,
+            iteration,
+            "none" if previous is None else f"{previous:.6g}",
+            self.best_path,
+        )
+
+    def curve(self, metric: str | None = None) -> tuple[list[int], list[float]]:
+        """``(iterations, values)`` of one validation metric (default: ``best_metric``)."""
+        metric = metric or self.best_metric
+        its, vals = [], []
+        for e in self.history:
+            v = e["metrics"].get(metric)
+            if v is not None:
+                its.append(int(e["iteration"]))
+                vals.append(float(v))
+        return its, vals
+
+    def _judge(self, iteration: int) -> PlateauResult:
+        its, vals = self.curve()
+        return detect_plateau(
+            its,
+            vals,
+            mode=self.best_mode,
+            window_frac=self._window_frac,
+            min_delta=self._min_delta,
+            last_iter=iteration,
+        )
+
+    def _write_file(self, stopped: int | None = None) -> None:
+        if not self._output_dir:
+            return
+        data = {
+            "metric": self.best_metric,
+            "mode": self.best_mode,
+            "best": None
+            if self.best_iteration is None
+            else {"iteration": self.best_iteration, "value": self.best_value},
+            "plateau_rule": {"window_frac": self._window_frac, "min_delta": self._min_delta},
+            "plateau": None if self.plateau is None else dict(self.plateau.__dict__),
+            "stopped_early_at": stopped if stopped is not None else self.stopped_early_at,
+            "final_evaluation": self.final_evaluation,
+            "curve": self.history,
+        }
+        text = json.dumps(_jsonable(data), indent=1, allow_nan=False)
+        _atomic_write(
+            os.path.join(self._output_dir, VALIDATION_FILE), lambda f: f.write(text), mode="w"
+        )
+
+    # ------------------------------------------------------------------ the end
+    def after_train(self) -> None:
+        if self.trainer.iter >= self.trainer.max_iter:  # completed, not failed
+            if self._eval_best:
+                # Every process loads the file the main process wrote (as --resume does).
+                self._load_best()
+            else:
+                self.final_evaluation = "final"
+            if comm.is_main_process() and self.history:
+                self._write_file()
+        del self._func
+
+    def _load_best(self) -> None:
+        if not os.path.isfile(self.best_path):
+            logger.warning(
+                "TEST.EVAL_BEST: no %s; the test evaluation uses the final model", self.best_path
+            )
+            self.final_evaluation = "final"
+            return
+        data = torch.load(self.best_path, map_location="cpu", weights_only=True)
+        self._model.load_state_dict(data["model"])
+        iteration = int(data["best_iteration"])
+        logger.info(
+            "TEST.EVAL_BEST: the test evaluation uses %s (%s = %.6g at iteration %d)",
+            self.best_path,
+            data["best_metric"],
+            float(data["best_value"]),
+            iteration,
+        )
+        self.final_evaluation = f"best (iteration {iteration})"

@@ -1,0 +1,92 @@
+import math
+
+import numpy as np
+import pytest
+
+from meshrecon.engine import detect_plateau
+
+
+def _its(n, period=100):
+    return [period * (k + 1) - 1 for k in range(n)]
+
+
+def test_rising_curve_is_not_flat():
+    # F1 climbing 3 points per evaluation: the last fifth gains far more than one point.
+    values = [10 + 3 * k for k in range(20)]
+    r = detect_plateau(_its(20), values, mode="max", window_frac=0.2, min_delta=1.0)
+    assert r.decided and not r.plateaued
+    # Best of the window (iterations > 1599: 67 at 1999) minus best before (55 at 1599).
+    assert r.improvement == pytest.approx(values[-1] - values[15])
+
+
+def test_flat_and_noisy_flat_curves_are_flat():
+    flat = [40.0] * 20
+    r = detect_plateau(_its(20), flat, window_frac=0.2, min_delta=1.0)
+    assert r.decided and r.plateaued and r.improvement == 0.0
+    rng = np.random.default_rng(0)
+    rising_then_noisy = [10 + 3 * k for k in range(10)] + list(40 + rng.uniform(-0.4, 0.4, 10))
+    r = detect_plateau(_its(20), rising_then_noisy, window_frac=0.2, min_delta=1.0)
+    assert r.plateaued and abs(r.improvement) < 0.8
+
+
+def test_slow_rise_just_under_and_over_the_threshold():
+    # 0.2 points per evaluation: the window (4 evaluations) gains 0.8 < 1, then 1.6 >= 1 with
+    # twice the slope.
+    slow = [30 + 0.2 * k for k in range(20)]
+    assert detect_plateau(_its(20), slow, min_delta=1.0).plateaued
+    faster = [30 + 0.4 * k for k in range(20)]
+    assert not detect_plateau(_its(20), faster, min_delta=1.0).plateaued
+
+
+def test_rising_then_falling_is_flat_and_min_mode_mirrors_max():
+    peak = [10, 20, 30, 40, 50, 45, 40, 35, 30, 25]
+    r = detect_plateau(_its(10), peak, mode="max", window_frac=0.2)
+    assert r.plateaued and r.improvement < 0
+    # A Chamfer-like metric (lower is better) falling 0.3 per evaluation: the window gains 0.6,
+    # flat at a threshold of 1, not at 0.1 (thresholds are in the metric's units); the mirror
+    # of the peak (falling then rising): flat.
+    falling = [5.0 - 0.3 * k for k in range(10)]
+    assert detect_plateau(_its(10), falling, mode="min", min_delta=1.0).plateaued
+    r = detect_plateau(_its(10), falling, mode="min", min_delta=0.1)
+    assert not r.plateaued and r.improvement == pytest.approx(0.6)
+    assert detect_plateau(_its(10), [-v for v in peak], mode="min").plateaued
+
+
+def test_undecided_without_enough_evaluations_and_nan_ignored():
+    r = detect_plateau([99], [5.0])
+    assert not r.decided and not r.plateaued and math.isnan(r.improvement)
+    # Only one evaluation inside the window (min_points=2 by default): undecided.
+    r = detect_plateau([99, 199, 299, 399, 499], [1, 2, 3, 3, 3], window_frac=0.2)
+    assert not r.decided
+    # NaN entries are skipped, not taken as the best or the worst.
+    values = [10, 20, 30] + [40] * 14 + [float("nan"), 40.2, float("nan")]
+    r = detect_plateau(_its(20), values)
+    assert r.plateaued and r.improvement == pytest.approx(0.2)
+    assert not detect_plateau([], []).decided
+
+
+def test_last_iter_widens_the_window_to_the_planned_end():
+    # Evaluated up to 999 of a 2000-iteration run: the window is (1600, 2000], empty: undecided.
+    r = detect_plateau(_its(10), [1.0] * 10, last_iter=1999)
+    assert not r.decided
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mode": "up"}, "mode"),
+        ({"window_frac": 0.0}, "PLATEAU_WINDOW_FRAC"),
+        ({"window_frac": 1.0}, "PLATEAU_WINDOW_FRAC"),
+        ({"min_delta": -1.0}, "PLATEAU_MIN_DELTA"),
+    ],
+)
+def test_bad_arguments_name_the_key(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        detect_plateau([1, 2], [1.0, 2.0], **kwargs)
+
+
+def test_length_mismatch_and_unsorted_iterations_are_errors():
+    with pytest.raises(ValueError, match="length"):
+        detect_plateau([1, 2], [1.0])
+    with pytest.raises(ValueError, match="increasing"):
+        detect_plateau([2, 1], [1.0, 2.0])
