@@ -394,7 +394,7 @@ def test_report_in_headless_chromium(toy_report, tmp_path):
         # each method's model in linked views; the pictures fold away under it.
         root = page.query_selector(".mrv")
         views = check_viewer(page, root)["rows"]
-        assert [len(r) for r in views] == [3, 3]
+        assert [len(r) for r in views] == [1 + len(SINGLE_VIEW_TOY)] * 2  # GT + each method
         assert page.evaluate("document.querySelector('details.pictures').open") is False
         # Fits a laptop screen: nothing wider than the 1366-pixel window.
         width = page.evaluate("document.documentElement.scrollWidth")
