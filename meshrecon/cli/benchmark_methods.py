@@ -121,6 +121,22 @@ PRESETS: dict[str, dict] = {
         ],
         "method_opts": {
             "r2n2_res_gru": ["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"],
+            # Recognition baselines: a coarse descriptor, and fewer clusters than the toy
+            # training set's 45 (model, view) entries / 9 models.
+            **{
+                name: ["MODEL.RECOGNITION.DESCRIPTOR_SIZE", "8"]
+                + ["MODEL.RECOGNITION.DESCRIPTOR_POINTS", "300"]
+                + ["MODEL.RECOGNITION.NUM_CLUSTERS", "4"]
+                + (["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"] if name.endswith("multiview") else [])
+                for name in (
+                    "retrieval",
+                    "clustering",
+                    "oracle_nn",
+                    "retrieval_multiview",
+                    "clustering_multiview",
+                    "oracle_nn_multiview",
+                )
+            },
             "meshrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "voxelrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "sphereinit_R18_FPN": _TOY_DETECTOR_OPTS,
