@@ -72,6 +72,12 @@ class MethodSpec:
         output: what the gallery renders: ``"mesh"``, ``"points"``, ``"voxels"``,
             ``"detections"`` or ``"depth"``.
         reproduces: one line for the model-zoo table.
+        val_dataset: its validation split (disjoint from the test split): the one presets
+            evaluate periodically (``DATASETS.VAL``).
+        val_metric: the flattened validation metric that keeps the best model and decides the
+            plateau (``TEST.BEST_METRIC``, higher is better), e.g. ``"shapenet/F1@0.300000"``.
+        val_min_delta: the plateau threshold in that metric's units
+            (``TEST.PLATEAU_MIN_DELTA``): 1.0 for F1 in %, 0.01 for fractions (IoU, AP, δ).
     """
 
     name: str
@@ -86,6 +92,9 @@ class MethodSpec:
     reproduces: str = ""
     # The paper-size config of the same method for the real dataset (run with ``--real``).
     real_config: str = ""
+    val_dataset: str = ""
+    val_metric: str = ""
+    val_min_delta: float = 1.0
 
 
 def _num(value: Any) -> float:
@@ -245,6 +254,32 @@ TASKS: dict[str, Task] = {
     )
 }
 
+# Each task's validation split and the metric its methods follow (README, "Validation, the best
+# checkpoint, the plateau"). The validation splits are drawn from their own seed streams: no
+# model, scene or room of them is in a train or test split.
+_SHAPE_VAL = {
+    "val_dataset": "synthetic_shapenet_val",
+    "val_metric": "shapenet/F1@0.300000",
+    "val_min_delta": 1.0,
+}
+_R2N2_VAL = {
+    "val_dataset": "synthetic_shapenet_val_multiview",
+    "val_metric": "voxel/IoU@1",
+    "val_min_delta": 0.01,
+}
+_MVS_VAL = {
+    "val_dataset": "synthetic_shapenet_val_multiview",
+    "val_metric": "multiview/F1@0.300000",
+    "val_min_delta": 1.0,
+}
+# AP^mesh for the three detectors, also the voxels-only one (its cubified voxels are its mesh).
+_PIX3D_VAL = {
+    "val_dataset": "synthetic_pix3d_val",
+    "val_metric": "shape/mesh_ap@0.5",
+    "val_min_delta": 0.01,
+}
+_NYU_VAL = {"val_dataset": "synthetic_nyu_val", "val_metric": "depth/delta1", "val_min_delta": 0.01}
+
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "mean_shape",
@@ -255,6 +290,7 @@ METHODS: tuple[MethodSpec, ...] = (
         train=False,
         reproduces="the training models' mean shape in every view (no learning)",
         real_config="shapenet/mean_shape.yaml",
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "psgn",
@@ -265,6 +301,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="points",
         reproduces="Fan et al., Point Set Generation (1024 points, Chamfer, Min-of-N)",
         real_config="shapenet/psgn.yaml",
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "pixel2mesh",
@@ -274,6 +311,7 @@ METHODS: tuple[MethodSpec, ...] = (
         shape_metrics_reader(),
         reproduces="Wang et al., Pixel2Mesh (ellipsoid, 3 G-ResNet blocks, perceptual pooling)",
         real_config="shapenet/pixel2mesh_R50.yaml",
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "sphereinit",
@@ -283,6 +321,7 @@ METHODS: tuple[MethodSpec, ...] = (
         shape_metrics_reader(),
         reproduces="Mesh R-CNN's Sphere-Init baseline (ico-sphere refined by graph convs)",
         real_config="shapenet/sphereinit_R50.yaml",
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "voxmesh",
@@ -292,6 +331,25 @@ METHODS: tuple[MethodSpec, ...] = (
         shape_metrics_reader(),
         reproduces="Gkioxari et al., Mesh R-CNN's ShapeNet model (voxels, cubify, refine)",
         real_config="shapenet/voxmesh_R50.yaml",
+        **_SHAPE_VAL,
+    ),
+    # The pretraining ablation: VoxMesh's config whole, but its ResNet-18 starts from random
+    # weights instead of synthetic://resnet18_pretrained.pth; its own run folder, so that the
+    # two runs never overwrite each other.
+    MethodSpec(
+        "voxmesh_scratch",
+        "Mesh R-CNN (VoxMesh), from scratch",
+        "single_view",
+        "synthetic/voxmesh.yaml",
+        shape_metrics_reader(),
+        overrides=(
+            "MODEL.BACKBONE.PRETRAINED",
+            "",
+            "OUTPUT_DIR",
+            "./output/synthetic_voxmesh_scratch",
+        ),
+        reproduces="the VoxMesh row with a randomly initialized encoder (pretraining ablation)",
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "r2n2_res_gru",
@@ -302,6 +360,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="voxels",
         reproduces="Choy et al., 3D-R2N2 (residual encoder/decoder, 3D conv-GRU)",
         real_config="shapenet/r2n2_res_gru.yaml",
+        **_R2N2_VAL,
     ),
     MethodSpec(
         "optimize_mvs",
@@ -311,6 +370,7 @@ METHODS: tuple[MethodSpec, ...] = (
         multiview_reader,
         output="points",
         reproduces="conditional single-view point generation (front constraint, diversity)",
+        **_MVS_VAL,
     ),
     MethodSpec(
         "optimize_mvs_stage2",
@@ -322,6 +382,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="points",
         reproduces="conditional single-view generation with multi-view consistency (stage 2: "
         "consistency over all views)",
+        **_MVS_VAL,
     ),
     MethodSpec(
         "voxelrcnn_R18_FPN",
@@ -332,6 +393,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Mesh R-CNN's Voxel-Only baseline (cubified voxels, no refinement)",
         real_config="pix3d/voxelrcnn_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "sphereinit_R18_FPN",
@@ -342,6 +404,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Mesh R-CNN's Sphere-Init baseline on Pix3D-style scenes",
         real_config="pix3d/sphereinit_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "meshrcnn_R18_FPN",
@@ -352,6 +415,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Gkioxari et al., Mesh R-CNN on Pix3D (ResNet-18 FPN)",
         real_config="pix3d/meshrcnn_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "eigen_coarse",
@@ -362,6 +426,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="depth",
         reproduces="Eigen et al. 2014, multi-scale depth: phase 1 (coarse network)",
         real_config="nyu/eigen_coarse.yaml",
+        **_NYU_VAL,
     ),
     MethodSpec(
         "eigen_fine",
@@ -373,6 +438,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="depth",
         reproduces="Eigen et al. 2014, phase 2 (fine network on the frozen coarse one)",
         real_config="nyu/eigen_fine.yaml",
+        **_NYU_VAL,
     ),
 )
 
