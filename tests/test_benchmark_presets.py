@@ -72,6 +72,10 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
 
 
 def _model_ids(name: str) -> set[str]:
+    """The ShapeNet-style records' model ids; the Pix3D-style scenes' models by the hash of
+    their mesh file (each split has its own library, whose folder names repeat)."""
+    import hashlib
+
     from meshrecon.data import DatasetCatalog
 
     ids = set()
@@ -79,8 +83,8 @@ def _model_ids(name: str) -> set[str]:
         if "model_id" in record:
             ids.add(record["model_id"])
         for ann in record.get("annotations", []):
-            if ann.get("model"):
-                ids.add(ann["model"])
+            if isinstance(ann.get("mesh"), str):
+                ids.add(hashlib.sha256(Path(ann["mesh"]).read_bytes()).hexdigest())
     return ids
 
 
