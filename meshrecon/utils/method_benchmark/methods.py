@@ -86,6 +86,12 @@ class MethodSpec:
         read_per_category: evaluator results -> ``{column key: {"categories": {name: value},
             "category_mean": value, "instance_mean": value}}`` for the report's per-category
             tables; None: the method has none.
+        val_dataset: its validation split (disjoint from the test split): the one presets
+            evaluate periodically (``DATASETS.VAL``).
+        val_metric: the flattened validation metric that keeps the best model and decides the
+            plateau (``TEST.BEST_METRIC``, higher is better), e.g. ``"shapenet/F1@0.300000"``.
+        val_min_delta: the plateau threshold in that metric's units
+            (``TEST.PLATEAU_MIN_DELTA``): 1.0 for F1 in %, 0.01 for fractions (IoU, AP, δ).
     """
 
     name: str
@@ -103,6 +109,9 @@ class MethodSpec:
     kind: str = "method"
     yardstick: bool = False
     read_per_category: Callable[[Mapping[str, Any]], dict[str, dict[str, Any]]] | None = None
+    val_dataset: str = ""
+    val_metric: str = ""
+    val_min_delta: float = 1.0
 
 
 def _num(value: Any) -> float:
@@ -328,6 +337,31 @@ TASKS: dict[str, Task] = {
 _SHAPE_PC = shape_per_category()
 _POINTS_PC = shape_per_category(normals=False)
 _RECOGNITION = "Tatarchenko et al., What Do Single-view 3D Reconstruction Networks Learn?"
+# Each task's validation split and the metric its methods follow (README, "Validation, the best
+# checkpoint, the plateau"). The validation splits are drawn from their own seed streams: no
+# model, scene or room of them is in a train or test split.
+_SHAPE_VAL = {
+    "val_dataset": "synthetic_shapenet_val",
+    "val_metric": "shapenet/F1@0.300000",
+    "val_min_delta": 1.0,
+}
+_R2N2_VAL = {
+    "val_dataset": "synthetic_shapenet_val_multiview",
+    "val_metric": "voxel/IoU@1",
+    "val_min_delta": 0.01,
+}
+_MVS_VAL = {
+    "val_dataset": "synthetic_shapenet_val_multiview",
+    "val_metric": "multiview/F1@0.300000",
+    "val_min_delta": 1.0,
+}
+# AP^mesh for the three detectors, also the voxels-only one (its cubified voxels are its mesh).
+_PIX3D_VAL = {
+    "val_dataset": "synthetic_pix3d_val",
+    "val_metric": "shape/mesh_ap@0.5",
+    "val_min_delta": 0.01,
+}
+_NYU_VAL = {"val_dataset": "synthetic_nyu_val", "val_metric": "depth/delta1", "val_min_delta": 0.01}
 
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
@@ -341,6 +375,7 @@ METHODS: tuple[MethodSpec, ...] = (
         real_config="shapenet/mean_shape.yaml",
         kind="baseline",
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "clustering",
@@ -352,6 +387,7 @@ METHODS: tuple[MethodSpec, ...] = (
         real_config="shapenet/clustering.yaml",
         kind="baseline",
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "retrieval",
@@ -364,6 +400,7 @@ METHODS: tuple[MethodSpec, ...] = (
         kind="baseline",
         yardstick=True,
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "psgn",
@@ -375,6 +412,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="Fan et al., Point Set Generation (1024 points, Chamfer, Min-of-N)",
         real_config="shapenet/psgn.yaml",
         read_per_category=_POINTS_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "pixel2mesh",
@@ -385,6 +423,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="Wang et al., Pixel2Mesh (ellipsoid, 3 G-ResNet blocks, perceptual pooling)",
         real_config="shapenet/pixel2mesh_R50.yaml",
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "sphereinit",
@@ -395,6 +434,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="Mesh R-CNN's Sphere-Init baseline (ico-sphere refined by graph convs)",
         real_config="shapenet/sphereinit_R50.yaml",
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "voxmesh",
@@ -405,6 +445,26 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="Gkioxari et al., Mesh R-CNN's ShapeNet model (voxels, cubify, refine)",
         real_config="shapenet/voxmesh_R50.yaml",
         read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
+    ),
+    # The pretraining ablation: VoxMesh's config whole, but its ResNet-18 starts from random
+    # weights instead of synthetic://resnet18_pretrained.pth; its own run folder, so that the
+    # two runs never overwrite each other.
+    MethodSpec(
+        "voxmesh_scratch",
+        "Mesh R-CNN (VoxMesh), from scratch",
+        "single_view",
+        "synthetic/voxmesh.yaml",
+        shape_metrics_reader(),
+        overrides=(
+            "MODEL.BACKBONE.PRETRAINED",
+            "",
+            "OUTPUT_DIR",
+            "./output/synthetic_voxmesh_scratch",
+        ),
+        reproduces="the VoxMesh row with a randomly initialized encoder (pretraining ablation)",
+        read_per_category=_SHAPE_PC,
+        **_SHAPE_VAL,
     ),
     MethodSpec(
         "oracle_nn",
@@ -427,6 +487,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces=f"{_RECOGNITION}: Clustering, the views' votes summed",
         kind="baseline",
         read_per_category=multiview_per_category,
+        **_MVS_VAL,
     ),
     MethodSpec(
         "retrieval_multiview",
@@ -438,6 +499,7 @@ METHODS: tuple[MethodSpec, ...] = (
         kind="baseline",
         yardstick=True,
         read_per_category=multiview_per_category,
+        **_MVS_VAL,
     ),
     MethodSpec(
         "r2n2_res_gru",
@@ -449,6 +511,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="Choy et al., 3D-R2N2 (residual encoder/decoder, 3D conv-GRU)",
         real_config="shapenet/r2n2_res_gru.yaml",
         read_per_category=multiview_per_category,
+        **_R2N2_VAL,
     ),
     MethodSpec(
         "optimize_mvs",
@@ -459,6 +522,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="points",
         reproduces="conditional single-view point generation (front constraint, diversity)",
         read_per_category=multiview_per_category,
+        **_MVS_VAL,
     ),
     MethodSpec(
         "optimize_mvs_stage2",
@@ -471,6 +535,7 @@ METHODS: tuple[MethodSpec, ...] = (
         reproduces="conditional single-view generation with multi-view consistency (stage 2: "
         "consistency over all views)",
         read_per_category=multiview_per_category,
+        **_MVS_VAL,
     ),
     MethodSpec(
         "oracle_nn_multiview",
@@ -492,6 +557,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Mesh R-CNN's Voxel-Only baseline (cubified voxels, no refinement)",
         real_config="pix3d/voxelrcnn_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "sphereinit_R18_FPN",
@@ -502,6 +568,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Mesh R-CNN's Sphere-Init baseline on Pix3D-style scenes",
         real_config="pix3d/sphereinit_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "meshrcnn_R18_FPN",
@@ -512,6 +579,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="detections",
         reproduces="Gkioxari et al., Mesh R-CNN on Pix3D (ResNet-18 FPN)",
         real_config="pix3d/meshrcnn_R50_FPN.yaml",
+        **_PIX3D_VAL,
     ),
     MethodSpec(
         "eigen_coarse",
@@ -522,6 +590,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="depth",
         reproduces="Eigen et al. 2014, multi-scale depth: phase 1 (coarse network)",
         real_config="nyu/eigen_coarse.yaml",
+        **_NYU_VAL,
     ),
     MethodSpec(
         "eigen_fine",
@@ -533,6 +602,7 @@ METHODS: tuple[MethodSpec, ...] = (
         output="depth",
         reproduces="Eigen et al. 2014, phase 2 (fine network on the frozen coarse one)",
         real_config="nyu/eigen_fine.yaml",
+        **_NYU_VAL,
     ),
 )
 

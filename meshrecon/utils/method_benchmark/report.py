@@ -21,6 +21,7 @@ from typing import Any
 from .gallery import GalleryRow, viewer_groups
 from .methods import TASKS, MethodSpec, Task, get_method
 from .per_category import per_category_tables
+from .quality import curves_payload, plot_validation_curves, validation_curves
 from .runner import RunRecord, load_curve
 from .yardstick import yardstick_paragraph
 
@@ -341,6 +342,43 @@ def _html_viewer(rows: Sequence[GalleryRow], report_dir: str, key: str, fallback
     return write_viewer(report_dir, viewer_groups(rows), name=name, fallback_id=fallback_id)
 
 
+# Said instead of an empty plot when no run has a validation curve.
+NO_VALIDATION = (
+    "No run has a validation curve: --preset full records them (or add DATASETS.VAL, "
+    "TEST.EVAL_PERIOD and TEST.BEST_METRIC to --opts)."
+)
+QUALITY_TITLE = "Quality per CPU-minute"
+
+
+def _quality_section(
+    records: Sequence[RunRecord],
+    methods: Sequence[MethodSpec],
+    report_dir: str,
+    fig_dir: str,
+    embed: bool,
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """The report's section plotting each method's validation metric against training time:
+    ``(markdown lines, html parts, report.json entry)``."""
+    curves = validation_curves(records, methods)
+    md = [f"## {QUALITY_TITLE}", ""]
+    body = [f"<h2>{QUALITY_TITLE}</h2>"]
+    drawn = plot_validation_curves(curves, os.path.join(fig_dir, "validation_curves.png"))
+    if drawn is None:
+        md += [NO_VALIDATION, ""]
+        body.append(f'<p class="muted">{html.escape(NO_VALIDATION)}</p>')
+        return md, body, {"curves": {}}
+    rel = os.path.join("figures", "validation_curves.png")
+    text = (
+        "Each method's validation metric (the one that keeps its best checkpoint) against its "
+        "training's wall-clock time with the report's threads, validation excluded; one panel "
+        "per metric. ★ the validation kept as model_best.pth, ✖ where the plateau rule stopped "
+        "training."
+    )
+    md += [text, "", f"![validation metric against training time]({rel})", ""]
+    body += [f"<p>{html.escape(text)}</p>", _img_tag(report_dir, rel, "quality", embed)]
+    return md, body, {**curves_payload(curves), "figure": rel}
+
+
 def write_report(
     report_dir: str,
     records: Sequence[RunRecord],
@@ -448,6 +486,11 @@ def write_report(
                 {"sample": g.sample, "cells": [c.__dict__ for c in g.cells]} for g in grows
             ],
         }
+    md_part, html_part, payload["validation"] = _quality_section(
+        records, methods, report_dir, fig_dir, embed_images
+    )
+    md += md_part
+    body += html_part
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(info.get('title', 'meshrecon benchmark'))}</title>"
