@@ -54,7 +54,7 @@ def sample_vertex_colors(
     A vertex takes the image's colour (bilinear) when it lies in front of the camera, projects
     inside the image, faces the camera (its normal points towards the camera centre) and, with
     ``occlusion``, is not hidden behind another part of the mesh (its depth matches the mesh's
-    rasterized depth at its pixel, within 2 % of the mesh's extent); the others are ``grey``.
+    rasterized depth around its pixel, within 5 % of the mesh's extent); the others are ``grey``.
 
     Args:
         verts: (V, 3) camera-frame vertices (+X left, +Y up, +Z forward).
@@ -105,11 +105,12 @@ def _unoccluded(verts, faces, K, size, uv) -> torch.Tensor:
     k = torch.stack([K[0] * sx, K[1] * sy, (K[2] + 0.5) * sx - 0.5, (K[3] + 0.5) * sy - 0.5])
     mesh = Meshes(verts=[verts.float()], faces=[faces])
     depth = render_meshes(mesh, k.float(), (h, w))["depth"][0].double()
-    # The nearest depth around the vertex's pixel (a vertex sits on the edge of its faces).
-    padded = torch.nn.functional.pad(depth[None, None], (1, 1, 1, 1), value=0.0)[0, 0]
-    padded[padded <= 0] = float("inf")
-    near = -torch.nn.functional.max_pool2d(-padded[None, None], 3, stride=1)[0, 0]
+    # The farthest surface around the vertex's pixel: a vertex sits on the edge of its faces,
+    # on a slope the pixel's own depth may lie nearer than it; an occluded vertex lies behind
+    # every surface around its pixel. No surface around (0): nothing hides it.
+    far = torch.nn.functional.max_pool2d(depth[None, None], 3, stride=1, padding=1)[0, 0]
     px = ((uv[:, 0] + 0.5) * sx - 0.5).round().long().clamp(0, w - 1)
     py = ((uv[:, 1] + 0.5) * sy - 0.5).round().long().clamp(0, h - 1)
     extent = float((verts.max(0).values - verts.min(0).values).norm())
-    return verts[:, 2] <= near[py, px] + 0.02 * max(extent, 1e-9)
+    around = far[py, px]
+    return (around <= 0) | (verts[:, 2] <= around + 0.05 * max(extent, 1e-9))
