@@ -183,12 +183,35 @@ def test_readers():
     row = M.shape_metrics_reader(normals=False)({"shapenet": _shape(False)})
     assert row["AbsNormalConsistency"] is None and row["F1@0.3"] == 30.0
     assert M.shape_metrics_reader()({"shapenet": _shape()})["AbsNormalConsistency"] == 0.7
+    # The other protocols: present, absent (a run evaluated before them: NaN, not "—"), and
+    # not applicable (no closed mesh, no voxels: "—").
+    full = {
+        "shapenet": _shape(),
+        "shapenet_fscore": {"F-score@1%": 11.0, "Precision@1%": 12.0, "Recall@1%": 10.0},
+        "shapenet_onet": {"Chamfer-L1": 0.9, "IoU": 0.4, "NumIoU": 5.0},
+        "voxels": {"IoU": 0.3},
+    }
+    row = M.shape_metrics_reader()(full)
+    assert (row["F@1%"], row["P@1%"], row["R@1%"]) == (11.0, 12.0, 10.0)
+    assert (row["Chamfer-L1"], row["IoU-32"], row["VoxelIoU"]) == (0.9, 0.4, 0.3)
+    full["shapenet_onet"]["NumIoU"] = 0.0
+    del full["voxels"]
+    row = M.shape_metrics_reader()(full)
+    assert row["IoU-32"] is None and row["VoxelIoU"] is None
+    old = M.shape_metrics_reader()({"shapenet": _shape()})
+    assert math.isnan(old["F@1%"]) and math.isnan(old["Chamfer-L1"])
     r2n2 = {"voxel": {"IoU@1": 0.1, "IoU@3": 0.3, "IoU@5": 0.5}, "mesh@1": _shape()}
     r2n2["mesh@5"] = {**_shape(), "Chamfer-L2": 0.2}
     row = M.multiview_reader(r2n2)
     assert row["IoU@5"] == 0.5 and row["Chamfer-L2@all"] == 0.2 and row["Chamfer-L2@1"] == 0.5
-    row = M.multiview_reader({"single": _shape(False), "multiview": _shape(False)})
-    assert row["IoU@1"] is None and row["F1@0.3@all"] == 30.0
+    r2n2["mesh_fscore@5"] = {"F-score@1%": 7.0}
+    r2n2["mesh_onet@1"] = {"Chamfer-L1": 2.5}
+    row = M.multiview_reader(r2n2)
+    assert row["F@1%@all"] == 7.0 and row["Chamfer-L1@1"] == 2.5 and math.isnan(row["F@1%@1"])
+    mvs = {"single": _shape(False), "multiview": _shape(False)}
+    mvs["multiview_fscore"] = {"F-score@1%": 4.0}
+    row = M.multiview_reader(mvs)
+    assert row["IoU@1"] is None and row["F1@0.3@all"] == 30.0 and row["F@1%@all"] == 4.0
     # Pix3DEvaluator reports fractions; the table's AP columns are in %.
     row = M.pix3d_reader({"shape": {"box_ap@0.5": 0.573, "mask_ap@0.5": 0.25}})
     assert row == pytest.approx({"AP_box": 57.3, "AP_mask": 25.0, "AP_mesh": None})
@@ -263,36 +286,81 @@ def check_report(report_dir: Path, expected_methods: set[str]) -> dict:
     return payload
 
 
+SINGLE_VIEW_TOY = ("mean_shape", "psgn", "clustering", "retrieval", "oracle_nn")
+
+
 @pytest.fixture(scope="module")
 def toy_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    first = _run_tool(out, "--methods", "mean_shape,psgn", "--gallery-samples", "2")
-    second = _run_tool(out, "--methods", "mean_shape,psgn", "--gallery-samples", "2")
+    args = ("--methods", ",".join(SINGLE_VIEW_TOY), "--gallery-samples", "2")
+    first = _run_tool(out, *args)
+    second = _run_tool(out, *args)
     return out / "report", first, second
+
+
+def check_baselines(report_dir: Path, task_key: str, learned: list[str]) -> None:
+    """The recognition rows of a task: the oracle last, shaded and never bold; a paragraph on
+    each learned method against Retrieval; per-category tables with both means."""
+    payload = json.loads((report_dir / "report.json").read_text())
+    task = payload["tasks"][task_key]
+    rows = task["rows"]
+    assert task["upper_bound_rows"] == [len(rows) - 1]
+    assert rows[-1][0] == "Oracle NN (upper bound)"
+    md = (report_dir / "report.md").read_text()
+    oracle_line = next(line for line in md.splitlines() if "Oracle NN (upper bound)" in line)
+    assert "**" not in oracle_line and oracle_line.startswith("| *Oracle NN")
+    html = (report_dir / "report.html").read_text()
+    assert '<tr class="oracle">' in html and "<details>" in html
+    assert "Beyond recognition?" in task["yardstick"]
+    for title in learned:
+        assert f"{title} beats it on" in task["yardstick"], task["yardstick"]
+    assert task["yardstick"] in md
+    per = task["per_category"]
+    retrieval = "retrieval" if task_key == "single_view" else "retrieval_multiview"
+    assert set(per[retrieval]) == set(M.TASKS[task_key].per_category)  # a closed mesh: all
+    for name, tables in per.items():
+        for key, table in tables.items():
+            assert table["categories"], (name, key)
+            for value in (table["category_mean"], table["instance_mean"]):
+                assert value is None or math.isfinite(value)
+    assert "mean over categories" in md and "mean over instances" in md
 
 
 def test_toy_pipeline_single_view(toy_report):
     report, first, second = toy_report
-    payload = check_report(report, {"mean_shape", "psgn"})
+    payload = check_report(report, set(SINGLE_VIEW_TOY))
     # --gallery-samples: two samples; each cell hands its GLB (mesh) or PLY (points) to the viewer.
     gallery = payload["tasks"]["single_view"]["gallery"]
     assert len(gallery) == 2
     for row in gallery:
         models = [c["model"] for c in row["cells"]]
         assert models[0] == "" and models[1].endswith("ground_truth.glb")
-        assert models[2].endswith("mean_shape.glb") and models[3].endswith("psgn.ply")
+        # Cells in table order (METHODS order): the baselines, PSGN, the oracle.
+        assert models[2].endswith("mean_shape.glb") and models[4].endswith("retrieval.glb")
+        assert models[5].endswith("psgn.ply") and models[6].endswith("oracle_nn.glb")
     assert "trained in" in first.stdout and "| PSGN |" in first.stdout
-    # The second invocation finds both runs finished with identical configs.
+    # The second invocation finds every run finished with identical configs.
     payload = json.loads((report / "report.json").read_text())
     statuses = {n: m["status"] for n, m in payload["tasks"]["single_view"]["methods"].items()}
-    assert statuses == {"mean_shape": "reused", "psgn": "reused"}
+    assert statuses == {n: "reused" for n in SINGLE_VIEW_TOY}
     assert "reused (trained in" in (report / "report.md").read_text()
+    check_baselines(report, "single_view", ["PSGN"])
+
+
+@pytest.mark.slow
+def test_toy_pipeline_multi_view_baselines(tmp_path):
+    names = {"retrieval_multiview", "clustering_multiview", "oracle_nn_multiview", "r2n2_res_gru"}
+    _run_tool(tmp_path, "--methods", ",".join(sorted(names)))
+    check_report(tmp_path / "report", names)
+    check_baselines(tmp_path / "report", "multi_view", ["3D-R2N2 (Res3D-GRU)"])
 
 
 @pytest.mark.slow
 def test_toy_pipeline_every_method(tmp_path):
     _run_tool(tmp_path)
     check_report(tmp_path / "report", {m.name for m in M.METHODS})
+    check_baselines(tmp_path / "report", "single_view", ["PSGN", "Pixel2Mesh", "Sphere-Init"])
+    check_baselines(tmp_path / "report", "multi_view", ["3D-R2N2 (Res3D-GRU)", "OptimizeMVS"])
 
 
 def test_tool_rejects_bad_input(tmp_path):
@@ -326,7 +394,7 @@ def test_report_in_headless_chromium(toy_report, tmp_path):
         # each method's model in linked views; the pictures fold away under it.
         root = page.query_selector(".mrv")
         views = check_viewer(page, root)["rows"]
-        assert [len(r) for r in views] == [3, 3]
+        assert [len(r) for r in views] == [1 + len(SINGLE_VIEW_TOY)] * 2  # GT + each method
         assert page.evaluate("document.querySelector('details.pictures').open") is False
         # Fits a laptop screen: nothing wider than the 1366-pixel window.
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -345,3 +413,87 @@ def sync_url_to_path(url: str) -> str:
     from urllib.parse import unquote, urlparse
 
     return unquote(urlparse(url).path)
+
+
+# ----------------------------------------------------------------------------- baselines' report
+
+
+def test_yardstick_paragraph_verdicts():
+    from meshrecon.utils.method_benchmark.yardstick import yardstick_paragraph
+
+    task = M.TASKS["single_view"]
+    spec = lambda name, **kw: M.MethodSpec(name, name, "single_view", "", None, **kw)  # noqa: E731
+    ret = {"Chamfer-L2": 2.0, "F1@0.3": 30.0, "F@1%": 5.0, "Chamfer-L1": 1.0, "F1@0.5": 40.0}
+    better = {"Chamfer-L2": 1.0, "F1@0.3": 40.0, "F@1%": 6.0, "Chamfer-L1": 0.9, "F1@0.5": 39.0}
+    worse = {"Chamfer-L2": 3.0, "F1@0.3": 20.0, "F@1%": 4.0, "Chamfer-L1": 1.5}
+    mixed = {"Chamfer-L2": 1.5, "F1@0.3": 20.0, "F@1%": math.nan, "Chamfer-L1": None}
+    entries = [
+        (spec("Retrieval", kind="baseline", yardstick=True), ret),
+        (spec("A"), better),
+        (spec("B"), worse),
+        (spec("C"), mixed),
+        (spec("Oracle", kind="oracle"), better),
+    ]
+    text = yardstick_paragraph(task, entries)
+    assert "A beats it on all 4; 4 of 5 columns in all: it reconstructs beyond" in text
+    assert "B beats it on none of 4; 0 of 4 columns in all: no sign" in text
+    # NaN and "not applicable" columns are left out of the count.
+    assert "C beats it on 1 of 2 (Chamfer-L2 ↓ (edge/10)²) but not on F1@0.3 ↑ %" in text
+    assert "Oracle" not in text  # the upper bound is not a method
+    assert "not run" in yardstick_paragraph(task, entries[1:])
+    assert yardstick_paragraph(M.TASKS["depth"], entries) == ""
+
+
+def test_per_category_readers_and_tables():
+    from meshrecon.utils.method_benchmark.per_category import per_category_tables
+
+    results = {
+        "shapenet": {"Chamfer-L2": 1.5, "AbsNormalConsistency": 0.5, "F1@0.300000": 30.0},
+        "shapenet_category_mean": {"Chamfer-L2": 2.0, "F1@0.300000": 25.0},
+        "shapenet_per_category": {"chair/Chamfer-L2": 1.0, "table/Chamfer-L2": 3.0},
+        "shapenet_onet": {"Chamfer-L1": 0.5, "IoU": math.nan, "NumIoU": 0.0},
+        "shapenet_onet_category_mean": {"Chamfer-L1": 0.6, "IoU": math.nan},
+        "shapenet_onet_per_category": {"chair/Chamfer-L1": 0.4, "chair/IoU": math.nan},
+    }
+    pc = M.get_method("retrieval").read_per_category(results)
+    assert pc["Chamfer-L2"] == {
+        "categories": {"chair": 1.0, "table": 3.0},
+        "category_mean": 2.0,
+        "instance_mean": 1.5,
+    }
+    assert "IoU-32" not in pc  # no closed mesh: not applicable
+    assert pc["Chamfer-L1"]["categories"] == {"chair": 0.4}
+    mv = M.get_method("r2n2_res_gru").read_per_category(
+        {
+            "voxel": {
+                "IoU@1": 0.2,
+                "IoU@5": 0.4,
+                "mIoU@5": 0.35,
+                "IoU@5-chair": 0.3,
+                "IoU@1-chair": 0.1,
+            },
+            "mesh@1": {"Chamfer-L2": 9.0},
+            "mesh@5": {"Chamfer-L2": 2.0},
+            "mesh_category_mean@5": {"Chamfer-L2": 2.5},
+            "mesh_per_category@5": {"chair/Chamfer-L2": 2.5},
+        }
+    )
+    assert mv["IoU@5"] == {
+        "categories": {"chair": 0.3},
+        "category_mean": 0.35,
+        "instance_mean": 0.4,
+    }
+    assert mv["Chamfer-L2@all"]["instance_mean"] == 2.0
+    cols = {c.key: c for c in M.SHAPE_COLUMNS}
+    tables = per_category_tables(
+        ["Chamfer-L2", "F@1%"],
+        {k: c.header for k, c in cols.items()},
+        {k: c.digits for k, c in cols.items()},
+        {"A": pc, "B": {"Chamfer-L2": {"categories": {"sofa": 5.0}, "category_mean": 5.0}}},
+    )
+    assert len(tables) == 1  # nobody has F@1% here
+    title, headers, rows = tables[0]
+    assert headers == ["category", "A", "B"]
+    assert rows[0] == ["chair", "1.0000", "—"] and rows[2] == ["table", "3.0000", "—"]
+    assert rows[-2] == ["mean over categories", "2.0000", "5.0000"]
+    assert rows[-1] == ["mean over instances", "1.5000", "—"]

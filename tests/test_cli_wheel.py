@@ -24,6 +24,8 @@ TOY = [
     "DATALOADER.NUM_WORKERS", "0",
     "INPUT.SHAPENET.NUM_SAMPLES", "300",
     "TEST.SHAPENET.NUM_SAMPLES", "300",
+    # No pretraining of the full recipe in a test: the encoder starts from random weights.
+    "MODEL.BACKBONE.PRETRAINED", "",
     "OUTPUT_DIR", "run",
 ]  # fmt: skip
 

@@ -48,10 +48,21 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("training", ["meshrecon.engine", "meshrecon.pretrain"]),
     # The report's 3D viewer (HTML + scripts; imports nothing of meshrecon).
     ("report rendering", ["meshrecon.utils.viewer3d"]),
+    # The demo's parts: reading photos, vertex colours, its index page.
+    (
+        "application parts",
+        [
+            "meshrecon.utils.demo_inputs",
+            "meshrecon.utils.demo_colors",
+            "meshrecon.utils.demo_index",
+        ],
+    ),
     (
         "applications",
         ["meshrecon.utils.method_benchmark", "meshrecon.utils.demo_single_view"],
     ),
+    # The detector demo reuses the single-view demo's camera note.
+    ("applications built on applications", ["meshrecon.utils.demo_detector"]),
     ("entry points", ["meshrecon.cli"]),
     ("python -m meshrecon", ["meshrecon.__main__"]),
 ]
@@ -82,14 +93,20 @@ ALLOWED: dict[tuple[str, str], str] = {
     # The predictor's input size for single-view models is the demo's constant: moves down
     # with the applications' move.
     ("meshrecon.engine.defaults", "meshrecon.utils.demo_single_view"): "applications' move",
-    # The demo renders its pictures with the method benchmark's gallery (render_views,
-    # splat_mesh): they move to the render layer with the applications' move.
-    ("meshrecon.utils.demo_single_view", "meshrecon.utils.method_benchmark.gallery"): (
-        "applications' move"
-    ),
     # The mean-shape head reads the training split (the mean shape computed once as data).
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.readers"): "mean shape as data",
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.build"): "mean shape as data",
+    # The recognition baselines (retrieval, clustering, oracle) build their shape database from
+    # the training split in the head: the same step (databases computed once, as data).
+    ("meshrecon.modeling.heads.recognition", "meshrecon.data.build"): "databases as data",
+    ("meshrecon.modeling.heads.recognition", "meshrecon.data.readers"): "databases as data",
+    ("meshrecon.modeling.heads.recognition_multiview", "meshrecon.data.readers"): (
+        "databases as data"
+    ),
+    ("meshrecon.modeling.heads.shape_database", "meshrecon.data.mapper_utils"): (
+        "databases as data"
+    ),
+    ("meshrecon.modeling.heads.shape_database", "meshrecon.data.readers"): "databases as data",
 }
 
 

@@ -96,8 +96,19 @@ def _resnet_configs():
         os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs/synthetic/*"))
     )
     # R2N2 has its own narrow encoder, Eigen its coarse stack (MODEL.DEPTH.PRETRAINED); the
-    # mean shape learns nothing (and building it reads the training split).
-    return [n for n in names if not n.startswith(("Base-", "eigen", "r2n2", "mean_shape"))]
+    # mean shape and the oracles learn nothing (building the mean shape reads the training
+    # split; the multi-view oracle has no image encoder at all).
+    skip = ("Base-", "eigen", "r2n2", "mean_shape", "oracle_nn")
+    return [n for n in names if not n.startswith(skip)]
+
+
+def test_configs_name_the_pretrained_encoder_where_something_is_learned():
+    # OptimizeMVS's stage 2 starts from stage 1's whole model (MODEL.WEIGHTS).
+    learned_from_scratch = [n for n in _resnet_configs() if n != "optimize_mvs_stage2.yaml"]
+    for name in learned_from_scratch:
+        assert _synthetic_cfg(name).MODEL.BACKBONE.PRETRAINED.startswith("synthetic://"), name
+    for name in ("mean_shape.yaml", "oracle_nn.yaml", "oracle_nn_multiview.yaml"):
+        assert _synthetic_cfg(name).MODEL.BACKBONE.PRETRAINED == "", name
 
 
 def _file_weights(name):

@@ -114,6 +114,25 @@ def test_mesh_metrics_perfect_and_empty_predictions(tmp_path):
     assert res["voxel"]["IoU@1"] == 1.0 and res["voxel"]["IoU@2"] == 0.0
 
 
+def test_a_predicted_mesh_is_scored_instead_of_its_cubified_voxels():
+    # The recognition baselines answer with a training mesh and its voxels: the mesh is scored
+    # (here the GT cube's own surface, against voxels that say "empty").
+    torch.manual_seed(0)
+    gt = _cube_grid(8)
+    box = torch.tensor([[-0.5] * 3, [0.5] * 3])
+    gt_mesh = occupancy_to_mesh(gt.float(), 0.5, box, "corner")
+    points, normals = sample_points_from_meshes(gt_mesh, 5000, return_normals=True)
+    x = {"voxels": gt, "image_id": "m", "points": points[0], "normals": normals[0]}
+    mesh = (gt_mesh.verts_list()[0], gt_mesh.faces_list()[0])
+    ev = R2N2Evaluator(mesh_samples=5000, max_views=1)
+    ev.process([x], [{"voxels": torch.zeros(8, 8, 8), "mesh": mesh}])
+    res = ev.evaluate()
+    assert res["voxel"]["IoU@1"] == 0.0  # the voxels are still what the IoU scores
+    assert res["mesh@1"]["F1@0.500000"] > 97.0 and res["mesh@1"]["EmptyPredictions"] == 0
+    # The other protocols come along per view count.
+    assert res["mesh_fscore@1"]["F-score@1%"] > 0.0 and res["mesh_onet@1"]["Chamfer-L1"] < 0.5
+
+
 def test_read_voxel_box_npz(tmp_path):
     path = str(tmp_path / "v.npz")
     bounds = np.array([[-1, -2, -3], [1, 2, 3]], dtype=np.float32)

@@ -1,7 +1,9 @@
 """``meshrecon benchmark``: train and evaluate every method on the synthetic benchmark; one report.
 
     meshrecon benchmark --preset quickstart          # ~4 min on 2 idle CPU cores
-    meshrecon benchmark                              # every method, config sizes
+    meshrecon benchmark                              # every method, ~90 min on 2 idle cores
+    meshrecon benchmark --preset full                # every method to its validation plateau
+    meshrecon benchmark --iter-scale 1               # every method at its config's schedule
     meshrecon benchmark --methods psgn,sphereinit --iter-scale 0.25
     meshrecon benchmark --iters meshrcnn_R18_FPN=2000 --retrain
     meshrecon benchmark --real                       # also the real datasets present
@@ -16,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -25,12 +28,24 @@ import meshrecon.modeling  # noqa: F401  (registers the models)
 from meshrecon.utils.logger import setup_logger
 from meshrecon.utils.method_benchmark.gallery import build_gallery
 from meshrecon.utils.method_benchmark.methods import METHODS, TASKS, real_variants
+from meshrecon.utils.method_benchmark.presets import (
+    DEFAULT_METHODS,
+    FULL_CAP_FACTOR,
+    NO_PRETRAINING,
+    PRETRAIN_MINUTES,
+    default_iters,
+    default_method_opts,
+    estimate_default_minutes,
+    full_method_opts,
+)
 from meshrecon.utils.method_benchmark.report import format_seconds, write_report
 from meshrecon.utils.method_benchmark.runner import (
     RunRecord,
     count_parameters,
     plan_methods,
     prepare_datasets,
+    prepare_pretrained,
+    pretrained_weights_needed,
     run_plan,
 )
 
@@ -40,15 +55,21 @@ evaluated on its task's test split. A run folder that already holds model_final.
 with the identical config is reused (--retrain forces training).
 
 what it writes:
-  --runs-dir/<method>/ (or each config's OUTPUT_DIR, e.g. ./output/synthetic_voxmesh):
-      the runs, as 'meshrecon train' writes them (checkpoints, log.txt, metrics.json,
+  --runs-dir/<method>/ (default: the preset's, output/benchmark/runs, output/benchmark_full/runs
+      or output/quickstart/runs; '': each config's OUTPUT_DIR, e.g.
+      ./output/synthetic_voxmesh): the runs, as 'meshrecon train' writes them (checkpoints,
+      log.txt, metrics.json, validation.json and model_best.pth when validated,
       inference/<dataset>/results.json)
-  --output (default ./output/benchmark, ./output/quickstart for --preset quickstart):
+  --output (default ./output/benchmark, ./output/benchmark_full for --preset full,
+      ./output/quickstart for --preset quickstart):
       report.html (static, works offline), report.md, report.json, figures/ (training
-      curves, gallery grids), gallery/ and meshes/ (OBJ / PLY / GLB), viewer/ (the gallery's
+      curves, validation metric against training time, gallery grids), gallery/ and meshes/
+      (OBJ / PLY / GLB), viewer/ (the gallery's
       interactive 3D viewer: three.js and the models, ~2.6 MB plus the models; --no-viewer
       leaves it out), logs/<method>.log
   $MESHRECON_DATASETS/synthetic (default ./datasets): the synthetic splits, generated once
+  $MESHRECON_CACHE/synthetic (default ~/.cache/meshrecon): the pretrained encoders the configs
+      name (synthetic://...), made once before the first run that needs them
 The tables are printed at the end.
 """
 
@@ -68,16 +89,40 @@ _TOY_DETECTOR_OPTS = [
     "128",
 ]
 
+# "method_opts" is a dict, or a function (methods, iter_scale=, iters=) -> dict.
 PRESETS: dict[str, dict] = {
-    # Every method at its synthetic config's schedule (each about 5-30 minutes on a 2-core CPU;
-    # the whole benchmark fits in an afternoon). Runs go one at a time, two threads each.
+    # Every method but the Clustering baselines, each for the iterations that make the runs fit
+    # about 90 minutes on an idle 2-core CPU (plus 14 min making the two pretrained encoders
+    # once, on a clean cache; presets.DEFAULT_SCHEDULE has each method's count and estimate); the
+    # detectors, depth networks and R2N2 (cheap validation splits) are validated 4 times and
+    # tested with their best checkpoint. Runs go one at a time, two threads each, into their
+    # own folders (not the configs' OUTPUT_DIRs, which hold runs of the configs' schedules).
     "default": {
-        "methods": None,
+        "methods": list(DEFAULT_METHODS),
         "iter_scale": 1.0,
-        "iters": {},
+        "iters": default_iters(),
         "opts": [],
+        "method_opts": default_method_opts,
         "samples": 4,
         "threads": 2,
+        "runs_dir": "output/benchmark/runs",
+    },
+    # Every method until its validation curve is flat: its config's schedule stretched 8x as
+    # the cap, 24 validations on its task's validation split up to the cap, stop at the first
+    # one where the best value of the last 20% of the iterations beats the best before them by
+    # less than one point (1.0 F1 in %, 0.01 IoU / AP / delta<1.25; engine.plateau.detect_plateau,
+    # at least two validations in that window), then the test split with the best validation
+    # checkpoint (TEST.EVAL_BEST). Hours per method; see meshrecon/utils/method_benchmark/presets.
+    "full": {
+        "methods": None,
+        "iter_scale": FULL_CAP_FACTOR,
+        "iters": {},
+        "opts": [],
+        "method_opts": full_method_opts,
+        "samples": 4,
+        "threads": 2,
+        "runs_dir": "output/benchmark_full/runs",
+        "output": "output/benchmark_full",
     },
     # A first look on a fresh 2-core machine: VoxMesh (Mesh R-CNN's ShapeNet model) at its
     # synthetic config's schedule against the mean-shape baseline, on a lighter split (6 views
@@ -92,9 +137,13 @@ PRESETS: dict[str, dict] = {
             "6",
             "TEST.SHAPENET.NUM_SAMPLES",
             "5000",
+            # For now the encoder starts from random weights: its few minutes do not pay for
+            # making the pretrained one (README "Pretrained backbones").
+            *NO_PRETRAINING,
         ],
         "samples": 4,
         "runs_dir": "output/quickstart/runs",
+        "output": "output/quickstart",
     },
     # The whole pipeline at toy size (tests): every method, two iterations, tiny data.
     "toy": {
@@ -118,9 +167,27 @@ PRESETS: dict[str, dict] = {
             "300",
             "INPUT.SHAPENET.NUM_SAMPLES",
             "300",
+            # Tests never make the full pretraining recipe.
+            *NO_PRETRAINING,
         ],
         "method_opts": {
             "r2n2_res_gru": ["TEST.R2N2.MESH_SAMPLES", "300"],
+            # Recognition baselines: a coarse descriptor, and fewer clusters than the toy
+            # training set's 45 (model, view) entries / 9 models.
+            **{
+                name: ["MODEL.RECOGNITION.DESCRIPTOR_SIZE", "8"]
+                + ["MODEL.RECOGNITION.DESCRIPTOR_POINTS", "300"]
+                + ["MODEL.RECOGNITION.NUM_CLUSTERS", "4"]
+                + (["TEST.R2N2.MESH_SAMPLES", "300"] if name.endswith("multiview") else [])
+                for name in (
+                    "retrieval",
+                    "clustering",
+                    "oracle_nn",
+                    "retrieval_multiview",
+                    "clustering_multiview",
+                    "oracle_nn_multiview",
+                )
+            },
             "meshrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "voxelrcnn_R18_FPN": _TOY_DETECTOR_OPTS,
             "sphereinit_R18_FPN": _TOY_DETECTOR_OPTS,
@@ -164,10 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs-dir",
         default=None,
-        help="folder of the runs (<runs-dir>/<method>); '' keeps each config's OUTPUT_DIR, so "
-        "that runs of tools/train_net.py with the same config are reused (the default preset)",
+        help="folder of the runs (<runs-dir>/<method>; default: the preset's); '' keeps each "
+        "config's OUTPUT_DIR, so that runs of tools/train_net.py with the same config are reused",
     )
-    p.add_argument("--iter-scale", type=float, default=None, help="multiplies every schedule")
+    p.add_argument(
+        "--iter-scale",
+        type=float,
+        default=None,
+        help="every method at its config's schedule times this (instead of the preset's "
+        "iteration counts; the full preset's cap is 8)",
+    )
     p.add_argument("--iters", default="", help="per-method MAX_ITER: voxmesh=200,psgn=300")
     p.add_argument(
         "--threads",
@@ -205,10 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@dataclass
+class Setup:
+    """What one invocation runs: the plans, the methods that cannot run, and the settings."""
+
+    plans: list
+    skipped: list
+    methods: tuple
+    tasks: dict
+    output: str
+    samples: int
+    threads: int
+    missing_real: list
+
+
+def plan_invocation(args: argparse.Namespace) -> Setup:
+    """Resolve the preset and the options into the runs' plans (nothing is run)."""
     preset = PRESETS[args.preset]
-    started = time.perf_counter()
     all_names = [m.name for m in METHODS]
     wanted = [n for n in args.methods.split(",") if n] or preset["methods"] or all_names
     unknown = sorted(set(wanted) - set(all_names))
@@ -230,13 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         methods += real_specs
         tasks.update(real_tasks)
     names = [m.name for m in methods]
-    iters = _parse_iters(preset["iters"], names)
+    # --iter-scale asks for the configs' schedules (scaled): the preset's counts give way.
+    iters = _parse_iters(preset["iters"] if args.iter_scale is None else {}, names)
     iters.update(_parse_iters(args.iters, names))
+    iters = {k: v for k, v in iters.items() if k in names}
     iter_scale = args.iter_scale if args.iter_scale is not None else preset["iter_scale"]
     runs_dir = args.runs_dir if args.runs_dir is not None else preset.get("runs_dir", "")
-    output = args.output or (
-        "output/quickstart" if args.preset == "quickstart" else "output/benchmark"
-    )
+    output = args.output or preset.get("output", "output/benchmark")
     samples = args.gallery_samples if args.gallery_samples is not None else preset["samples"]
     if samples < 0:
         raise SystemExit(f"--gallery-samples must be >= 0, got {samples}")
@@ -244,24 +330,49 @@ def main(argv: list[str] | None = None) -> int:
     if threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {threads}")
     opts = list(preset["opts"]) + list(args.opts or [])
-    method_opts = {k: v for k, v in preset.get("method_opts", {}).items() if k in names}
+    method_opts = preset.get("method_opts", {})
+    if callable(method_opts):
+        method_opts = method_opts(methods, iter_scale=iter_scale, iters=iters)
+    method_opts = {k: v for k, v in method_opts.items() if k in names}
 
-    plans, records = plan_methods(
+    plans, skipped = plan_methods(
         methods,
         runs_dir=runs_dir,
         iter_scale=iter_scale,
-        iters={k: v for k, v in iters.items() if k in names},
+        iters=iters,
         opts=opts,
         method_opts=method_opts,
         tasks=tasks,
     )
+    return Setup(plans, skipped, methods, tasks, output, samples, threads, missing_real)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    setup = plan_invocation(args)
+    plans, records, methods, tasks = setup.plans, setup.skipped, setup.methods, setup.tasks
+    output, samples, threads = setup.output, setup.samples, setup.threads
     for r in records:
         print(f"[benchmark] skipping {r.name}: {r.reason}")
+    if args.preset == "default" and args.iter_scale is None and not args.iters:
+        runs = sum(estimate_default_minutes([p.spec for p in plans], pretraining=False).values())
+        print(
+            f"[benchmark] estimated time on an idle 2-core CPU: ~{runs:.0f} min of runs, plus "
+            f"~{sum(PRETRAIN_MINUTES.values()):.0f} min making the pretrained encoders if they "
+            "are not cached"
+        )
     print(f"[benchmark] {len(plans)} method(s): {', '.join(p.spec.name for p in plans)}")
     print("[benchmark] preparing the datasets (generated once, then cached)")
     # The data layer says when it generates a split, and why (parameters, cache key).
     setup_logger(name="meshrecon.data")
     prepare_datasets(plans)
+    # The pretrained encoders the runs start from, made here once, one after the other, before
+    # any run starts (the runs then find them in the cache).
+    setup_logger(name="meshrecon.pretrain")
+    pretrained = prepare_pretrained(
+        pretrained_weights_needed(plans, retrain=args.retrain), log=print
+    )
 
     logs_dir = os.path.join(output, "logs")
     retrained: set[str] = set()
@@ -296,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
                 rec = by_name[plan.spec.name]
                 if plan.spec.task != key or not rec.ok:
                     continue
+                # The model the table's numbers come from: the best validation checkpoint when
+                # the test evaluation used it (TEST.EVAL_BEST), else the final one.
                 weights = os.path.join(plan.output_dir, "model_final.pth")
+                best = os.path.join(plan.output_dir, "model_best.pth")
+                if plan.cfg.TEST.EVAL_BEST and os.path.isfile(best):
+                    weights = best
                 runs.append((plan.spec, plan.cfg, weights if plan.spec.train else ""))
             if runs:
                 print(f"[benchmark] rendering the gallery of {task.title}")
@@ -316,8 +432,18 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([_program_name(), *(argv or sys.argv[1:])]),
         },
     }
+    if pretrained:
+        info["facts"]["pretrained encoders"] = "; ".join(
+            f"synthetic://{p['name']} "
+            + (
+                "(cached)"
+                if p["seconds"] is None
+                else f"(made here in {format_seconds(p['seconds'])})"
+            )
+            for p in pretrained
+        )
     if args.real:
-        absent = sorted({d for _, d in missing_real})
+        absent = sorted({d for _, d in setup.missing_real})
         info["facts"]["real datasets not present"] = ", ".join(absent) or "none"
     paths = write_report(
         output,

@@ -1,217 +1,381 @@
-"""Run a Mesh R-CNN model on one image: per-object OBJ meshes, detections and a mesh overlay.
+"""Run a trained model on photos: Mesh R-CNN, or a single-view model (VoxMesh, Pixel2Mesh,
+Sphere-Init, PSGN); meshes (OBJ, PLY, GLB, with colours from the photo), pictures, index.html.
 
-    meshrecon demo --config-file synthetic/meshrcnn_R18_FPN.yaml \\
-        --input image.png --output demo_out MODEL.WEIGHTS output/.../model_final.pth
+    meshrecon demo --config-file synthetic/voxmesh.yaml --input photos/ --output demo_out \\
+        MODEL.WEIGHTS output/synthetic_voxmesh/model_final.pth
+    meshrecon demo --config-file synthetic/meshrcnn_R18_FPN.yaml --input a.jpg b.png \\
+        --output demo_out MODEL.WEIGHTS output/.../model_final.pth
 
-Writes to ``--output``: ``<stem>_<k>_<class>.obj`` for each detection scoring at least
-``--threshold`` (vertices in the camera frame: +X left, +Y up, +Z forward), ``<stem>_det.png``
-(boxes, masks and labels over the image) and ``<stem>_meshes.png`` (the meshes rendered over
-the image). The image is resized to the model's input size first (INPUT.MIN_SIZE_TEST /
-MAX_SIZE_TEST; single-view models: ``SINGLE_VIEW_INPUT_SIZE``) and the pictures have that
-size; files above ``meshrecon.utils.image_limits.MAX_IMAGE_PIXELS`` pixels are refused.
+--input takes image files and folders (a folder's files, not its subfolders, in name order);
+any PIL image works (grayscale, RGBA, 16-bit, EXIF-rotated JPEG; larger ones are reduced
+first, files above meshrecon.utils.image_limits.MAX_IMAGE_PIXELS pixels are refused). A file
+that is not an image is skipped with a one-line error; the run goes on and ends with how many
+images were done and skipped (exit status 1 if none was done).
 
-The image's camera is unknown, so meshes are placed with ``--focal-length`` pixels of the input
-file (default: the image width) and the object's centre at depth ``--depth``; as in Mesh R-CNN,
-the predicted dz fixes each object's extent in depth relative to that centre.
+Writes to --output, per image <stem> (meshes in the camera frame: +X left, +Y up, +Z forward,
+as each file's header says; vertex colours sampled from the photo where the surface faces the
+camera, grey elsewhere, unless --no-color):
+  Mesh R-CNN: <stem>_<k>_<class>.obj/.ply/.glb per detection scoring --threshold or more
+    (placed with --focal-length and --depth: the photo's camera is unknown), <stem>_scene.glb
+    (all of them), <stem>_det.png (boxes, masks, labels) and <stem>_meshes.png (the meshes
+    over the photo).
+  Single-view models: <stem>_mesh.obj/.ply/.glb (or <stem>_points.ply, <stem>_voxels.pt),
+    <stem>_input.png (the square crop the model saw), <stem>_overlay.png (the mesh over the
+    photo) and <stem>_views.png (over the crop, then turned by 90, 180, 270 degrees).
+  index.html: every image with its pictures, downloads and an interactive 3D viewer (works
+    offline: three.js is copied into viewer/ beside it).
 
-A single-view model (MODEL.META_ARCHITECTURE SingleViewReconstructor) writes instead, to
-``--output``: ``<stem>_mesh.obj``, ``<stem>_points.ply`` and ``<stem>_voxels.pt`` (those it
-predicts, in the camera frame) and ``<stem>_views.png`` (the prediction over the image, then
-turned by 90, 180 and 270 degrees).
+Single-view models were trained on square renders of one centred object, so the photo is
+cropped like them around the object's mask: the image's alpha channel, else --mask, else the
+top detection of --detector-config (a Mesh R-CNN config), else the whole image (warned). They
+predict in the fixed camera of those renders, so --focal-length and --depth do not apply.
 
-Without ``MODEL.WEIGHTS`` the model would predict from random initial weights; the demo refuses
-unless ``--allow-random-weights`` says that this is meant (e.g. to try the pipeline).
+Without MODEL.WEIGHTS the model would predict from random initial weights; the demo refuses
+unless --allow-random-weights says that this is meant (e.g. to try the pipeline).
 """
 
 from __future__ import annotations
 
 import argparse
-import colorsys
+import logging
+import os
+import re
 import sys
-from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image, ImageDraw
-
-import meshrecon.data.datasets  # noqa: F401  (dataset metadata: class names)
-import meshrecon.modeling  # noqa: F401
-from meshrecon.checkpoint import Checkpointer
 from meshrecon.cli.common import CONFIG_FILE_HELP, resolve_config_file
-from meshrecon.config import get_cfg
-from meshrecon.data import MeshRCNNMapper
-from meshrecon.data.catalog import MetadataCatalog
-from meshrecon.io.mesh_io import save_obj
-from meshrecon.modeling import build_model
-from meshrecon.modeling.roi_heads.box_frustum import box_frustum_to_camera
-from meshrecon.render import render_meshes
-from meshrecon.structures import Meshes
+
+DEFAULT_THRESHOLD = 0.5
+_CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+logger = logging.getLogger("meshrecon.demo")
 
 
-def _colors(n: int) -> list[tuple[float, float, float]]:
-    return [colorsys.hsv_to_rgb(i / max(n, 1), 0.75, 0.95) for i in range(n)]
-
-
-def place_in_camera(
-    meshes: list[tuple[torch.Tensor, torch.Tensor]],
-    boxes: torch.Tensor,
-    dz: torch.Tensor,
-    K: torch.Tensor,
-    depth: float,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Frustum-frame meshes -> camera frame: depth range ``depth * (1 -+ dz_px / (2 f))``.
-
-    Args:
-        meshes: D (verts, faces); boxes: (D, 4); dz: (D,) in box heights; K: (4,)
-            ``[fx, fy, cx, cy]``; depth: depth of each object's centre.
-    """
-    out = []
-    for i, (verts, faces) in enumerate(meshes):
-        dz_px = float(dz[i]) * float(boxes[i, 3] - boxes[i, 1])
-        half = depth * dz_px / 2.0 / float(K[0])
-        zr = torch.tensor([[depth - half, depth + half]], dtype=torch.float64)
-        cam = box_frustum_to_camera(
-            verts.double()[None], boxes[i : i + 1].double(), K[None].double(), zr
-        )[0]
-        out.append((cam.float(), faces))
-    return out
-
-
-def draw_detections(image_rgb: np.ndarray, inst, class_names: list[str]) -> Image.Image:
-    """Boxes, translucent masks and labels over the image."""
-    canvas = image_rgb.astype(np.float32)
-    colors = _colors(len(inst))
-    if inst.has("pred_masks"):
-        for k, mask in enumerate(inst.pred_masks):
-            m = mask.numpy().astype(bool)
-            canvas[m] = 0.5 * canvas[m] + 0.5 * 255 * np.array(colors[k])
-    img = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    for k, (box, cls, score) in enumerate(
-        zip(inst.pred_boxes.tensor.tolist(), inst.pred_classes.tolist(), inst.scores.tolist())
-    ):
-        color = tuple(int(255 * c) for c in colors[k])
-        draw.rectangle(box, outline=color, width=2)
-        name = class_names[cls] if cls < len(class_names) else str(cls)
-        draw.text((box[0] + 2, box[1] + 1), f"{name} {score:.2f}", fill=color)
-    return img
-
-
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    doc = __doc__.split("\n\n")
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2].replace("``", ""),
+        prog="meshrecon demo",
+        description=doc[0].replace("\n", " "),
+        epilog="\n\n".join(doc[1:]).replace("\\\\\n", "\\\n"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", required=True, help=CONFIG_FILE_HELP)
-    parser.add_argument("--input", required=True, help="an image file")
-    parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--threshold", type=float, default=0.5, help="minimum detection score")
-    parser.add_argument("--focal-length", type=float, default=0.0, help="pixels (0: width)")
-    parser.add_argument("--depth", type=float, default=3.0, help="depth of object centres")
+    parser.add_argument(
+        "--input", required=True, nargs="+", help="image files and/or folders of images"
+    )
+    parser.add_argument("--output", required=True, help="output folder (created)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"lowest detection score kept (default {DEFAULT_THRESHOLD}); below the config's "
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST, that is lowered to it. Mesh R-CNN and "
+        "--detector-config only",
+    )
+    parser.add_argument(
+        "--focal-length",
+        type=float,
+        default=None,
+        help="Mesh R-CNN only: focal length in pixels of the input file (default: its width)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=float,
+        default=None,
+        help="Mesh R-CNN only: camera depth of each object's centre (default 3)",
+    )
+    parser.add_argument(
+        "--mask",
+        help="single-view models: the object's mask (non-zero = object) for one image, or a "
+        "folder of masks named like the images (any image extension)",
+    )
+    parser.add_argument(
+        "--detector-config",
+        help="single-view models: a Mesh R-CNN config whose top detection gives the mask of "
+        "images without alpha channel or --mask",
+    )
+    parser.add_argument(
+        "--detector-weights",
+        help="weights of --detector-config (default: its MODEL.WEIGHTS)",
+    )
+    parser.add_argument(
+        "--no-color", action="store_true", help="write meshes without vertex colours"
+    )
     parser.add_argument(
         "--allow-random-weights",
         action="store_true",
         help="run even without MODEL.WEIGHTS (the predictions are then those of random weights)",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE overrides")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _split_inputs(args) -> None:
+    """``--input a.png MODEL.WEIGHTS w.pth``: the config overrides that ``--input``'s list
+    swallowed go back to ``opts``."""
+    for i, item in enumerate(args.input):
+        if _CONFIG_KEY.match(item) and not os.path.exists(item):
+            args.opts = args.input[i:] + list(args.opts or [])
+            args.input = args.input[:i]
+            return
+
+
+def _load_cfg(parser, config_file: str, opts, what: str, allow_random: bool):
+    from meshrecon.config import get_cfg
+
     try:
-        config_file = resolve_config_file(args.config_file)
+        path = resolve_config_file(config_file)
     except FileNotFoundError as err:
         parser.error(str(err))
-
     cfg = get_cfg()
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(args.opts or [])
+    cfg.merge_from_file(path)
+    cfg.merge_from_list(opts or [])
     cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
     if not cfg.MODEL.WEIGHTS:
-        if not args.allow_random_weights:
+        if not allow_random:
             parser.error(
-                f"MODEL.WEIGHTS is empty in {args.config_file} and the overrides: the model would "
-                "predict from random weights. Pass a trained checkpoint (MODEL.WEIGHTS "
+                f"MODEL.WEIGHTS is empty in {what} {config_file} and the overrides: the model "
+                "would predict from random weights. Pass a trained checkpoint (MODEL.WEIGHTS "
                 "path/to/model_final.pth), or --allow-random-weights to run untrained anyway."
             )
-        print("warning: MODEL.WEIGHTS is empty: predicting with random weights", file=sys.stderr)
-    if cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor":
-        # One object per image (ShapeNet-style models): mesh, points or voxels of that object.
-        from meshrecon.utils.demo_single_view import run_single_view_demo
+        print(f"warning: {what}: MODEL.WEIGHTS is empty: random weights", file=sys.stderr)
+    return cfg
 
-        for kind, path in run_single_view_demo(cfg, args.input, args.output).items():
-            print(f"{kind}: {path}")
-        return 0
+
+def _build(cfg):
+    import meshrecon.modeling  # noqa: F401  (registers the architectures)
+    from meshrecon.checkpoint import Checkpointer
+    from meshrecon.modeling import build_model
+
     model = build_model(cfg)
-    Checkpointer(model).load(cfg.MODEL.WEIGHTS)
-    model.eval()
+    if cfg.MODEL.WEIGHTS:
+        Checkpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
 
-    # The mapper reads the image (refusing more than MAX_IMAGE_PIXELS pixels) and resizes it to
-    # the model's input size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST). Predictions, pictures and
-    # the camera all stay at that size: a huge photo costs no more than a small one.
-    mapper = MeshRCNNMapper(cfg, is_train=False)
-    record = {"file_name": args.input, "image_id": 0}
-    sample = mapper(record)
-    H, W = sample["image"].shape[-2:]
-    scale = W / sample["width"]
-    sample["height"], sample["width"] = H, W
-    with torch.no_grad():
-        inst = model([sample])[0]["instances"]
-    inst = inst[inst.scores >= args.threshold]
 
-    rgb = sample["image"].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
-    if cfg.INPUT.FORMAT == "BGR":
-        rgb = rgb[:, :, ::-1]
-    rgb = np.ascontiguousarray(rgb)
-    # --focal-length is in pixels of the file as given; the camera follows the resize.
-    f = (args.focal_length * scale) if args.focal_length else float(W)
-    K = torch.tensor([f, f, W / 2.0, H / 2.0])
-    names = []
-    if cfg.DATASETS.TEST:
-        names = list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", []) or [])
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.input).stem
-    draw_detections(rgb, inst, names).save(out_dir / f"{stem}_det.png")
-
-    if not inst.has("pred_meshes") or len(inst) == 0:
-        print(f"{len(inst)} detections; no meshes to write")
-        return 0
-    dz = inst.pred_dz[:, 0] if inst.has("pred_dz") else torch.ones(len(inst))
-    placed = place_in_camera(list(inst.pred_meshes), inst.pred_boxes.tensor, dz, K, args.depth)
-    for k, ((verts, faces), cls) in enumerate(zip(placed, inst.pred_classes.tolist())):
-        name = names[cls] if cls < len(names) else str(cls)
-        if faces.shape[0] == 0:
-            # No voxel reached the cubify threshold (an undertrained voxel head).
-            print(f"detection {k} ({name}): empty mesh, no OBJ written")
-            continue
-        save_obj(out_dir / f"{stem}_{k}_{name}.obj", verts, faces)
-    nonempty = [(v, f) for v, f in placed if f.shape[0] > 0]
-    if nonempty:
-        colors = _colors(len(placed))
-        face_colors = torch.cat(
-            [
-                torch.tensor(colors[k]).expand(f.shape[0], 3)
-                for k, (_, f) in enumerate(placed)
-                if f.shape[0] > 0
-            ]
+def _lower_threshold(cfg, threshold: float, what: str) -> None:
+    current = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+    if threshold < current:
+        print(
+            f"{what}: --threshold {threshold} is below MODEL.ROI_HEADS.SCORE_THRESH_TEST "
+            f"({current}), which drops detections inside the model: lowered to {threshold}",
+            file=sys.stderr,
         )
-        scene = Meshes(
-            verts=[torch.cat([v for v, _ in nonempty])],
-            faces=[
-                torch.cat(
-                    [
-                        f + sum(v.shape[0] for v, _ in nonempty[:i])
-                        for i, (_, f) in enumerate(nonempty)
-                    ]
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = threshold
+
+
+def _mask_for(mask_arg: str | None, image: str, single: bool) -> str | None:
+    if mask_arg is None:
+        return None
+    if os.path.isfile(mask_arg):
+        return mask_arg
+    stem = os.path.splitext(os.path.basename(image))[0]
+    for name in sorted(os.listdir(mask_arg)):
+        if os.path.splitext(name)[0] == stem and os.path.isfile(os.path.join(mask_arg, name)):
+            if os.path.abspath(os.path.join(mask_arg, name)) != os.path.abspath(image):
+                return os.path.join(mask_arg, name)
+    return None
+
+
+def _unique_stem(path: str, used: set[str]) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0] or "image"
+    if stem in used:  # photo.jpg and photo.png in one run
+        stem = f"{stem}_{os.path.splitext(path)[1].lstrip('.') or 'file'}"
+    while stem in used:
+        stem += "_"
+    used.add(stem)
+    return stem
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _split_inputs(args)
+    if not args.input:
+        parser.error("--input: no image or folder given")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from meshrecon.utils.demo_inputs import collect_inputs
+
+    cfg = _load_cfg(parser, args.config_file, args.opts, "--config-file", args.allow_random_weights)
+    single_view = cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor"
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    detector = None
+    if single_view:
+        # These models predict in the fixed camera of their training renders (R2N2's Blender
+        # camera): a focal length or depth of the photo has nothing to act on.
+        for flag, value in (("--focal-length", args.focal_length), ("--depth", args.depth)):
+            if value is not None:
+                parser.error(
+                    f"{flag} applies to Mesh R-CNN models only: {cfg.MODEL.META_ARCHITECTURE} "
+                    "models predict in the fixed camera of their training renders (R2N2's: a "
+                    "35 mm lens on a 32 mm sensor, the object centred in a square crop), and "
+                    "the demo carries that camera back to the photo through the crop"
                 )
-            ],
+        if args.threshold is not None and not args.detector_config:
+            parser.error("--threshold applies to detections: give --detector-config with it")
+        if args.mask and not os.path.exists(args.mask):
+            parser.error(f"--mask {args.mask}: no such file or folder")
+        if args.detector_config:
+            dcfg = _load_cfg(
+                parser,
+                args.detector_config,
+                ["MODEL.WEIGHTS", args.detector_weights] if args.detector_weights else [],
+                "--detector-config",
+                args.allow_random_weights,
+            )
+            if dcfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor":
+                parser.error("--detector-config must be a detector (Mesh R-CNN) config")
+            _lower_threshold(dcfg, threshold, "--detector-config")
+            dcfg.freeze()
+            detector = (dcfg, _build(dcfg))
+    else:
+        for flag in ("mask", "detector_config", "detector_weights"):
+            if getattr(args, flag) is not None:
+                parser.error(
+                    f"--{flag.replace('_', '-')} applies to single-view models only; "
+                    f"{cfg.MODEL.META_ARCHITECTURE} detects its objects itself"
+                )
+        _lower_threshold(cfg, threshold, "--config-file")
+    cfg.freeze()
+    try:
+        files = collect_inputs(args.input)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    if args.mask and os.path.isfile(args.mask) and len(files) != 1:
+        parser.error(f"--mask {args.mask} is one file for {len(files)} images: give a folder")
+    model = _build(cfg)
+    names: list[str] = []
+    if cfg.DATASETS.TEST:
+        import meshrecon.data.datasets  # noqa: F401  (dataset metadata: class names)
+        from meshrecon.data.catalog import MetadataCatalog
+
+        names = list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", []) or [])
+
+    from meshrecon.utils.demo_index import write_demo_index
+    from meshrecon.utils.demo_inputs import DemoInputError, NotAnImageError
+    from meshrecon.utils.image_limits import ImageTooLargeError
+
+    out = args.output
+    entries, skipped, used = [], [], set()
+    for path in files:
+        stem = _unique_stem(path, used)
+        try:
+            if single_view:
+                entry = _single_view(cfg, model, path, out, stem, args, detector, threshold)
+            else:
+                entry = _detector(cfg, model, path, out, stem, args, threshold, names)
+        except (DemoInputError, ImageTooLargeError) as err:
+            print(f"skipped: {err}", file=sys.stderr)
+            why = "not an image" if isinstance(err, NotAnImageError) else "too large"
+            if not isinstance(err, NotAnImageError | ImageTooLargeError):
+                why = "unusable mask"
+            skipped.append((path, why, str(err)))
+            used.discard(stem)
+            continue
+        entries.append(entry)
+        print(f"{path}: " + ", ".join(entry.notes[:1] + [f"{len(entry.links)} mesh files"]))
+    if entries:
+        header = f"model: {args.config_file} ({cfg.MODEL.META_ARCHITECTURE})"
+        page = write_demo_index(out, entries, [(p, e) for p, _, e in skipped], header=header)
+        print(f"index: {page}")
+    summary = f"{len(entries)} image(s) done, {len(skipped)} skipped"
+    if skipped:
+        summary += ": " + "; ".join(f"{os.path.basename(p)} ({why})" for p, why, _ in skipped)
+    print(summary)
+    return 0 if entries else 1
+
+
+def _rel(path: str, out: str) -> str:
+    return os.path.relpath(path, out).replace(os.sep, "/")
+
+
+def _single_view(cfg, model, path, out, stem, args, detector, threshold):
+    from meshrecon.utils.demo_detector import detect_object_mask
+    from meshrecon.utils.demo_index import DemoEntry, fov_of
+    from meshrecon.utils.demo_single_view import (
+        SINGLE_VIEW_INPUT_SIZE,
+        blender_K,
+        run_single_view_demo,
+    )
+
+    def detect(rgb):
+        return detect_object_mask(detector[0], detector[1], rgb, threshold)
+
+    written = run_single_view_demo(
+        cfg,
+        path,
+        out,
+        model=model,
+        mask=_mask_for(args.mask, path, single=True),
+        detector=detect if detector else None,
+        color=not args.no_color,
+        stem=stem,
+    )
+    pictures = [
+        (label, _rel(written[key], out))
+        for key, label in (
+            ("overlay", "mesh over the photo"),
+            ("views", "views"),
+            ("input", "model input"),
         )
-        background = torch.from_numpy(rgb.copy()).float() / 255.0
-        out = render_meshes(scene, K, (H, W), face_colors=face_colors, background=background)
-        overlay = (out["rgb"][0].clamp(0, 1) * 255).round().byte().numpy()
-        Image.fromarray(overlay).save(out_dir / f"{stem}_meshes.png")
-    print(f"{len(inst)} detections written to {out_dir}")
-    return 0
+        if key in written
+    ]
+    links = {
+        fmt: _rel(written[key], out)
+        for key, fmt in (
+            ("mesh", "OBJ"),
+            ("mesh_ply", "PLY"),
+            ("mesh_glb", "GLB"),
+            ("points", "points PLY"),
+        )
+        if key in written
+    }
+    model_file = written.get("mesh_glb") or written.get("points") or ""
+
+    return DemoEntry(
+        image=path,
+        pictures=pictures,
+        model=_rel(model_file, out) if model_file else "",
+        links=links,
+        notes=[f"object mask: {written['mask']}"],
+        fov=fov_of(blender_K(SINGLE_VIEW_INPUT_SIZE), SINGLE_VIEW_INPUT_SIZE),
+    )
+
+
+def _detector(cfg, model, path, out, stem, args, threshold, names):
+    from meshrecon.utils.demo_detector import run_detector_demo
+    from meshrecon.utils.demo_index import DemoEntry, fov_of
+
+    result = run_detector_demo(
+        cfg,
+        model,
+        path,
+        out,
+        threshold=threshold,
+        focal_length=args.focal_length or 0.0,
+        depth=3.0 if args.depth is None else args.depth,
+        color=not args.no_color,
+        class_names=names,
+        stem=stem,
+    )
+    pictures = [("detections", _rel(result["det"], out))]
+    if result["overlay"]:
+        pictures.insert(0, ("meshes over the photo", _rel(result["overlay"], out)))
+    links = {}
+    for k, files in enumerate(result["meshes"]):
+        for fmt, p in files.items():
+            links[f"{k} {fmt.upper()}"] = _rel(p, out)
+    W, H = result["size"]
+    return DemoEntry(
+        image=path,
+        pictures=pictures,
+        model=_rel(result["scene"], out) if result["scene"] else "",
+        links=links,
+        notes=[f"{result['detections']} detection(s) scoring {threshold} or more"],
+        fov=fov_of(result["K"], H),
+        aspect=W / H,
+    )
 
 
 if __name__ == "__main__":

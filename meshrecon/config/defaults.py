@@ -728,6 +728,32 @@ _C.MODEL.MEAN_SHAPE = CN()
 _C.MODEL.MEAN_SHAPE.VOXEL_SIZE = 32
 _C.MODEL.MEAN_SHAPE.BOUNDS = [-0.5, 0.5]
 _C.MODEL.MEAN_SHAPE.MAX_MODELS = 500
+# Recognition baselines (Tatarchenko et al., CVPR 2019): MESH_HEAD.NAME "RetrievalHead",
+# "ClusteringHead" or "OracleNNHead" (single view); MULTIVIEW_HEAD.NAME "MultiViewRetrievalHead",
+# "MultiViewClusteringHead" or "MultiViewOracleNNHead". They search a database of the training
+# shapes (DATASETS.TRAIN): one entry per model in its frame ("object"; answers are placed with
+# the input's R, t) or one per training view in that view's camera frame ("viewer": an answer
+# brings its own pose). Descriptor: distance from each point of a DESCRIPTOR_SIZE^3 lattice over
+# BOUNDS ([xmin, ymin, zmin, xmax, ymax, zmax]; [] = the entries' bounding box + 5%) to the
+# nearest of DESCRIPTOR_POINTS surface samples; Retrieval regresses its EMBED_DIM principal
+# components, Clustering classifies into NUM_CLUSTERS k-means clusters of them.
+_C.MODEL.RECOGNITION = CN()
+_C.MODEL.RECOGNITION.FRAME = "viewer"
+_C.MODEL.RECOGNITION.DESCRIPTOR_SIZE = 16
+_C.MODEL.RECOGNITION.DESCRIPTOR_POINTS = 1000
+_C.MODEL.RECOGNITION.BOUNDS = []
+# Viewer frame: at most this many views per model (its first ones); 0: all.
+_C.MODEL.RECOGNITION.VIEWS_PER_MODEL = 0
+# At most this many training models (the first ones); 0: all.
+_C.MODEL.RECOGNITION.MAX_MODELS = 0
+_C.MODEL.RECOGNITION.EMBED_DIM = 64
+_C.MODEL.RECOGNITION.NUM_CLUSTERS = 50
+_C.MODEL.RECOGNITION.KMEANS_ITERS = 100
+# Width of the hidden layer of the predictor on the pooled backbone features.
+_C.MODEL.RECOGNITION.HIDDEN_DIM = 256
+_C.MODEL.RECOGNITION.LOSS_WEIGHT = 1.0
+# Seed of the database's surface samples, the PCA and k-means.
+_C.MODEL.RECOGNITION.SEED = 0
 # ShapeNetEvaluator: Mesh R-CNN's protocol (each pair scaled so the GT box's longest edge is
 # 10, NUM_SAMPLES points per surface, F1 at THRESHOLDS) and, with P2M_PROTOCOL, Pixel2Mesh's
 # (x0.57, F1 at sqrt(1e-4), sqrt(2e-4)); voxel IoU at VOXEL_IOU_THRESH.
@@ -744,6 +770,18 @@ _C.TEST.SHAPENET.VOXEL_IOU_THRESH = 0.4
 _C.TEST.SHAPENET.EQUAL_POINTS = 1024
 # Seed of the surface sampling, so a checkpoint always gets the same numbers.
 _C.TEST.SHAPENET.SEED = 0
+# Tatarchenko et al.'s protocol (results "shapenet_fscore"): precision, recall and F-score at
+# FSCORE_THRESHOLDS, fractions of the GT's size: its bounding box's longest edge ("side", the
+# unit cube of their what3d code) or its diagonal ("diagonal").
+_C.TEST.SHAPENET.FSCORE_PROTOCOL = True
+_C.TEST.SHAPENET.FSCORE_THRESHOLDS = [0.01]
+_C.TEST.SHAPENET.FSCORE_REFERENCE = "side"
+# Occupancy Networks' protocol (results "shapenet_onet"): Chamfer-L1 in units of 1/10 of the GT
+# box's longest edge, normal consistency, and volumetric IoU of closed meshes on an
+# ONET_IOU_SIZE^3 grid over the GT's bounding cube enlarged by ONET_IOU_PADDING.
+_C.TEST.SHAPENET.ONET_PROTOCOL = True
+_C.TEST.SHAPENET.ONET_IOU_SIZE = 32
+_C.TEST.SHAPENET.ONET_IOU_PADDING = 0.1
 # --- end section ---
 
 # ---- OptimizeMVS ----

@@ -12,12 +12,19 @@ compared on surface samples, both in the view's camera frame:
   column is ``AbsNormalConsistency``.
 * **Pixel2Mesh** (Mesh R-CNN's Table 1): the same samples scaled by ``p2m_scale`` (0.57);
   F1 at unsquared distances 0.01 and 0.014142, i.e. Pixel2Mesh's squared 1e-4 and 2e-4.
+* **Tatarchenko et al.** (``fscore``): precision, recall and F-score (%) at ``fscore_thresholds``
+  (fractions, 0.01 = 1%) of the ground truth's size, its bounding box's longest edge
+  (``fscore_reference="side"``, what3d's unit cube) or diagonal; see :mod:`.protocols`.
+* **Occupancy Networks** (``onet``): Chamfer-L1 in units of 1/10 of the GT box's longest edge,
+  normal consistency (mean |cos|), and the volumetric IoU of the solids on an ``onet_iou_size``^3
+  grid over the GT's padded bounding cube when both meshes are closed (``IoU`` is NaN for point
+  clouds and open meshes; ``NumIoU`` counts the pairs that have one).
 
 Point-cloud predictions have no normals: they get every metric but the normal ones, on their
 own points. A predicted mesh without faces has no surface: it scores precision = recall =
 F1 = 0 and is left out of the distance and normal means (``EmptyPredictions`` counts them).
 When the output also has ``voxels`` and the input has a ground-truth grid of the same shape,
-the voxel IoU at ``voxel_iou_thresh`` is reported.
+the voxel IoU is reported (3D-R2N2's rule: occupied at probability ``>= voxel_iou_thresh``).
 
 Every metric is given as the mean over instances and the mean over categories (the mean of
 the per-category means), plus a per-category table.
@@ -41,6 +48,15 @@ from meshrecon.structures import Meshes
 from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
+from .protocols import (
+    fscore_key,
+    fscore_metrics,
+    is_closed,
+    onet_metrics,
+    reference_length,
+    surface_distances,
+    volumetric_iou,
+)
 from .shape_metrics import DEFAULT_THRESHOLDS, compute_sampling_metrics, threshold_key
 from .testing import create_small_table
 
@@ -157,6 +173,12 @@ class ShapeNetEvaluator(DatasetEvaluator):
         seed: int = 0,
         output_dir: str | None = None,
         equal_points: int = 0,
+        fscore_protocol: bool = True,
+        fscore_thresholds: Sequence[float] = (0.01,),
+        fscore_reference: str = "side",
+        onet_protocol: bool = True,
+        onet_iou_size: int = 32,
+        onet_iou_padding: float = 0.1,
     ) -> None:
         """
         Args:
@@ -173,6 +195,13 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 1024-point cloud against 10k GT samples cannot reach the recall of a densely
                 sampled mesh at small thresholds; this protocol compares point-set and mesh
                 methods at the same density.
+            fscore_protocol, fscore_thresholds, fscore_reference: Tatarchenko et al.'s
+                protocol (results ``shapenet_fscore``); thresholds are fractions of the GT's
+                size, its box's longest edge (``"side"``) or diagonal (``"diagonal"``).
+            onet_protocol, onet_iou_size, onet_iou_padding: Occupancy Networks' protocol
+                (results ``shapenet_onet``): Chamfer-L1, normal consistency, and the IoU of
+                closed meshes' solids on that grid over the GT's bounding cube, enlarged by
+                that fraction.
         """
         self.class_names = list(class_names)
         self.num_samples = int(num_samples)
@@ -186,6 +215,22 @@ class ShapeNetEvaluator(DatasetEvaluator):
         self.equal_points = int(equal_points)
         if self.equal_points < 0:
             raise ValueError(f"equal_points must be >= 0, got {equal_points}")
+        self.fscore_thresholds = (
+            tuple(float(t) for t in fscore_thresholds) if fscore_protocol else ()
+        )
+        if fscore_reference not in ("side", "diagonal"):
+            raise ValueError(
+                f"fscore_reference must be 'side' or 'diagonal', got {fscore_reference!r}"
+            )
+        self.fscore_reference = fscore_reference
+        self.onet_protocol = bool(onet_protocol)
+        self.onet_iou_size = int(onet_iou_size)
+        self.onet_iou_padding = float(onet_iou_padding)
+        if self.onet_iou_size < 1 or self.onet_iou_padding < 0:
+            raise ValueError(
+                f"onet_iou_size must be >= 1 and onet_iou_padding >= 0, got {onet_iou_size}, "
+                f"{onet_iou_padding}"
+            )
         self.reset()
 
     @classmethod
@@ -204,6 +249,12 @@ class ShapeNetEvaluator(DatasetEvaluator):
             "seed": s.SEED,
             "output_dir": output_dir,
             "equal_points": s.EQUAL_POINTS,
+            "fscore_protocol": s.FSCORE_PROTOCOL,
+            "fscore_thresholds": s.FSCORE_THRESHOLDS,
+            "fscore_reference": s.FSCORE_REFERENCE,
+            "onet_protocol": s.ONET_PROTOCOL,
+            "onet_iou_size": s.ONET_IOU_SIZE,
+            "onet_iou_padding": s.ONET_IOU_PADDING,
         }
 
     def reset(self) -> None:
@@ -243,13 +294,9 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 self._score_shape(inp, out, rec)
             pv, gv = out.get("voxels"), inp.get("voxels")
             if pv is not None and gv is not None and tuple(pv.shape) == tuple(gv.shape):
-                rec["IoU"] = float(
-                    voxel_iou(
-                        pv[None].float().cpu(),
-                        torch.as_tensor(gv)[None].cpu(),
-                        self.voxel_iou_thresh,
-                    )[0]
-                )
+                # 3D-R2N2's rule: occupied at probability >= the threshold.
+                occupied = pv[None].float().cpu() >= self.voxel_iou_thresh
+                rec["IoU"] = float(voxel_iou(occupied, torch.as_tensor(gv)[None].cpu())[0])
             self._records.append(rec)
 
     def _score_shape(self, inp: dict, out: dict, rec: dict) -> None:
@@ -270,6 +317,7 @@ class ShapeNetEvaluator(DatasetEvaluator):
             rec["meshrcnn"] = _empty_metrics(self.thresholds)
             if self.p2m_scale is not None:
                 rec["p2m"] = _empty_metrics(self.p2m_thresholds)
+            self._score_other_protocols(inp, out, None, gt_pts, gt_nrm, extent, rec)
             return
         rec.update(
             shapenet_pair_metrics(
@@ -284,6 +332,7 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 gt_extent=extent,
             )
         )
+        self._score_other_protocols(inp, out, pred, gt_pts, gt_nrm, extent, rec)
         if self.equal_points:
             n = self.equal_points
             pred_n = _subsample(pred[0], n)
@@ -304,6 +353,38 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 gt_extent=extent,
             )
             rec["points"] = equal["meshrcnn"]
+
+    def _score_other_protocols(self, inp, out, pred, gt_pts, gt_nrm, extent, rec) -> None:
+        """Tatarchenko et al.'s and Occupancy Networks' metrics from one more pair of nearest
+        neighbour searches on the same samples (``pred`` None: an empty prediction)."""
+        if not self.fscore_thresholds and not self.onet_protocol:
+            return
+        d = None if pred is None else surface_distances(pred[0], gt_pts, pred[1], gt_nrm)
+        gt_ref = gt_pts
+        if inp.get("mesh") is not None and len(inp["mesh"][0]):
+            gt_ref = torch.as_tensor(inp["mesh"][0]).float()
+        if self.fscore_thresholds:
+            length = reference_length(gt_ref, self.fscore_reference)
+            rec["fscore"] = fscore_metrics(d, length, self.fscore_thresholds)
+        if self.onet_protocol:
+            gt_extent = extent if extent is not None else reference_length(gt_ref, "side")
+            rec["onet"] = onet_metrics(d, gt_extent)
+            iou = None
+            if "mesh" in out and inp.get("mesh") is not None:
+                pv, pf = (torch.as_tensor(x) for x in out["mesh"])
+                gv, gf = (torch.as_tensor(x) for x in inp["mesh"])
+                # An empty prediction has no volume in common with a closed GT.
+                iou = 0.0 if pf.numel() == 0 and is_closed(torch.as_tensor(gf)) else None
+                if pf.numel():
+                    iou = volumetric_iou(
+                        pv.detach().float().cpu(),
+                        pf.cpu(),
+                        gv.float().cpu(),
+                        gf.cpu(),
+                        self.onet_iou_size,
+                        self.onet_iou_padding,
+                    )
+            rec["onet"]["IoU"] = math.nan if iou is None else float(iou)
 
     # ------------------------------------------------------------------ results
     @staticmethod
@@ -343,6 +424,8 @@ class ShapeNetEvaluator(DatasetEvaluator):
         for protocol, task in (
             ("meshrcnn", "shapenet"),
             ("p2m", "shapenet_p2m"),
+            ("fscore", "shapenet_fscore"),
+            ("onet", "shapenet_onet"),
             ("points", "shapenet_points"),
         ):
             inst, cat_mean, per_cat = self._means(records, protocol)
@@ -350,6 +433,10 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 continue
             inst["num_instances"] = float(sum(1 for r in records if protocol in r))
             inst["EmptyPredictions"] = float(sum(1 for r in records if r.get("empty")))
+            if protocol == "onet":
+                inst["NumIoU"] = float(
+                    sum(1 for r in records if protocol in r and math.isfinite(r[protocol]["IoU"]))
+                )
             results[task] = inst
             results[f"{task}_category_mean"] = cat_mean
             results[f"{task}_per_category"] = {
@@ -364,6 +451,9 @@ class ShapeNetEvaluator(DatasetEvaluator):
             results["voxels"] = {
                 "IoU": sum(r["IoU"] for r in ious) / len(ious),
                 "IoU_category_mean": _nanmean([sum(v) / len(v) for v in by_cat.values()]),
+            }
+            results["voxels_per_category"] = {
+                f"{c}/IoU": sum(v) / len(v) for c, v in sorted(by_cat.items())
             }
             tables.append(
                 f"Voxel IoU (occupied at p >= {self.voxel_iou_thresh:.2f})\n"
@@ -382,7 +472,30 @@ class ShapeNetEvaluator(DatasetEvaluator):
         return results
 
     def _table(self, protocol, inst, cat_mean, per_cat, counts) -> str:
-        if protocol == "meshrcnn":
+        if protocol in ("fscore", "onet"):
+            if protocol == "fscore":
+                size = "longest edge" if self.fscore_reference == "side" else "diagonal"
+                title = (
+                    "Tatarchenko et al.'s protocol: precision / recall / F-score in % at "
+                    + ", ".join(f"{100 * t:g}%" for t in self.fscore_thresholds)
+                    + f" of the GT bounding box's {size}"
+                )
+                cols, heads = [], []
+                for t in self.fscore_thresholds:
+                    for name, short in (("F-score", "F"), ("Precision", "P"), ("Recall", "R")):
+                        cols.append(fscore_key(name, t))
+                        heads.append(fscore_key(short, t))
+            else:
+                title = (
+                    "Occupancy Networks' protocol: Chamfer-L1 in units of 1/10 of the GT box's "
+                    "longest edge; Normal = mean |cos|; IoU of closed meshes' solids on a "
+                    f"{self.onet_iou_size}^3 grid over the GT's bounding cube + "
+                    f"{100 * self.onet_iou_padding:g}%"
+                )
+                cols = ["Chamfer-L1", "NormalConsistency", "IoU"]
+                heads = ["Chamfer-L1", "Normal", f"IoU {self.onet_iou_size}^3"]
+            heads = ["category", "#", *heads]
+        elif protocol == "meshrcnn":
             ts = [t for t in self.thresholds if t in (0.1, 0.3, 0.5)] or list(self.thresholds)
             title = (
                 "Mesh R-CNN protocol: pairs scaled so the GT box's longest edge is "
@@ -403,8 +516,9 @@ class ShapeNetEvaluator(DatasetEvaluator):
                 "units (x1000 is Pixel2Mesh's CD); F1 in % at unsquared thresholds "
                 + ", ".join(f"{t:g} (squared {t * t:.0e})" for t in ts)
             )
-        cols = ["Chamfer-L2", "AbsNormalConsistency"] + [threshold_key("F1", t) for t in ts]
-        heads = ["category", "#", "Chamfer", "Normal"] + [f"F1@{t:g}" for t in ts]
+        if protocol not in ("fscore", "onet"):
+            cols = ["Chamfer-L2", "AbsNormalConsistency"] + [threshold_key("F1", t) for t in ts]
+            heads = ["category", "#", "Chamfer", "Normal"] + [f"F1@{t:g}" for t in ts]
 
         def row(name, n, m):
             # NaN means no value: the normals of a point cloud (predicted, or the

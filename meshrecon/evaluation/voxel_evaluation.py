@@ -8,8 +8,9 @@ single ``voxels`` for k = V when the model gives no prefixes) and scores:
   (0.4), against the ground-truth grid ``inputs[i]["voxels"]``;
 * the ShapeNet mesh metrics of the mesh that :func:`~meshrecon.ops.cubify` makes of the
   thresholded grid, placed in the model frame by the grid's box (``inputs[i]["voxel_box"]`` and
-  ``["voxel_align"]``, which the multi-view mapper reads with the grid), against the
-  ground-truth surface samples ``inputs[i]["points"]`` / ``["normals"]``.
+  ``["voxel_align"]``, which the multi-view mapper reads with the grid), or of the prediction's
+  own model-frame ``mesh`` when it gives one (the recognition baselines answer with a training
+  mesh), against the ground-truth surface samples ``inputs[i]["points"]`` / ``["normals"]``.
   They are computed by one :class:`~meshrecon.evaluation.shapenet_evaluation.ShapeNetEvaluator`
   per view count, so the protocol (Mesh R-CNN's: ground truth scaled to a longest box edge of
   10; and Pixel2Mesh's), the keys and the handling of empty predictions (precision = recall =
@@ -215,9 +216,13 @@ class R2N2Evaluator(DatasetEvaluator):
                     }
                 )
                 if self._mesh_evaluators and "points" in x:
-                    box, align = self._box(x)
-                    mesh = occupancy_to_mesh(occupied.float(), 0.5, box, align)
-                    pred_mesh = {"mesh": (mesh.verts_list()[0], mesh.faces_list()[0])}
+                    if pred.get("mesh") is not None:
+                        # A method that gives a model-frame mesh is scored on its mesh.
+                        pred_mesh = {"mesh": pred["mesh"]}
+                    else:
+                        box, align = self._box(x)
+                        mesh = occupancy_to_mesh(occupied.float(), 0.5, box, align)
+                        pred_mesh = {"mesh": (mesh.verts_list()[0], mesh.faces_list()[0])}
                     self._mesh_evaluators[k].process([gt_surface], [pred_mesh])
 
     def _category(self, cid: Any) -> str:

@@ -8,7 +8,8 @@ colours the file carries, in one of three forms a renderer takes directly
 * ``face_colors`` (F, 3): per-face colours (PLY/OFF face colours, OBJ materials' ``Kd``, a
   glTF material's base colour);
 * ``vertex_colors`` (V, 3): per-vertex colours, interpolated (PLY/OFF/glTF vertex colours, OBJ
-  ``v x y z r g b``);
+  ``v x y z r g b``); glTF's ``COLOR_0`` holds linear light (glTF 2.0), converted here to
+  sRGB like every other colour (a float32 ``COLOR_0`` of a GLB is read at full precision);
 * ``atlas`` (F, R, R, 3): one R x R patch per face sampled from a UV texture image (OBJ
   ``map_Kd``, glTF ``baseColorTexture`` times ``baseColorFactor``), PyTorch3D's
   ``TexturesAtlas`` layout. Files that mix forms (a glTF scene with one textured and one
@@ -34,7 +35,7 @@ from meshrecon.io.mesh_io import (
 from meshrecon.io.mtl_io import _cell_barycentrics, make_material_atlas
 from meshrecon.io.obj_io import load_obj
 from meshrecon.io.obj_parser import _parse_obj
-from meshrecon.io.utils import PathLike, _path_str, _require_file
+from meshrecon.io.utils import PathLike, _path_str, _require_file, linear_to_srgb
 from meshrecon.utils.image_limits import check_image_pixels
 
 __all__ = ["MeshAppearance", "load_mesh_with_appearance"]
@@ -175,6 +176,33 @@ def _piece_appearance(geom, faces: np.ndarray, size: int) -> MeshAppearance:
     return MeshAppearance(atlas=atlas.clamp(0.0, 1.0), source="texture")
 
 
+def _gltf_colors_to_srgb(name, ext, loaded, pieces, appearances) -> list[MeshAppearance]:
+    """glTF vertex colours (``COLOR_0``, linear light) as sRGB. trimesh keeps them as 8-bit
+    values; a GLB's float ``COLOR_0`` is read again from trimesh's raw arrays so that dark tones
+    keep their precision."""
+    raw: dict = {}
+    if ext == ".glb" and any(a.kind == "vertex" for a in appearances):
+        import trimesh
+        from iopath.common.file_io import g_pathmgr
+
+        with open(g_pathmgr.get_local_path(name), "rb") as fh:
+            geometry = trimesh.exchange.gltf.load_glb(fh).get("geometry", {})
+        raw = {k: g.get("vertex_colors") for k, g in geometry.items() if isinstance(g, dict)}
+    names = {id(g): k for k, g in getattr(loaded, "geometry", {}).items()}
+    out = []
+    for (v, _, geom), app in zip(pieces, appearances):
+        if app.kind != "vertex":
+            out.append(app)
+            continue
+        linear = app.vertex_colors.double().numpy()
+        exact = raw.get(names.get(id(geom)))
+        if exact is not None and np.asarray(exact).dtype.kind == "f" and len(exact) == len(v):
+            linear = np.asarray(exact, dtype=np.float64)[:, :3]
+        srgb = torch.from_numpy(linear_to_srgb(linear).astype(np.float32))
+        out.append(MeshAppearance(vertex_colors=srgb, source=app.source))
+    return out
+
+
 def _merge(
     pieces: list[MeshAppearance], faces: list[np.ndarray], num_verts: list[int], size: int
 ) -> MeshAppearance:
@@ -238,13 +266,16 @@ def load_mesh_with_appearance(
         faces = _check_arrays(verts, faces, name)
         appearance = _obj_appearance(name, data, texture_size) if len(faces) else MeshAppearance()
     else:
-        pieces = _trimesh_pieces(_load_with_trimesh(name, ext), name)
+        loaded = _load_with_trimesh(name, ext)
+        pieces = _trimesh_pieces(loaded, name)
         offsets = np.cumsum([0] + [len(v) for v, _, _ in pieces[:-1]])
         verts = np.concatenate([v for v, _, _ in pieces])
         faces = _check_arrays(
             verts, np.concatenate([f + o for (_, f, _), o in zip(pieces, offsets)]), name
         )
         appearances = [_piece_appearance(g, f, texture_size) for _, f, g in pieces]
+        if ext in (".glb", ".gltf"):
+            appearances = _gltf_colors_to_srgb(name, ext, loaded, pieces, appearances)
         appearance = _merge(
             appearances, [f for _, f, _ in pieces], [len(v) for v, _, _ in pieces], texture_size
         )

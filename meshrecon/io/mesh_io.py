@@ -41,6 +41,7 @@ from meshrecon.io.utils import (
     NonFiniteVerticesError,
     PathLike,
     _check_index_range,
+    _colors_to_unit,
     _path_str,
     _require_file,
     _validate_verts_faces,
@@ -178,7 +179,14 @@ def load_mesh(path: PathLike, device: Device = None) -> tuple[torch.Tensor, torc
     )
 
 
-def save_mesh(path: PathLike, verts: torch.Tensor, faces: torch.Tensor) -> None:
+def save_mesh(
+    path: PathLike,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    *,
+    verts_colors: torch.Tensor | None = None,
+    comment: str | None = None,
+) -> None:
     """Save a triangle mesh in the format given by the path's extension.
 
     PLY, STL and GLB are written binary; OFF and OBJ as text; ``.gltf`` embeds its buffer so
@@ -189,21 +197,42 @@ def save_mesh(path: PathLike, verts: torch.Tensor, faces: torch.Tensor) -> None:
         path: destination with a supported extension.
         verts: (V, 3) float tensor.
         faces: (F, 3) integer tensor, 0-based.
+        verts_colors: (V, 3) sRGB colours, uint8 0..255 or float 0..1 (OBJ, PLY, GLB only):
+            OBJ ``v x y z r g b``, PLY vertex ``red green blue`` (uint8), GLB ``COLOR_0``
+            (float32, linear light as glTF 2.0 defines it; see :mod:`meshrecon.io.glb_writer`).
+        comment: text stored in the file (OBJ, PLY, GLB only): OBJ ``#`` lines, PLY header
+            ``comment`` lines, GLB ``asset.extras.comment``; e.g. the coordinate convention.
 
     Raises:
-        ValueError: unsupported extension, wrong shapes or dtypes, face indices out of range.
+        ValueError: unsupported extension, wrong shapes or dtypes, face indices out of range,
+            colours or a comment for a format that cannot hold them.
     """
     name = _path_str(path)
     ext = _extension(name)
     _validate_verts_faces(verts, faces)
+    if (verts_colors is not None or comment is not None) and ext not in (".obj", ".ply", ".glb"):
+        raise ValueError(f"{name}: verts_colors and comment are written to .obj, .ply, .glb only")
     if ext == ".obj":
-        save_obj(name, verts, faces)
+        save_obj(name, verts, faces, verts_colors=verts_colors, comments=comment)
+        return
+    if ext == ".glb" and (verts_colors is not None or comment is not None):
+        from meshrecon.io.glb_writer import glb_bytes
+
+        extras = {"comment": comment} if comment is not None else None
+        data = glb_bytes(verts, faces, verts_colors, extras)
+        with g_pathmgr.open(name, "wb") as fh:
+            fh.write(data)
         return
     mesh = trimesh.Trimesh(
         vertices=verts.detach().cpu().double().numpy(),
         faces=faces.detach().cpu().numpy().astype(np.int64),
         process=False,
     )
+    if verts_colors is not None:
+        unit = _colors_to_unit(verts_colors, verts.shape[0])
+        mesh.visual = trimesh.visual.ColorVisuals(
+            mesh, vertex_colors=np.round(unit * 255.0).astype(np.uint8)
+        )
     if ext == ".gltf":
         exported = mesh.export(file_type="gltf", embed_buffers=True)
         (data,) = exported.values()  # embedded buffers: a single JSON file
@@ -211,8 +240,17 @@ def save_mesh(path: PathLike, verts: torch.Tensor, faces: torch.Tensor) -> None:
         data = mesh.export(file_type=ext[1:])
     if isinstance(data, str):
         data = data.encode("utf-8")
+    if ext == ".ply" and comment is not None:
+        data = _ply_with_comment(data, comment)
     with g_pathmgr.open(name, "wb") as fh:
         fh.write(data)
+
+
+def _ply_with_comment(data: bytes, comment: str) -> bytes:
+    """``comment`` lines put into a PLY header, after its ``format`` line."""
+    start = data.index(b"\n", data.index(b"format")) + 1
+    lines = "".join(f"comment {line}".rstrip() + "\n" for line in comment.splitlines())
+    return data[:start] + lines.encode("ascii", "replace") + data[start:]
 
 
 # ----------------------------------------------------------------------------- batches

@@ -25,6 +25,7 @@ from meshrecon.io.obj_parser import _parse_obj
 from meshrecon.io.utils import (
     Device,
     PathLike,
+    _colors_to_unit,
     _path_manager,
     _validate_index_rows,
 )
@@ -320,8 +321,10 @@ def save_obj(
     verts_uvs: torch.Tensor | None = None,
     faces_uvs: torch.Tensor | None = None,
     texture_map: torch.Tensor | None = None,
+    verts_colors: torch.Tensor | None = None,
+    comments: Sequence[str] | str | None = None,
 ) -> None:
-    """Write a mesh as an OBJ file, with optional normals, UVs and texture image.
+    """Write a mesh as an OBJ file, with optional normals, UVs, texture image, vertex colours.
 
     With ``texture_map`` the file references ``<stem>.mtl`` (material ``mesh``, whose ``map_Kd``
     is ``<stem>.png``), and both are written next to the OBJ, as PyTorch3D does; loading the
@@ -341,6 +344,12 @@ def save_obj(
         faces_uvs: (F, 3) integer indices into ``verts_uvs`` per face corner.
         texture_map: (H, W, 3) float image in [0, 1] (values outside are clamped, then rounded
             to 8 bits); needs ``verts_uvs`` and ``faces_uvs``.
+        verts_colors: (V, 3) colours, uint8 0..255 or float 0..1, written as the common
+            ``v x y z r g b`` extension (r, g, b in [0, 1], sRGB as in images) that
+            :func:`meshrecon.io.appearance.load_mesh_with_appearance`, trimesh, MeshLab and
+            Blender read.
+        comments: text written at the top of the file as ``#`` lines (one per line of it),
+            e.g. the coordinate convention of the vertices.
 
     Unlike PyTorch3D, which silently writes no UVs unless all three texture arguments are
     given, UVs without a ``texture_map`` are written (no .mtl or .png), and a ``texture_map``
@@ -386,12 +395,23 @@ def save_obj(
         if not isinstance(f, str | os.PathLike):
             raise ValueError("texture_map needs f to be a path: the .mtl and .png go beside it")
 
+    colors = None
+    if verts_colors is not None:
+        colors = torch.from_numpy(_colors_to_unit(verts_colors, verts.shape[0]))
     fmt = "%.9g" if decimal_places is None else f"%.{decimal_places}f"
     parts = []
+    if comments is not None:
+        lines = comments.splitlines() if isinstance(comments, str) else list(comments)
+        parts.append("".join(f"# {line}".rstrip() + "\n" for line in lines))
     if texture_map is not None:
         stem = os.path.splitext(os.path.basename(os.fspath(f)))[0]
         parts.append(f"mtllib {stem}.mtl\nusemtl mesh\n")
-    parts.append(_float_rows("v", verts, fmt))
+    if colors is None:
+        parts.append(_float_rows("v", verts, fmt))
+    else:
+        # Six decimals hold an 8-bit colour exactly after rounding (1/255 = 0.0039...).
+        rows = [_float_rows("v", verts, fmt).splitlines(), _float_rows("", colors, "%.6f")]
+        parts.append("".join(f"{v}{c}\n" for v, c in zip(rows[0], rows[1].splitlines())))
     if normals is not None:
         parts.append(_float_rows("vn", normals, fmt))
     if verts_uvs is not None:

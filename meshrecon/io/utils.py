@@ -87,3 +87,32 @@ def _validate_index_rows(idx: torch.Tensor, name: str, count: int, target: str) 
             f"{name} index out of range [0, {count}) of {target}: "
             f"min {int(idx.min())}, max {int(idx.max())}"
         )
+
+
+def _colors_to_unit(colors: torch.Tensor, count: int, name: str = "verts_colors") -> np.ndarray:
+    """(count, 3) colours, uint8 0..255 or float 0..1, as float64 in [0, 1]; ValueError else."""
+    if not isinstance(colors, torch.Tensor) or tuple(colors.shape) != (count, 3):
+        got = tuple(colors.shape) if isinstance(colors, torch.Tensor) else type(colors).__name__
+        raise ValueError(f"{name} must be a tensor of shape ({count}, 3), got {got}")
+    c = colors.detach().cpu()
+    if c.dtype == torch.uint8:
+        return c.double().numpy() / 255.0
+    if not c.is_floating_point():
+        raise ValueError(f"{name} must be uint8 (0..255) or float (0..1), got {c.dtype}")
+    out = c.double().numpy()
+    if not np.isfinite(out).all() or out.min(initial=0.0) < 0.0 or out.max(initial=0.0) > 1.0:
+        raise ValueError(f"{name}: float colours must be finite and lie in [0, 1]")
+    return out
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] (images, PLY/OBJ colours) to linear light (glTF's
+    ``COLOR_0``), by the sRGB transfer function (IEC 61966-2-1)."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`srgb_to_linear`."""
+    c = np.clip(np.asarray(c, dtype=np.float64), 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1.0 / 2.4) - 0.055)

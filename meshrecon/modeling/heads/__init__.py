@@ -54,3 +54,24 @@ __all__ += ["R2N2Head"]
 from meshrecon.modeling.heads.optimize_mvs import OptimizeMVSHead  # noqa: E402
 
 __all__ += ["OptimizeMVSHead"]
+# --- section: recognition baselines (Retrieval, Clustering, Oracle NN) ---
+from meshrecon.modeling.heads.recognition import (  # noqa: E402
+    ClusteringHead,
+    OracleNNHead,
+    RetrievalHead,
+)
+from meshrecon.modeling.heads.recognition_multiview import (  # noqa: E402
+    MultiViewClusteringHead,
+    MultiViewOracleNNHead,
+    MultiViewRetrievalHead,
+)
+
+__all__ += [
+    "ClusteringHead",
+    "OracleNNHead",
+    "RetrievalHead",
+    "MultiViewClusteringHead",
+    "MultiViewOracleNNHead",
+    "MultiViewRetrievalHead",
+]
+# --- end section ---

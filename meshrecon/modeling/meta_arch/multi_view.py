@@ -83,6 +83,8 @@ class MultiViewReconstructor(nn.Module):
     Args:
         head: called as ``head(images (sum V, 3, H, W), num_views (B,), targets=..., [views=
             {K, R, t packed}])``; the ``views`` argument is passed when the head accepts it.
+            ``targets`` is None in inference unless the head's ``needs_targets_at_inference``
+            is true (an oracle that reads the ground truth).
         pixel_mean, pixel_std: per-channel normalization, in ``input_format`` order.
         input_format: ``"RGB"`` or ``"BGR"``.
         eval_all_view_counts: in inference, also predict from the first k views, k = 1 .. V.
@@ -174,7 +176,11 @@ class MultiViewReconstructor(nn.Module):
         images, num_views, views = self.preprocess(batched_inputs)
         if self.training:
             return self._run_head(images, num_views, views, self._targets(batched_inputs))
-        results = self._run_head(images, num_views, views)
+        # A head that reads the ground truth at test time (an oracle baseline) says so.
+        targets = None
+        if getattr(self.head, "needs_targets_at_inference", False):
+            targets = self._targets(batched_inputs)
+        results = self._run_head(images, num_views, views, targets)
         if not self.eval_all_view_counts or getattr(self.head, "supports_prefix_outputs", False):
             return results
         return self._prefix_results(images, num_views, views, results)

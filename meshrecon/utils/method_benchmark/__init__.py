@@ -6,6 +6,8 @@ The library behind ``tools/benchmark_methods.py``:
 - :mod:`.runner`: runs ``tools/train_net.py`` per method, reuses finished identical runs.
 - :mod:`.gallery`: renders input, ground truth and each method's output from the same cameras.
 - :mod:`.report`: ``report.html`` (static, offline), ``report.md``, ``report.json``, plots.
+- :mod:`.yardstick`: the paragraph under a table: does each learned method beat Retrieval?
+- :mod:`.per_category`: per-category tables (means over categories and over instances).
 """
 
 from .methods import METHODS, TASKS, Column, MethodSpec, Task, get_method, real_variants

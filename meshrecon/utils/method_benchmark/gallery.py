@@ -242,6 +242,9 @@ def _object_geometry(spec, item, pred, record, cfg) -> tuple[str, Any]:
         from meshrecon.evaluation.voxel_evaluation import occupancy_to_mesh, read_voxel_box
 
         R, t = item["R"][0].float(), item["t"][0].float()
+        if "mesh" in pred:  # a model-frame mesh (the recognition baselines) over its voxels
+            v, f = pred["mesh"]
+            return "mesh", (v.detach().float().cpu() @ R.T + t, f.cpu())
         if "voxels" in pred:
             view = record["views"][0] if record.get("views") else record
             box, align = read_voxel_box(view.get("voxel") or record["voxel"])
@@ -253,9 +256,6 @@ def _object_geometry(spec, item, pred, record, cfg) -> tuple[str, Any]:
         for key in ("points_world", "points"):  # world-frame clouds (OptimizeMVS: the union)
             if key in pred:
                 return "points", pred[key].detach().float().cpu().reshape(-1, 3) @ R.T + t
-        if "mesh" in pred:
-            v, f = pred["mesh"]
-            return "mesh", (v.detach().float().cpu() @ R.T + t, f.cpu())
         return "none", None
     if "mesh" in pred:
         v, f = pred["mesh"]

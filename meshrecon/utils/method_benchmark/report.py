@@ -20,13 +20,17 @@ from typing import Any
 
 from .gallery import GalleryRow, viewer_groups
 from .methods import TASKS, MethodSpec, Task, get_method
+from .per_category import per_category_tables
+from .quality import curves_payload, plot_validation_curves, validation_curves
 from .runner import RunRecord, load_curve
+from .yardstick import yardstick_paragraph
 
 __all__ = [
     "NOT_APPLICABLE",
     "format_cell",
     "format_seconds",
     "plot_curves",
+    "table_records",
     "task_table",
     "write_report",
 ]
@@ -83,12 +87,22 @@ def status_text(record: RunRecord) -> str:
     return text
 
 
+def table_records(
+    task: Task, records: Sequence[RunRecord], methods: Sequence[MethodSpec]
+) -> list[RunRecord]:
+    """The finished runs of a task in table order: upper bounds (``kind="oracle"``) last."""
+    done = [r for r in records if r.ok and get_method(r.name, tuple(methods)).task == task.key]
+    oracle = [r for r in done if get_method(r.name, tuple(methods)).kind == "oracle"]
+    return [r for r in done if r not in oracle] + oracle
+
+
 def task_table(
     task: Task, records: Sequence[RunRecord], methods: Sequence[MethodSpec]
 ) -> tuple[list[str], list[list[str]], dict[tuple[int, int], bool]]:
-    """``(headers, rows, best)`` of one task's finished methods; ``best[(row, col)]`` marks the
-    best value of each metric column."""
-    done = [r for r in records if r.ok and get_method(r.name, tuple(methods)).task == task.key]
+    """``(headers, rows, best)`` of one task's finished methods (:func:`table_records` order);
+    ``best[(row, col)]`` marks the best value of each metric column among the methods and
+    baselines (an upper bound is never marked)."""
+    done = table_records(task, records, methods)
     headers = ["Method", *(c.header for c in task.columns), "Params", "Wall time", "Run"]
     rows: list[list[str]] = []
     best: dict[tuple[int, int], bool] = {}
@@ -96,7 +110,9 @@ def task_table(
         values = [
             (i, r.row.get(col.key))
             for i, r in enumerate(done)
-            if isinstance(r.row.get(col.key), float) and math.isfinite(r.row[col.key])
+            if isinstance(r.row.get(col.key), float)
+            and math.isfinite(r.row[col.key])
+            and get_method(r.name, tuple(methods)).kind != "oracle"
         ]
         if len(values) > 1 and len({v for _, v in values}) > 1:
             pick = max if col.higher_is_better else min
@@ -118,11 +134,16 @@ def task_table(
     return headers, rows, best
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], best=None) -> str:
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], best=None, shaded=()
+) -> str:
+    """A Markdown table; ``best`` cells in bold, ``shaded`` rows (upper bounds) in italics."""
     best = best or {}
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for i, row in enumerate(rows):
         cells = [f"**{c}**" if best.get((i, j)) else c for j, c in enumerate(row)]
+        if i in shaded:
+            cells = [f"*{c}*" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -207,6 +228,7 @@ table{border-collapse:collapse;margin:0.8em 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:0.9em}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 td.best{font-weight:bold;background:#eef8ee}
+tr.oracle td{background:#ececec;color:#555;font-style:italic}
 .gallery-sample h4{margin:0.9em 0 0.3em;font-size:0.85em;color:#444;overflow-wrap:anywhere}
 .gallery-cells{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}
 .gallery-cells figure{margin:0;max-width:100%}
@@ -227,16 +249,54 @@ def _img_tag(report_dir: str, rel_path: str, alt: str, embed: bool) -> str:
     return f'<img src="{src}" alt="{html.escape(alt)}">'
 
 
-def _html_table(headers, rows, best) -> str:
+def _html_table(headers, rows, best, shaded=()) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"]
     for i, row in enumerate(rows):
         cells = []
         for j, c in enumerate(row):
             cls = ' class="best"' if best.get((i, j)) else ""
             cells.append(f"<td{cls}>{html.escape(c)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
+        tr = '<tr class="oracle">' if i in shaded else "<tr>"
+        out.append(tr + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+def _per_category_section(task: Task, done: Sequence[RunRecord], methods) -> tuple:
+    """``(markdown, html, json)`` of a task's per-category tables, behind a fold."""
+    per_method, payload = {}, {}
+    for r in done:
+        spec = get_method(r.name, tuple(methods))
+        if spec.read_per_category is None:
+            continue
+        try:
+            pc = spec.read_per_category(r.results)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if pc:
+            per_method[spec.title] = pc
+            payload[r.name] = pc
+    cols = {c.key: c for c in task.columns}
+    tables = per_category_tables(
+        [k for k in task.per_category if k in cols],
+        {k: c.header for k, c in cols.items()},
+        {k: c.digits for k, c in cols.items()},
+        per_method,
+    )
+    if not tables:
+        return [], [], payload
+    summary = (
+        "Per-category results (each table: one metric; the last two rows are the mean over "
+        "categories and the mean over instances)"
+    )
+    md = ["<details>", f"<summary>{summary}</summary>", ""]
+    body = [f"<details><summary>{html.escape(summary)}</summary>"]
+    for title, headers, rows in tables:
+        md += [f"**{title}**", "", markdown_table(headers, rows), ""]
+        body += [f"<h4>{html.escape(title)}</h4>", _html_table(headers, rows, {})]
+    md += ["</details>", ""]
+    body.append("</details>")
+    return md, body, payload
 
 
 def _html_gallery(
@@ -282,6 +342,43 @@ def _html_viewer(rows: Sequence[GalleryRow], report_dir: str, key: str, fallback
     return write_viewer(report_dir, viewer_groups(rows), name=name, fallback_id=fallback_id)
 
 
+# Said instead of an empty plot when no run has a validation curve.
+NO_VALIDATION = (
+    "No run has a validation curve: --preset full records them (or add DATASETS.VAL, "
+    "TEST.EVAL_PERIOD and TEST.BEST_METRIC to --opts)."
+)
+QUALITY_TITLE = "Quality per CPU-minute"
+
+
+def _quality_section(
+    records: Sequence[RunRecord],
+    methods: Sequence[MethodSpec],
+    report_dir: str,
+    fig_dir: str,
+    embed: bool,
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """The report's section plotting each method's validation metric against training time:
+    ``(markdown lines, html parts, report.json entry)``."""
+    curves = validation_curves(records, methods)
+    md = [f"## {QUALITY_TITLE}", ""]
+    body = [f"<h2>{QUALITY_TITLE}</h2>"]
+    drawn = plot_validation_curves(curves, os.path.join(fig_dir, "validation_curves.png"))
+    if drawn is None:
+        md += [NO_VALIDATION, ""]
+        body.append(f'<p class="muted">{html.escape(NO_VALIDATION)}</p>')
+        return md, body, {"curves": {}}
+    rel = os.path.join("figures", "validation_curves.png")
+    text = (
+        "Each method's validation metric (the one that keeps its best checkpoint) against its "
+        "training's wall-clock time with the report's threads, validation excluded; one panel "
+        "per metric. ★ the validation kept as model_best.pth, ✖ where the plateau rule stopped "
+        "training."
+    )
+    md += [text, "", f"![validation metric against training time]({rel})", ""]
+    body += [f"<p>{html.escape(text)}</p>", _img_tag(report_dir, rel, "quality", embed)]
+    return md, body, {**curves_payload(curves), "figure": rel}
+
+
 def write_report(
     report_dir: str,
     records: Sequence[RunRecord],
@@ -313,14 +410,28 @@ def write_report(
     payload: dict[str, Any] = {"info": dict(info), "tasks": {}}
     for task in tasks_run:
         headers, rows, best = task_table(task, records, methods)
+        done = table_records(task, records, methods)
+        shaded = {
+            i for i, r in enumerate(done) if get_method(r.name, tuple(methods)).kind == "oracle"
+        }
         not_run = [
             r for r in records if get_method(r.name, tuple(methods)).task == task.key and not r.ok
         ]
         md += [f"## {task.title}", "", task.description, ""]
         body += [f"<h2>{html.escape(task.title)}</h2>", f"<p>{html.escape(task.description)}</p>"]
+        paragraph, pc_json = "", {}
         if rows:
-            md += [markdown_table(headers, rows, best), ""]
-            body.append(_html_table(headers, rows, best))
+            md += [markdown_table(headers, rows, best, shaded), ""]
+            body.append(_html_table(headers, rows, best, shaded))
+            paragraph = yardstick_paragraph(
+                task, [(get_method(r.name, tuple(methods)), r.row) for r in done]
+            )
+            if paragraph:
+                md += [paragraph, ""]
+                body.append(f"<p>{html.escape(paragraph)}</p>")
+            pc_md, pc_html, pc_json = _per_category_section(task, done, methods)
+            md += pc_md
+            body += pc_html
         for r in not_run:
             title = get_method(r.name, tuple(methods)).title
             first = r.reason.strip().splitlines()[0] if r.reason.strip() else ""
@@ -354,6 +465,9 @@ def write_report(
             "dataset": task.dataset,
             "headers": headers,
             "rows": rows,
+            "upper_bound_rows": sorted(shaded),
+            "yardstick": paragraph,
+            "per_category": pc_json,
             "methods": {
                 r.name: {
                     "status": r.status,
@@ -372,6 +486,11 @@ def write_report(
                 {"sample": g.sample, "cells": [c.__dict__ for c in g.cells]} for g in grows
             ],
         }
+    md_part, html_part, payload["validation"] = _quality_section(
+        records, methods, report_dir, fig_dir, embed_images
+    )
+    md += md_part
+    body += html_part
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(info.get('title', 'meshrecon benchmark'))}</title>"

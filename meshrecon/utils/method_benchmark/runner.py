@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from .methods import METHODS, TASKS, MethodSpec, Row
+from .presets import PRETRAIN_MINUTES
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ __all__ = [
     "load_curve",
     "plan_methods",
     "prepare_datasets",
+    "prepare_pretrained",
+    "pretrained_weights_needed",
     "run_plan",
 ]
 
@@ -221,7 +224,7 @@ def plan_methods(
 
 
 def prepare_datasets(plans: Sequence[MethodPlan]) -> list[str]:
-    """Generate (or find) every split the plans train and test on; return their names.
+    """Generate (or find) every split the plans train, validate and test on; return their names.
 
     Done once, up front, so that data generation is neither counted in a method's time nor
     repeated by concurrent processes.
@@ -232,11 +235,71 @@ def prepare_datasets(plans: Sequence[MethodPlan]) -> list[str]:
     done: list[str] = []
     for plan in plans:
         configure_synthetic(plan.cfg)
-        for name in list(plan.cfg.DATASETS.TRAIN) + list(plan.cfg.DATASETS.TEST):
+        cfg_data = plan.cfg.DATASETS
+        for name in list(cfg_data.TRAIN) + list(cfg_data.VAL) + list(cfg_data.TEST):
             if name not in done:
                 DatasetCatalog.get(name)
                 done.append(name)
     return done
+
+
+def pretrained_weights_needed(
+    plans: Sequence[MethodPlan], retrain: bool = False
+) -> dict[str, list[str]]:
+    """``{name: [methods]}`` of the ``synthetic://<name>`` weights the plans' runs will load.
+
+    ``MODEL.BACKBONE.PRETRAINED`` counts for a run that will train (not one that is reused:
+    :func:`reusable`, unless ``retrain``), ``MODEL.DEPTH.PRETRAINED`` for every trained method
+    (the depth head loads it whenever the model is built, also to evaluate a reused run).
+    """
+    from meshrecon.pretrain import SCHEME
+
+    needed: dict[str, list[str]] = {}
+    will_train: set[str] = set()
+    for plan in plans:
+        spec, cfg = plan.spec, plan.cfg
+        if not spec.train:
+            continue
+        trains = retrain or spec.init_from in will_train or not reusable(plan)[0]
+        if trains:
+            will_train.add(spec.name)
+        urls = [cfg.MODEL.DEPTH.PRETRAINED] + ([cfg.MODEL.BACKBONE.PRETRAINED] if trains else [])
+        for url in urls:
+            if url.startswith(SCHEME):
+                needed.setdefault(url[len(SCHEME) :], []).append(spec.name)
+    return needed
+
+
+def prepare_pretrained(
+    needed: Mapping[str, Sequence[str]], log=logger.info
+) -> list[dict[str, Any]]:
+    """Make the missing pretrained weights of ``needed`` (see :func:`pretrained_weights_needed`)
+    here, one after the other with progress bars, before any run starts: the runs then find
+    them in the cache instead of each pretraining on its own clock.
+
+    Returns one ``{"name", "methods", "seconds"}`` per weights; ``seconds`` is None for weights
+    that were already cached.
+    """
+    import meshrecon.pretrain as pretrain
+
+    out = []
+    for name, methods in needed.items():
+        if name in pretrain.PRETRAINED_RECIPES and pretrain.is_cached(name):
+            log(f"[benchmark] pretrained encoder synthetic://{name}: cached")
+            out.append({"name": name, "methods": list(methods), "seconds": None})
+            continue
+        minutes = PRETRAIN_MINUTES.get(name)
+        log(
+            f"[benchmark] pretraining synthetic://{name} for {', '.join(methods)} (not cached: "
+            "made once here, on the synthetic world's own objects"
+            + (f"; ~{minutes:.0f} min on 2 idle cores)" if minutes else ")")
+        )
+        start = time.perf_counter()
+        pretrain.ensure_pretrained(name, progress=True)
+        seconds = time.perf_counter() - start
+        log(f"[benchmark] made synthetic://{name} in {seconds / 60:.1f} min")
+        out.append({"name": name, "methods": list(methods), "seconds": seconds})
+    return out
 
 
 def count_parameters(cfg) -> int:

@@ -1,0 +1,216 @@
+"""Per-method schedules of the benchmark's presets ``default`` and ``full``.
+
+``default``: every method for the number of iterations that makes the whole benchmark fit about
+90 minutes on an idle 2-core CPU (:data:`DEFAULT_SCHEDULE`, with the estimate behind each
+number); the methods whose validation split is cheap to evaluate also keep their best
+validation checkpoint and are tested with it.
+
+``full``: every method trains until its validation curve is flat. Its schedule is stretched to
+``FULL_CAP_FACTOR`` times its config's (``SOLVER.MAX_ITER``, the LR steps, warm-up and the other
+iteration counts together), and it is validated on its task's validation split
+(``MethodSpec.val_dataset``) ``FULL_VALIDATIONS`` times up to that cap. It stops at the first
+validation where the curve of ``MethodSpec.val_metric`` is flat by
+:func:`meshrecon.engine.plateau.detect_plateau`'s rule: the best value of the last 20% of the
+iterations so far (``TEST.PLATEAU_WINDOW_FRAC``) beats the best value before them by less than
+``MethodSpec.val_min_delta`` (``TEST.PLATEAU_MIN_DELTA``: one point, i.e. 1.0 for F1 in %, 0.01
+for IoU, AP and δ<1.25), with at least two validations inside that window. The test split is
+then evaluated once with the best validation checkpoint (``TEST.EVAL_BEST``), and the report
+says which iteration that was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .methods import MethodSpec
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "DEFAULT_SCHEDULE",
+    "EIGEN_PRETRAINED",
+    "FULL_CAP_FACTOR",
+    "FULL_VALIDATIONS",
+    "NO_PRETRAINING",
+    "PRETRAIN_MINUTES",
+    "default_method_opts",
+    "estimate_default_minutes",
+    "full_method_opts",
+    "validation_opts",
+]
+
+# Overrides that keep every encoder random (no synthetic:// weights to make): the quickstart and
+# toy presets, whose few minutes cannot pay a pretraining run.
+NO_PRETRAINING = ["MODEL.BACKBONE.PRETRAINED", ""]
+# Eigen et al.'s coarse stack pretrained on the synthetic world. Given by the presets, not by
+# eigen_coarse.yaml: the depth head loads MODEL.DEPTH.PRETRAINED when the model is built (not
+# when training starts, as MODEL.BACKBONE.PRETRAINED), so in the config every export, demo or
+# evaluation of a trained model would first make these weights.
+EIGEN_PRETRAINED = ["MODEL.DEPTH.PRETRAINED", "synthetic://eigen_alexnet_pretrained.pth"]
+
+# Minutes of making each synthetic:// weights once on two idle cores (README "Pretrained
+# backbones": 688 CPU-s for ResNet-18, about as much for the AlexNet-width stack), paid by the
+# first run that needs them and then cached.
+PRETRAIN_MINUTES = {"resnet18_pretrained.pth": 7.0, "eigen_alexnet_pretrained.pth": 7.0}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One method's line of the default preset.
+
+    Attributes:
+        iters: its SOLVER.MAX_ITER (the config's schedule scaled to it).
+        s_per_iter: estimated seconds per training step, two threads on an idle 2-core CPU.
+        eval_min: estimated minutes of its test evaluation (and of its validations, if any).
+        validate: evaluate the validation split 4 times and test the best of them (only where
+            the validation split costs seconds: 40 scenes, 40 rooms, 18 objects of R2N2).
+    """
+
+    iters: int
+    s_per_iter: float
+    eval_min: float
+    validate: bool = False
+
+    @property
+    def minutes(self) -> float:
+        return self.iters * self.s_per_iter / 60.0 + self.eval_min
+
+
+# The default preset. Seconds per step come from the README's measurements: the benchmark table
+# (each config's schedule, train + test wall time with two threads: 1.0 s/step PSGN, 3.9
+# Pixel2Mesh, 1.4 Sphere-Init, 0.7 VoxMesh, 0.63 R2N2, 1.2 OptimizeMVS, 0.7 / 1.3 / 1.15 the
+# three detectors, 0.7 / 0.75 Eigen coarse / fine, after taking out the evaluation), divided by
+# the CPU-time speed-ups of `tools/benchmark.py train` measured since (Pixel2Mesh 1.46x,
+# Sphere-Init 1.27x; VoxMesh's 3.2x was measured on random weights, counted here as 1.4x). The
+# test evaluation of a single-view method is ~3 min (648 views, ~0.25 s each with 10k samples,
+# measured), the mean shape's ~4 min (it first voxelizes the training models). Most of the
+# shape runs were measured beside other jobs, so an idle machine should be faster.
+DEFAULT_SCHEDULE: dict[str, Budget] = {
+    "mean_shape": Budget(0, 0.0, 4.0),
+    "psgn": Budget(180, 1.0, 3.0),  # 3.0 + 3.0 = 6.0 min
+    "pixel2mesh": Budget(110, 2.7, 3.0),  # 5.0 + 3.0 = 8.0 min
+    "sphereinit": Budget(190, 1.1, 3.0),  # 3.5 + 3.0 = 6.5 min
+    "voxmesh": Budget(480, 0.5, 3.0),  # 4.0 + 3.0 = 7.0 min
+    "voxmesh_scratch": Budget(480, 0.5, 3.0),  # 7.0 min, the ablation beside it
+    # The recognition yardstick and its upper bound (Clustering, at 34 min in the README's
+    # table, is left to the full preset and --methods). Retrieval trains a ResNet-18 like PSGN
+    # and first describes the 2160 training entries (~2 min); Oracle NN trains nothing.
+    "retrieval": Budget(180, 0.8, 5.0),  # 2.4 + 5.0 = 7.4 min
+    "oracle_nn": Budget(0, 0.0, 4.0),
+    "retrieval_multiview": Budget(150, 0.6, 1.5),  # 1.5 + 1.5 = 3.0 min
+    "oracle_nn_multiview": Budget(0, 0.0, 1.0),
+    "r2n2_res_gru": Budget(330, 0.63, 1.1, validate=True),  # 3.5 + 0.3 + 4 x 0.2 = 4.6 min
+    "optimize_mvs": Budget(150, 1.2, 1.5),  # 3.0 + 1.5 = 4.5 min
+    "optimize_mvs_stage2": Budget(75, 1.2, 1.5),  # 1.5 + 1.5 = 3.0 min
+    "voxelrcnn_R18_FPN": Budget(250, 0.7, 2.1, validate=True),  # 2.9 + 0.5 + 4 x 0.4 = 5.0
+    "sphereinit_R18_FPN": Budget(185, 1.3, 2.1, validate=True),  # 4.0 + 2.1 = 6.1 min
+    "meshrcnn_R18_FPN": Budget(210, 1.15, 2.1, validate=True),  # 4.0 + 2.1 = 6.1 min
+    "eigen_coarse": Budget(260, 0.7, 1.1, validate=True),  # 3.0 + 0.3 + 4 x 0.2 = 4.1 min
+    "eigen_fine": Budget(160, 0.75, 1.1, validate=True),  # 2.0 + 1.1 = 3.1 min
+}
+# Sum: 90 min of runs, plus 14 min making the two pretrained encoders on a clean cache.
+DEFAULT_VALIDATIONS = 4
+
+# The full preset: the cap on each schedule (times the config's) and the validations up to it.
+# The plateau rule needs two validations in the last 20%, so the earliest stop is at the 10th
+# validation (10/24 of the cap, ~3.3x the config's schedule). The LR drop of each config moves
+# with the cap (to 80% of it): a run that stops on its plateau stops before it.
+FULL_CAP_FACTOR = 8.0
+FULL_VALIDATIONS = 24
+
+
+def validation_opts(
+    spec: MethodSpec, period: int, *, eval_best: bool = True, stop_on_plateau: bool = False
+) -> list[str]:
+    """``KEY VALUE`` overrides that validate ``spec`` every ``period`` iterations.
+
+    Raises ValueError for a method without a validation split or metric, or ``period < 1``.
+    """
+    if not spec.val_dataset or not spec.val_metric:
+        raise ValueError(f"method {spec.name!r} names no val_dataset / val_metric to validate on")
+    if period < 1:
+        raise ValueError(f"the validation period of {spec.name!r} must be >= 1, got {period}")
+    return [
+        "DATASETS.VAL",
+        repr((spec.val_dataset,)),
+        "TEST.EVAL_PERIOD",
+        str(int(period)),
+        "TEST.BEST_METRIC",
+        spec.val_metric,
+        "TEST.BEST_MODE",
+        "max",
+        "TEST.PLATEAU_MIN_DELTA",
+        repr(float(spec.val_min_delta)),
+        "TEST.EVAL_BEST",
+        str(bool(eval_best)),
+        "SOLVER.STOP_ON_PLATEAU",
+        str(bool(stop_on_plateau)),
+    ]
+
+
+def _max_iter(spec: MethodSpec, iter_scale: float, iters: Mapping[str, int]) -> int:
+    """The MAX_ITER that :func:`~.runner.iteration_overrides` will give ``spec``'s run."""
+    if spec.name in iters:
+        return int(iters[spec.name])
+    from meshrecon.model_zoo import get_config
+
+    return max(1, round(int(get_config(spec.config).SOLVER.MAX_ITER) * iter_scale))
+
+
+def _pretrained_depth(spec: MethodSpec) -> list[str]:
+    # The coarse phase only: the fine phase takes the coarse network from MODEL.WEIGHTS.
+    return list(EIGEN_PRETRAINED) if spec.name == "eigen_coarse" else []
+
+
+def default_method_opts(
+    methods: Sequence[MethodSpec], *, iter_scale: float = 1.0, iters: Mapping[str, int]
+) -> dict[str, list[str]]:
+    """The default preset's per-method overrides: the pretrained depth encoder, and 4
+    validations with the best model tested where validating is cheap."""
+    out: dict[str, list[str]] = {}
+    for spec in methods:
+        opts = _pretrained_depth(spec)
+        budget = DEFAULT_SCHEDULE.get(spec.name)
+        if spec.train and budget is not None and budget.validate:
+            period = max(1, _max_iter(spec, iter_scale, iters) // DEFAULT_VALIDATIONS)
+            opts += validation_opts(spec, period, eval_best=True, stop_on_plateau=False)
+        if opts:
+            out[spec.name] = opts
+    return out
+
+
+def full_method_opts(
+    methods: Sequence[MethodSpec], *, iter_scale: float = FULL_CAP_FACTOR, iters: Mapping[str, int]
+) -> dict[str, list[str]]:
+    """The full preset's per-method overrides: validation ``FULL_VALIDATIONS`` times up to the
+    cap, stop on the plateau, test the best checkpoint; the pretrained depth encoder."""
+    out: dict[str, list[str]] = {}
+    for spec in methods:
+        if not spec.train:
+            continue
+        period = max(1, round(_max_iter(spec, iter_scale, iters) / FULL_VALIDATIONS))
+        out[spec.name] = _pretrained_depth(spec) + validation_opts(
+            spec, period, eval_best=True, stop_on_plateau=True
+        )
+    return out
+
+
+# The methods of the default preset: those of DEFAULT_SCHEDULE (not the Clustering baselines).
+DEFAULT_METHODS = tuple(DEFAULT_SCHEDULE)
+
+
+def default_iters() -> dict[str, int]:
+    """``{method: MAX_ITER}`` of the default preset (trained methods)."""
+    return {name: b.iters for name, b in DEFAULT_SCHEDULE.items() if b.iters > 0}
+
+
+def estimate_default_minutes(
+    methods: Sequence[MethodSpec], *, pretraining: bool = True
+) -> dict[str, float]:
+    """Estimated minutes of each method in the default preset, and ``"pretraining"`` (both
+    encoders, on a clean cache) unless ``pretraining`` is False. Methods without a line of
+    :data:`DEFAULT_SCHEDULE` are absent."""
+    out = {s.name: DEFAULT_SCHEDULE[s.name].minutes for s in methods if s.name in DEFAULT_SCHEDULE}
+    if pretraining:
+        out["pretraining"] = sum(PRETRAIN_MINUTES.values())
+    return out
