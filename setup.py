@@ -60,6 +60,7 @@ setup(
         "dev": [
             "pytest>=7.4",
             "pytest-timeout>=2.2",
+            "mypy>=1.10",
             "ruff==0.17.6",
             "playwright>=1.40",
             "wandb>=0.17",

@@ -339,3 +339,53 @@ def test_new_allowed_nodes_accept_new_keys(tmp_path):
     cfg.merge_from_file(path)
     assert cfg.EXTRA.ANY == 3 and cfg.EXTRA.SUB.A == 1
     assert os.path.basename(path) == "x.yaml"
+
+
+def test_renamed_keys_exist_under_their_new_names_only():
+    from meshrecon.config.config import RENAMED_KEYS
+
+    cfg = get_cfg()
+    assert cfg.VERSION == max(v for _, v in RENAMED_KEYS.values())
+    for old, (new, _) in RENAMED_KEYS.items():
+        node = cfg
+        for part in new.split("."):
+            node = node[part]  # the new key exists
+        with pytest.raises(KeyError):
+            node = cfg
+            for part in old.split("."):
+                node = node[part]
+
+
+def test_an_old_file_loads_with_its_keys_renamed(tmp_path, caplog):
+    """A VERSION 2 file with the evaluator keys under MODEL.* loads, each rename logged."""
+    path = _write(
+        tmp_path / "old.yaml",
+        "VERSION: 2\nMODEL:\n  R2N2:\n    IOU_THRESH: 0.3\n    EVAL_MESH_SAMPLES: 77\n"
+        "  OPTIMIZE_MVS:\n    EVAL_FPS_POINTS: [64, 128]\n    EVAL_VIEW_COUNTS: [1, 2]\n",
+    )
+    cfg = get_cfg()
+    with caplog.at_level("WARNING", logger="meshrecon.config.config"):
+        cfg.merge_from_file(path)
+    assert cfg.TEST.R2N2.IOU_THRESH == 0.3
+    assert cfg.TEST.R2N2.MESH_SAMPLES == 77
+    assert list(cfg.TEST.OPTIMIZE_MVS.FPS_POINTS) == [64, 128]
+    assert list(cfg.TEST.OPTIMIZE_MVS.VIEW_COUNTS) == [1, 2]
+    assert cfg.VERSION == 3
+    logged = caplog.text
+    for old in ("MODEL.R2N2.IOU_THRESH", "MODEL.R2N2.EVAL_MESH_SAMPLES", "EVAL_FPS_POINTS"):
+        assert old in logged
+    assert "TEST.R2N2.IOU_THRESH" in logged
+    # From the command line too.
+    cfg = get_cfg()
+    with caplog.at_level("WARNING", logger="meshrecon.config.config"):
+        cfg.merge_from_list(["MODEL.R2N2.IOU_THRESH", "0.25"])
+    assert cfg.TEST.R2N2.IOU_THRESH == 0.25
+
+
+def test_a_file_setting_both_old_and_new_names_is_an_error(tmp_path):
+    path = _write(
+        tmp_path / "both.yaml",
+        "MODEL:\n  R2N2:\n    IOU_THRESH: 0.3\nTEST:\n  R2N2:\n    IOU_THRESH: 0.5\n",
+    )
+    with pytest.raises(ValueError, match="MODEL.R2N2.IOU_THRESH.*TEST.R2N2.IOU_THRESH"):
+        get_cfg().merge_from_file(path)

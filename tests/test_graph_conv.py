@@ -189,20 +189,32 @@ def test_cuda_matches_cpu(directed):
     torch.testing.assert_close(x_gpu.grad.cpu(), x_cpu.grad, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("directed", [False, True])
-def test_adjacency_built_once_per_edges_tensor(monkeypatch, directed):
-    """Several convolutions over one edges tensor, forward and backward, build its matrix once."""
+def _count_builds(monkeypatch):
     import meshrecon.ops.graph_conv as gc
 
-    gc._ADJACENCY_CACHE.clear()
     builds = []
     real = gc._adjacency_csr
     monkeypatch.setattr(gc, "_adjacency_csr", lambda *a: builds.append(1) or real(*a))
-    feats, edges = random_graph(30, 80, 4, seed=3)
-    x = feats.clone().requires_grad_(True)
-    out = gather_scatter(
-        gather_scatter(gather_scatter(x, edges, directed), edges, directed), edges, directed
+    return builds
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_adjacency_built_once_per_mesh(monkeypatch, directed):
+    """Several convolutions over one mesh, forward and backward, build its matrices once; the
+    offset mesh of the next refinement stage (same faces) reuses them."""
+    from meshrecon.ops import ico_sphere
+    from meshrecon.ops.graph_conv import graph_adjacency
+
+    builds = _count_builds(monkeypatch)
+    meshes = ico_sphere(1)
+    edges = meshes.edges_packed()
+    feats = torch.randn(
+        meshes.verts_packed().shape[0], 4, generator=torch.Generator().manual_seed(3)
     )
+    x = feats.clone().requires_grad_(True)
+    out = x
+    for _ in range(3):
+        out = gather_scatter(out, edges, directed, graph_adjacency(meshes, out, directed))
     out.sum().backward()
     # One matrix for an undirected graph (it is symmetric), A and A^T for a directed one.
     assert len(builds) == (2 if directed else 1)
@@ -213,53 +225,55 @@ def test_adjacency_built_once_per_edges_tensor(monkeypatch, directed):
     ref.sum().backward()
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    moved = meshes.offset_verts(torch.randn(meshes.verts_packed().shape))
+    assert moved.adjacency_packed(directed) is meshes.adjacency_packed(directed)
+    assert len(builds) == (2 if directed else 1)
 
 
-def test_adjacency_cache_never_serves_a_changed_graph():
-    """Edges changed in place, or a new tensor with other edges, get their own matrix."""
-    feats, edges = random_graph(20, 40, 3, seed=4)
-    first = gather_scatter(feats, edges)
-    edges[:, 1] = torch.flip(edges[:, 1], [0])  # in place: same object, new _version
-    changed = gather_scatter(feats, edges)
-    torch.testing.assert_close(changed, gather_scatter_loop(feats, edges, False))
-    assert not torch.allclose(changed, first)
-    del edges
-    for seed in range(5):  # fresh tensors, possibly at the freed tensor's address
-        feats2, edges2 = random_graph(20, 40, 3, seed=10 + seed)
-        out = gather_scatter(feats2, edges2)
-        torch.testing.assert_close(out, gather_scatter_loop(feats2, edges2, False))
-        del edges2
-    # The same edges tensor, already cached for float32 and 20 vertices, with another dtype or
-    # vertex count is a different matrix.
-    _, edges3 = random_graph(20, 40, 3, seed=4)
-    gather_scatter(feats, edges3)
-    out64 = gather_scatter(feats.double(), edges3)
-    assert out64.dtype == torch.float64
-    torch.testing.assert_close(out64, gather_scatter_loop(feats.double(), edges3, False))
-    bigger = torch.cat([feats, torch.randn(5, 3)])
-    out_bigger = gather_scatter(bigger, edges3)
-    assert out_bigger.shape == (25, 3)
-    torch.testing.assert_close(out_bigger, gather_scatter_loop(bigger, edges3, False))
+def test_a_changed_mesh_gets_its_own_adjacency():
+    """New faces (a new Meshes, a subdivided one) or another dtype never see a stale matrix;
+    copies on another device (to / clone / detach) rebuild theirs."""
+    from meshrecon.ops import SubdivideMeshes, ico_sphere
+    from meshrecon.structures import Meshes
+
+    a = ico_sphere(0)
+    feats = torch.randn(12, 3, generator=torch.Generator().manual_seed(4))
+    first = gather_scatter(feats, a.edges_packed(), adjacency=a.adjacency_packed())
+    # The same vertices with other faces (vertex indices permuted: another graph).
+    perm = torch.roll(torch.arange(12), 5)
+    b = Meshes(verts=[a.verts_packed()], faces=[perm[a.faces_packed()]])
+    out_b = gather_scatter(feats, b.edges_packed(), adjacency=b.adjacency_packed())
+    torch.testing.assert_close(out_b, gather_scatter_loop(feats, b.edges_packed(), False))
+    assert not torch.allclose(out_b, first)
+    c = SubdivideMeshes()(a)
+    assert c.adjacency_packed()[0].shape == (42, 42)
+    a64 = a.adjacency_packed(dtype=torch.float64)
+    assert a64[0].dtype == torch.float64 and a.adjacency_packed()[0].dtype == torch.float32
+    # An adjacency of another dtype than the features is not used; one of another size fails.
+    out64 = gather_scatter(feats.double(), a.edges_packed(), adjacency=a.adjacency_packed())
+    torch.testing.assert_close(out64, gather_scatter_loop(feats.double(), a.edges_packed(), False))
+    with pytest.raises(ValueError, match="adjacency"):
+        gather_scatter(feats, a.edges_packed(), adjacency=c.adjacency_packed())
+    for copy in (a.clone(), a.detach(), a.to("cpu", copy=True)):
+        assert copy._adjacency_packed == {}
+        torch.testing.assert_close(
+            gather_scatter(feats, copy.edges_packed(), adjacency=copy.adjacency_packed()), first
+        )
 
 
-def test_adjacency_cache_forgets_freed_graphs_and_keeps_a_bounded_number():
+def test_no_process_global_adjacency_cache(monkeypatch):
+    """The op keeps nothing between calls: the same edges tensor twice builds twice (the
+    cache lives on the mesh), and the module holds no cache object."""
     import meshrecon.ops.graph_conv as gc
 
-    cache = gc._AdjacencyCache(size=3)
-    edges = [torch.randint(0, 10, (5, 2)) for _ in range(5)]
-    for i, e in enumerate(edges[:2]):
-        cache.put(e, 10, False, torch.float32, (i, i))
-    assert len(cache) == 2 and cache.get(edges[0], 10, False, torch.float32) == (0, 0)
-    for i, e in enumerate(edges[2:], start=2):
-        cache.put(e, 10, False, torch.float32, (i, i))
-    assert len(cache) == 3  # the oldest entries made room
-    assert cache.get(edges[1], 10, False, torch.float32) is None
-    assert cache.get(edges[4], 10, False, torch.float32) == (4, 4)
-    assert cache.get(edges[4], 11, False, torch.float32) is None
-    del edges[4], e  # the last reference to that tensor
-    assert len(cache) == 2  # freed with its edges tensor
-    with pytest.raises(ValueError, match="at least one"):
-        gc._AdjacencyCache(size=0)
+    builds = _count_builds(monkeypatch)
+    feats, edges = random_graph(20, 40, 3, seed=4)
+    gather_scatter(feats, edges)
+    gather_scatter(feats, edges)
+    assert len(builds) == 2
+    assert not [n for n in vars(gc) if "cache" in n.lower() and not n.startswith("__")]
+    held = {n for n, v in vars(gc).items() if isinstance(v, dict | list | set)}
+    assert not {n for n in held if not n.startswith("__")}, held
 
 
 def test_graph_conv_under_inference_mode():

@@ -20,6 +20,7 @@ CARRIED = [
     ("ops", "packed_to_padded", "padded_to_packed"),
     ("ops", "points_normals", "estimate_pointcloud_local_coord_frames"),
     ("ops", "points_normals", "estimate_pointcloud_normals"),
+    ("ops", "sample_farthest_points", "sample_farthest_points"),
     ("ops", "sample_points_from_meshes", "sample_points_from_meshes"),
     ("ops", "subdivide_meshes", "SubdivideMeshes"),
     ("ops", "utils", "convert_pointclouds_to_tensor"),

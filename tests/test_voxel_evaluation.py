@@ -144,3 +144,59 @@ def test_read_voxel_box_npz(tmp_path):
 
 def test_multiview_evaluator_type_is_registered():
     assert "multiview" in registered_evaluator_types()
+
+
+def test_box_comes_with_the_inputs_not_the_dataset(monkeypatch):
+    """The mapper gives each item's voxel box; the evaluator places cubified predictions with
+    it, and building it from the config does not read the dataset's records again."""
+    from meshrecon.config import get_cfg
+    from meshrecon.data import DatasetCatalog
+
+    torch.manual_seed(0)
+    gt = _cube_grid(8)
+    box = torch.tensor([[-0.5] * 3, [0.5] * 3])
+    gt_mesh = occupancy_to_mesh(gt.float(), 0.5, box, "corner")
+    points, normals = sample_points_from_meshes(gt_mesh, 2000, return_normals=True)
+    base = {"voxels": gt, "category_id": 0, "points": points[0], "normals": normals[0]}
+
+    def chamfer(voxel_box):
+        ev = R2N2Evaluator(mesh_samples=2000, max_views=1)
+        x = {**base, "image_id": "m", "voxel_box": voxel_box, "voxel_align": "corner"}
+        ev.process([x], [{"voxels": gt.float()}])
+        return ev.evaluate()["mesh@1"]["Chamfer-L2"]
+
+    assert chamfer(box) < 0.5
+    assert chamfer(box + 1.0) > 10.0  # the mesh goes where the inputs' box says
+
+    def no_records(name):
+        raise AssertionError(f"DatasetCatalog.get({name!r}) called")
+
+    monkeypatch.setattr(DatasetCatalog, "get", no_records)
+    args = R2N2Evaluator.from_config(get_cfg(), "synthetic_shapenet_test_multiview")
+    assert "voxel_paths" not in args
+
+
+def test_multiview_mapper_gives_the_voxel_files_box(tmp_path):
+    from meshrecon.data.mappers import MultiViewMapper
+    from meshrecon.io import load_voxels
+    from meshrecon.render.cameras import r2n2_camera
+
+    S = 32
+    grid = torch.zeros(6, 6, 6, dtype=torch.bool)
+    grid[1:5, 1:5, 1:5] = True
+    bounds = np.array([[-0.4, -0.3, -0.2], [0.4, 0.5, 0.6]], dtype=np.float32)
+    voxel = str(tmp_path / "v.npz")
+    np.savez(voxel, occupancy=grid.numpy(), bounds=bounds, align=np.array("center"))
+    image = str(tmp_path / "im.png")
+    from PIL import Image
+
+    Image.fromarray(np.full((S, S, 3), 128, np.uint8)).save(image)
+    K, R, t = r2n2_camera(30.0, 20.0, 2.0, S)
+    view = {"file_name": image, "height": S, "width": S, "K": K.tolist(), "R": R.tolist()}
+    view["t"] = t.tolist()
+    record = {"image_id": "c/m", "voxel": voxel, "views": [view, dict(view)], "category_id": 0}
+    mapper = MultiViewMapper(is_train=False, crop_size=0, num_samples=50, voxel_size=6)
+    out = mapper(record)
+    assert torch.equal(out["voxels"], grid)
+    assert torch.equal(out["voxel_box"], load_voxels(voxel).boxes()[0])
+    assert out["voxel_align"] == "center"

@@ -171,14 +171,14 @@ PRESETS: dict[str, dict] = {
             *NO_PRETRAINING,
         ],
         "method_opts": {
-            "r2n2_res_gru": ["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"],
+            "r2n2_res_gru": ["TEST.R2N2.MESH_SAMPLES", "300"],
             # Recognition baselines: a coarse descriptor, and fewer clusters than the toy
             # training set's 45 (model, view) entries / 9 models.
             **{
                 name: ["MODEL.RECOGNITION.DESCRIPTOR_SIZE", "8"]
                 + ["MODEL.RECOGNITION.DESCRIPTOR_POINTS", "300"]
                 + ["MODEL.RECOGNITION.NUM_CLUSTERS", "4"]
-                + (["MODEL.R2N2.EVAL_MESH_SAMPLES", "300"] if name.endswith("multiview") else [])
+                + (["TEST.R2N2.MESH_SAMPLES", "300"] if name.endswith("multiview") else [])
                 for name in (
                     "retrieval",
                     "clustering",

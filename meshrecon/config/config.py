@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-__all__ = ["CfgNode", "get_cfg", "configurable", "closest_keys"]
+__all__ = ["CfgNode", "RENAMED_KEYS", "get_cfg", "configurable", "closest_keys"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +45,24 @@ class CfgNode(_FvcoreCfgNode):
         return _load_yaml_with_base(filename, seen=())
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
-        """Merge a YAML file (and its ``_BASE_`` chain) into this node."""
+        """Merge a YAML file (and its ``_BASE_`` chain) into this node.
+
+        Keys renamed since the file's ``VERSION`` (:data:`RENAMED_KEYS`) are read under their
+        new names, with a logged warning.
+        """
         loaded = self.load_yaml_with_base(cfg_filename)
         version = loaded.get("VERSION")
         if version is not None and "VERSION" in self and version != self.VERSION:
-            logger.warning(
-                "Config %s has VERSION %s, meshrecon expects %s; keys are read as they are.",
+            # Detectron2's and Mesh R-CNN's files say VERSION 2: their keys are ours.
+            logger.info(
+                "Config %s has VERSION %s, meshrecon's is %s; renamed keys are upgraded.",
                 cfg_filename,
                 version,
                 self.VERSION,
             )
+        if "VERSION" in self:
+            loaded = _upgrade_renamed_keys(loaded, str(cfg_filename))
+            loaded.pop("VERSION", None)  # the file's keys are now the current version's
         _merge_dict_into(loaded, self, root=self, prefix="", source=str(cfg_filename))
 
     def merge_from_other_cfg(self, cfg_other: _FvcoreCfgNode) -> None:
@@ -75,6 +83,15 @@ class CfgNode(_FvcoreCfgNode):
             )
         for full_key, raw in zip(cfg_list[0::2], cfg_list[1::2]):
             full_key = str(full_key)
+            if full_key in RENAMED_KEYS and "VERSION" in self:
+                new_key = RENAMED_KEYS[full_key][0]
+                logger.warning(
+                    "Config key %s (from the override list) is now %s; set as %s.",
+                    full_key,
+                    new_key,
+                    new_key,
+                )
+                full_key = new_key
             *parents, leaf = full_key.split(".")
             node: _FvcoreCfgNode = self
             for part in parents:
@@ -94,6 +111,59 @@ class CfgNode(_FvcoreCfgNode):
                 )
             else:
                 setattr(node, leaf, _coerce_type(value, node[leaf], full_key, "the override list"))
+
+
+# Keys renamed or moved: old full key -> (new full key, the VERSION that renamed it). A file
+# or override list naming the old key is read as the new one, with a logged warning; a file
+# naming both is an error. Evaluator settings moved from MODEL.* to TEST.* in VERSION 3.
+RENAMED_KEYS: dict[str, tuple[str, int]] = {
+    "MODEL.R2N2.IOU_THRESH": ("TEST.R2N2.IOU_THRESH", 3),
+    "MODEL.R2N2.EVAL_MESH_SAMPLES": ("TEST.R2N2.MESH_SAMPLES", 3),
+    "MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS": ("TEST.OPTIMIZE_MVS.FPS_POINTS", 3),
+    "MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS": ("TEST.OPTIMIZE_MVS.VIEW_COUNTS", 3),
+}
+
+
+def _pop_nested(tree: dict, parts: list[str]) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in parts[:-1]:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return False, None
+    if parts[-1] not in node:
+        return False, None
+    return True, node.pop(parts[-1])
+
+
+def _has_nested(tree: dict, parts: list[str]) -> bool:
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _upgrade_renamed_keys(tree: dict, source: str) -> dict:
+    """``tree`` (a loaded YAML mapping) with every key of :data:`RENAMED_KEYS` moved to its new
+    name; ValueError when both names are set."""
+    for old, (new, version) in RENAMED_KEYS.items():
+        found, value = _pop_nested(tree, old.split("."))
+        if not found:
+            continue
+        if _has_nested(tree, new.split(".")):
+            raise ValueError(
+                f"Config {source} sets both {old} and {new}; {old} was renamed {new} "
+                f"(VERSION {version}): keep only {new}"
+            )
+        logger.warning(
+            "Config %s: %s was renamed %s (VERSION %s); read as %s.", source, old, new, version, new
+        )
+        node = tree
+        for part in new.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[new.split(".")[-1]] = value
+    return tree
 
 
 def _load_yaml_with_base(filename: str, seen: tuple[str, ...]) -> dict:

@@ -10,8 +10,9 @@ from meshrecon.config.config import CfgNode as CN
 
 _C = CN()
 
-# Bumped when a key is renamed or changes meaning, so that old files can be upgraded.
-_C.VERSION = 2
+# Bumped when a key is renamed or changes meaning, so that old files can be upgraded (the
+# renames: meshrecon.config.config.RENAMED_KEYS). 3: evaluator settings moved under TEST.*.
+_C.VERSION = 3
 
 # -----------------------------------------------------------------------------
 # MODEL
@@ -364,11 +365,6 @@ _C.MODEL.R2N2.DECODER = "residual"
 _C.MODEL.R2N2.DECODER_DIMS = [128, 128, 64, 32]
 # Output grid side; must be GRID * 2^(len(DECODER_DIMS) - 1).
 _C.MODEL.R2N2.VOXEL_SIZE = 32
-# A voxel counts as occupied when its probability is >= IOU_THRESH (R2N2 evaluates at 0.4);
-# the same threshold cubifies predictions into meshes for the mesh metrics.
-_C.MODEL.R2N2.IOU_THRESH = 0.4
-# Surface points sampled per mesh for the mesh metrics (0: voxel IoU only).
-_C.MODEL.R2N2.EVAL_MESH_SAMPLES = 10000
 # --- end section ---
 
 # -----------------------------------------------------------------------------
@@ -416,7 +412,8 @@ _C.INPUT.SHAPENET.VOXEL_SIZE = 32
 # "camera": Mesh R-CNN's grid over the view frustum, indexed [z, y, x] with x, y along image
 # columns, rows and z along depth; "canonical": the model-frame grid as stored (R2N2).
 _C.INPUT.SHAPENET.VOXEL_FRAME = "camera"
-# Depth range (Blender NDC z) that the camera grid spans, and Blender's near / far planes.
+# Depth range (Blender NDC z) that the camera grid spans, and Blender's near / far planes
+# (meshrecon.render.frustum's SHAPENET_ZRANGE and BLENDER_NEAR_FAR; a test keeps them equal).
 _C.INPUT.SHAPENET.VOXEL_ZRANGE = [0.67, 0.92]
 _C.INPUT.SHAPENET.NEAR_FAR = [0.1, 100.0]
 # "header": binvox voxels placed by the file's translate/scale; "mesh_bbox": stretched onto the
@@ -569,6 +566,14 @@ _C.TEST.EVAL_AFTER_TRAIN = True
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
 # Maximum number of detections kept per image.
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+
+# R2N2Evaluator: a voxel counts as occupied when its probability is >= IOU_THRESH (R2N2
+# evaluates at 0.4); the same threshold cubifies predictions into meshes for the mesh metrics.
+# MESH_SAMPLES: surface points sampled per mesh for the mesh metrics (0: voxel IoU only).
+# (MODEL.R2N2.IOU_THRESH / EVAL_MESH_SAMPLES before VERSION 3.)
+_C.TEST.R2N2 = CN()
+_C.TEST.R2N2.IOU_THRESH = 0.4
+_C.TEST.R2N2.MESH_SAMPLES = 10000
 
 _C.TEST.AUG = CN({"ENABLED": False})
 _C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
@@ -818,11 +823,14 @@ _C.MODEL.OPTIMIZE_MVS.REFINE_LR = 0.05
 _C.MODEL.OPTIMIZE_MVS.REFINE_OPTIMIZER = "adam"
 # Farthest-point sampling of the union to this many points (0: the whole union).
 _C.MODEL.OPTIMIZE_MVS.OUTPUT_POINTS = 0
-# Also reconstruct from the first k views for each k listed (scored per k by the evaluator).
-_C.MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS = []
+# Test-time settings (MODEL.OPTIMIZE_MVS.EVAL_VIEW_COUNTS / EVAL_FPS_POINTS before VERSION 3).
+_C.TEST.OPTIMIZE_MVS = CN()
+# The head also reconstructs from the first k views for each k listed (scored per k by the
+# evaluator), as Detectron2's heads read TEST.DETECTIONS_PER_IMAGE.
+_C.TEST.OPTIMIZE_MVS.VIEW_COUNTS = []
 # Evaluator (OptimizeMVSEvaluator, chosen for this head on "multiview" datasets): also score
 # the union thinned to each of these point counts by farthest-point sampling.
-_C.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS = [1024]
+_C.TEST.OPTIMIZE_MVS.FPS_POINTS = [1024]
 # ---- end OptimizeMVS ----
 
 # --- section: validation, best checkpoint, plateau, pretrained backbones (owner: training) ---

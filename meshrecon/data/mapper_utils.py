@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from meshrecon.ops import sample_points_from_meshes
+from meshrecon.structures import Meshes
+
 from .readers import read_mesh, read_voxel
 from .shape_targets import align_points_to_box
 
@@ -123,9 +126,6 @@ def samples(
 
 
 def sample_surface(verts: torch.Tensor, faces: torch.Tensor, num: int):
-    from meshrecon.ops import sample_points_from_meshes
-    from meshrecon.structures import Meshes
-
     pts, nrm = sample_points_from_meshes(Meshes([verts], [faces]), num, return_normals=True)
     return pts[0], nrm[0]
 
@@ -208,6 +208,14 @@ class ShapeTargets:
             box = torch.stack([verts.min(0).values, verts.max(0).values])
             pts = align_points_to_box(pts, box)
         return pts
+
+    def canonical_box(self, path: str) -> tuple[torch.Tensor, str] | None:
+        """(box (2, 3), align) that the model's grid file tiles (a copy), or None when the
+        format stores no box."""
+        voxels = self.cache.voxel(path).voxels
+        if voxels is None:
+            return None
+        return voxels.boxes()[0].clone(), voxels.align
 
     def canonical_grid(self, path: str) -> torch.Tensor:
         """(D, H, W) bool occupancy of the model's grid file (a copy the caller may keep)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from meshrecon.render import rasterize, transform_points
+
 from .readers import read_mesh
 from .record_checks import check_mesh
 from .shape_mappers import MultiViewMapper
@@ -34,8 +36,6 @@ def render_depth_maps(
         K: (V, 4); R: (V, 3, 3); t: (V, 3) model -> camera.
         image_size: (H, W).
     """
-    from meshrecon.render import rasterize, transform_points
-
     V = K.shape[0]
     if R.shape != (V, 3, 3) or t.shape != (V, 3):
         raise ValueError(f"K {tuple(K.shape)}, R {tuple(R.shape)}, t {tuple(t.shape)} disagree")

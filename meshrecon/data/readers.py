@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import ImageOps
 
+from meshrecon.structures.voxels import Voxels
 from meshrecon.utils.image_limits import ImageTooLargeError, open_image
 
 __all__ = [
@@ -37,10 +38,13 @@ class VoxelData(NamedTuple):
         points: (M, 3) float32 centres of the occupied voxels, model frame.
         grid: (D, H, W) bool occupancy indexed ``[z, y, x]`` along the model axes (the
             :mod:`meshrecon.ops` convention), or None when the file stores only points.
+        voxels: the grid with the box it tiles (a one-grid :class:`Voxels`) for the formats
+            that store one (``.binvox``, ``.npz``); None for the others.
     """
 
     points: torch.Tensor
     grid: torch.Tensor | None
+    voxels: Voxels | None = None
 
 
 def _local(path: str) -> str:
@@ -211,11 +215,9 @@ def read_mesh(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     return load_mesh(path)
 
 
-def _grid_points(grid_zyx: torch.Tensor, box: torch.Tensor, align: str) -> torch.Tensor:
-    from meshrecon.ops import voxel_coords_to_points
-
-    coords = torch.nonzero(grid_zyx)[:, [2, 1, 0]]
-    return voxel_coords_to_points(coords, tuple(grid_zyx.shape), box, align).float()
+def _voxel_data(voxels: Voxels) -> VoxelData:
+    """The one grid of ``voxels`` as :class:`VoxelData` (occupied centres in its box)."""
+    return VoxelData(voxels.to_points()[0], voxels.grids_list()[0], voxels)
 
 
 def _read_mat_voxel(path: str) -> VoxelData:
@@ -247,28 +249,6 @@ def _read_mat_voxel(path: str) -> VoxelData:
     return VoxelData(torch.from_numpy(idx), grid)
 
 
-def _read_npz_voxel(path: str) -> VoxelData:
-    try:
-        with np.load(_local(path)) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except Exception as err:
-        raise ValueError(f"could not read voxel .npz {path}: {err}") from err
-    occ_keys = sorted(k for k in arrays if k.startswith("occupancy"))
-    if not occ_keys or "bounds" not in arrays:
-        raise ValueError(f"{path}: needs 'occupancy' and 'bounds' arrays, has {sorted(arrays)}")
-    key = "occupancy" if "occupancy" in arrays else occ_keys[0]
-    grid = torch.from_numpy(np.asarray(arrays[key]) > 0)
-    if grid.dim() != 3:
-        raise ValueError(f"{path}: {key!r} must be (D, H, W), got {tuple(grid.shape)}")
-    box = torch.as_tensor(np.asarray(arrays["bounds"], dtype=np.float32))
-    if box.shape != (2, 3):
-        raise ValueError(f"{path}: 'bounds' must be [[xmin,ymin,zmin],[xmax,ymax,zmax]]")
-    align = str(arrays["align"]) if "align" in arrays else "corner"
-    return VoxelData(_grid_points(grid, box, align), grid)
-
-
 def read_voxel(path: str) -> VoxelData:
     """Read a model's voxels; see :class:`VoxelData` for the output.
 
@@ -281,17 +261,15 @@ def read_voxel(path: str) -> VoxelData:
           ``[z, y, x]``, ``bounds`` (2, 3) the box the grid tiles, optional ``align`` (default
           "corner"; see :mod:`meshrecon.ops.voxels`).
     """
+    # Imported here: meshrecon.io brings trimesh, which the other readers do not need.
+    from meshrecon.io.voxels_io import load_voxels
+
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".mat":
         return _read_mat_voxel(path)
     if ext == ".binvox":
-        from meshrecon.io import read_binvox
-
-        occ_xyz, translate, scale = read_binvox(path)
-        grid = occ_xyz.permute(2, 1, 0).contiguous()
-        box = torch.stack([translate, translate + scale])
-        return VoxelData(_grid_points(grid, box, "corner"), grid)
+        return _voxel_data(load_voxels(path))
     if ext == ".pt":
         data = _torch_load(path)
         if not isinstance(data, dict) or "voxel_coords" not in data:
@@ -302,7 +280,7 @@ def read_voxel(path: str) -> VoxelData:
             raise ValueError(f"{path}: voxel_coords must be (M, 3), got {tuple(pts.shape)}")
         return VoxelData(pts, None)
     if ext == ".npz":
-        return _read_npz_voxel(path)
+        return _voxel_data(load_voxels(_local(path)))
     raise ValueError(f"{path}: unsupported voxel format {ext!r} (.mat, .binvox, .pt, .npz)")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.render.frustum import BLENDER_NEAR_FAR, SHAPENET_ZRANGE, voxelize_in_frustum
 
 from .augmentation import Augmentation, _rng, apply_augmentations
 from .mapper_utils import (
@@ -35,7 +36,7 @@ from .record_checks import (
     check_translation,
     check_voxel_grid,
 )
-from .shape_targets import model_to_camera, voxelize_in_frustum
+from .shape_targets import model_to_camera
 from .transforms import CropTransform, HFlipTransform, TransformList
 
 __all__ = ["MultiViewMapper", "ShapeNetMapper"]
@@ -62,8 +63,8 @@ class ShapeNetMapper:
         background: Sequence[float] = (255, 255, 255),
         voxel_size: int = 32,
         voxel_frame: str = "camera",
-        voxel_zrange: Sequence[float] = (0.67, 0.92),
-        near_far: Sequence[float] = (0.1, 100.0),
+        voxel_zrange: Sequence[float] = SHAPENET_ZRANGE,
+        near_far: Sequence[float] = BLENDER_NEAR_FAR,
         voxel_align: str = "mesh_bbox",
         num_samples: int = 5000,
         sample_online: bool = False,
@@ -164,8 +165,10 @@ class MultiViewMapper:
 
     Output: ``images`` (V, 3, h, w), ``K`` (V, 4), ``R`` (V, 3, 3), ``t`` (V, 3) per view after
     its transforms, ``view_indices`` (V,), ``voxels`` the canonical (model-frame) grid (flips
-    change R, not the grid), ``points`` / ``normals`` (P, 3) model frame, ``depth`` (V, h, w)
-    when every view has one, ``image_id``, ``category_id``, ``height``, ``width`` (= h, w).
+    change R, not the grid) with ``voxel_box`` (2, 3) and ``voxel_align``, where it sits in the
+    model frame (for the voxel formats that store a box), ``points`` / ``normals`` (P, 3) model
+    frame, ``depth`` (V, h, w) when every view has one, ``image_id``, ``category_id``,
+    ``height``, ``width`` (= h, w).
     """
 
     @configurable
@@ -195,8 +198,8 @@ class MultiViewMapper:
         self.targets = ShapeTargets(
             voxel_size,
             "canonical",
-            (0.67, 0.92),
-            (0.1, 100.0),
+            SHAPENET_ZRANGE,
+            BLENDER_NEAR_FAR,
             "header",
             num_samples,
             sample_online,
@@ -298,6 +301,11 @@ class MultiViewMapper:
         if model.get("voxel") and self.targets.voxel_size > 0:
             out["voxels"] = self.targets.canonical_grid(model["voxel"])
             check_voxel_grid(out["voxels"], f"model {name}")
+            # Where the grid sits in the model frame: evaluators place cubified predictions
+            # with it (R2N2Evaluator).
+            box = self.targets.canonical_box(model["voxel"])
+            if box is not None:
+                out["voxel_box"], out["voxel_align"] = box
         if model.get("samples") or model.get("mesh"):
             mesh = None
             if model.get("mesh") and (self.targets.sample_online or not model.get("samples")):

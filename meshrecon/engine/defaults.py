@@ -22,6 +22,10 @@ from iopath.common.file_io import PathManager as _PathManagerCls
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from meshrecon.data.datasets import configure_synthetic
+
+from ..checkpoint import Checkpointer
+from ..config.checks import check_config
 from ..data import MetadataCatalog, build_mapper, build_test_loader, build_train_loader
 from ..evaluation import (
     DatasetEvaluator,
@@ -31,10 +35,18 @@ from ..evaluation import (
     verify_results,
 )
 from ..evaluation import build_evaluator as _build_evaluator_from_registry
+from ..modeling import build_model
+from ..modeling.backbone.pretrained import load_pretrained_backbone
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng
-from ..utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter
+from ..utils.events import (
+    CommonMetricPrinter,
+    EventWriter,
+    JSONWriter,
+    TensorboardXWriter,
+    WandbWriter,
+)
 from ..utils.logger import setup_logger
 from . import hooks
 from .output_lock import OutputDirLock, OutputDirLockedError, acquire_output_dir_lock
@@ -141,8 +153,6 @@ def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
     seeds its generators with ``cfg.SEED + rank`` (a random seed when ``cfg.SEED < 0``), so that
     ranks draw different random augmentations while a run stays reproducible.
     """
-    from ..config.checks import check_config
-
     eval_only = args is not None and getattr(args, "eval_only", False)
     check_config(cfg, training=not eval_only)
     output_dir = cfg.OUTPUT_DIR
@@ -173,8 +183,6 @@ def default_setup(cfg, args: argparse.Namespace | None = None) -> None:
     log.info("Seed of this process: %d", seed)
     # The synthetic splits are registered at import time with the environment's sizes; the run's
     # config decides what is generated and loaded, in every process, before any data is read.
-    from meshrecon.data.datasets import configure_synthetic
-
     configure_synthetic(cfg)
     if not (args is not None and getattr(args, "eval_only", False)):
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
@@ -212,8 +220,6 @@ def _plain_config(node: Any) -> Any:
 
 def build_wandb_writer(cfg, output_dir: str) -> EventWriter:
     """Return the :class:`~meshrecon.utils.events.WandbWriter` that ``cfg.WANDB`` describes."""
-    from ..utils.events import WandbWriter
-
     w = cfg.WANDB
     return WandbWriter(
         w.PROJECT,
@@ -325,9 +331,6 @@ class DefaultPredictor:
     SINGLE_VIEW_META_ARCHITECTURES = ("SingleViewReconstructor",)
 
     def __init__(self, cfg) -> None:
-        from ..checkpoint import Checkpointer
-        from ..modeling import build_model
-
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()
@@ -393,9 +396,6 @@ class DefaultTrainer(TrainerBase):
     """
 
     def __init__(self, cfg) -> None:
-        from ..checkpoint import Checkpointer
-        from ..config.checks import check_config
-
         super().__init__()
         meshrecon_logger = logging.getLogger("meshrecon")
         if not meshrecon_logger.isEnabledFor(logging.INFO):
@@ -485,8 +485,6 @@ class DefaultTrainer(TrainerBase):
         if self.cfg.MODEL.BACKBONE.PRETRAINED and not (
             resume and self.checkpointer.has_checkpoint()
         ):
-            from ..modeling.backbone.pretrained import load_pretrained_backbone
-
             # The encoder's pretrained weights first; MODEL.WEIGHTS, if any, loads over them.
             load_pretrained_backbone(
                 self.checkpointer.model,
@@ -618,8 +616,6 @@ class DefaultTrainer(TrainerBase):
     @classmethod
     def build_model(cls, cfg) -> nn.Module:
         """Return ``meshrecon.modeling.build_model(cfg)``."""
-        from ..modeling import build_model
-
         model = build_model(cfg)
         logger.info("Model:\n%s", model)
         return model

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.catalog import MetadataCatalog
 from ..utils import comm
 from ..utils.progress import progress_bar
 
@@ -119,8 +120,6 @@ def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> Da
     Raises:
         KeyError: when the dataset names no kind, or a kind nobody registered.
     """
-    from ..data.catalog import MetadataCatalog
-
     kinds = ", ".join(registered_evaluator_types()) or "(none)"
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
     if kind is None:

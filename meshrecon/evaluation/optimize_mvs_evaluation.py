@@ -32,6 +32,9 @@ from typing import Any
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.data import DatasetCatalog
+from meshrecon.data.readers import read_mesh
+from meshrecon.ops import sample_farthest_points, set_distance
 from meshrecon.render.cameras import transform_points
 from meshrecon.utils import comm
 
@@ -47,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 def mesh_paths_from_dataset(dataset_name: str) -> dict[str, str]:
     """Model name (the multi-view mapper's ``image_id``) -> mesh file, from the records."""
-    from meshrecon.data import DatasetCatalog
-
     out = {}
     for r in DatasetCatalog.get(dataset_name):
         name = r.get("image_id") or f"{r.get('synset_id')}/{r.get('model_id')}"
@@ -95,7 +96,7 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         args.pop("output_dir", None)
         return {
             "mesh_paths": mesh_paths_from_dataset(dataset_name) if dataset_name else {},
-            "fps_points": cfg.MODEL.OPTIMIZE_MVS.EVAL_FPS_POINTS,
+            "fps_points": cfg.TEST.OPTIMIZE_MVS.FPS_POINTS,
             "shapenet_args": args,
             "output_dir": output_dir,
         }
@@ -114,17 +115,10 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
         if path is None:
             return None
         if path not in self._meshes:
-            from meshrecon.data.readers import read_mesh
-
             self._meshes[path] = read_mesh(path)
         return self._meshes[path]
 
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
-        from meshrecon.modeling.heads.optimize_mvs_losses import (
-            sample_farthest_points,
-            set_distance,
-        )
-
         for x, out in zip(inputs, outputs):
             name = str(x.get("image_id"))
             if "hypotheses_world" not in out:
@@ -159,7 +153,7 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
                 preds["oracle"] = list(oracle)
             for k in self.fps_points:
                 if k < union.shape[0]:
-                    preds[f"multiview_fps{k}"] = sample_farthest_points(union[None], k)[0][0]
+                    preds[f"multiview_fps{k}"] = sample_farthest_points(union[None], K=k)[0][0]
             for res in out.get("by_num_views", []):
                 k = res["views_world"].shape[0]
                 preds[f"multiview@{k}"] = res["points_world"].detach().float().cpu()

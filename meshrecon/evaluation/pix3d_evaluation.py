@@ -29,9 +29,12 @@ from typing import Any
 
 import torch
 
+from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
+from meshrecon.data.readers import read_mask, read_mesh
 from meshrecon.evaluation.evaluator import DatasetEvaluator, register_evaluator
 from meshrecon.evaluation.shape_metrics import compare_meshes, threshold_key
 from meshrecon.ops import ico_sphere
+from meshrecon.render.frustum import box_frustum_to_camera
 from meshrecon.structures import Boxes, Meshes, pairwise_iou
 from meshrecon.utils import comm
 
@@ -89,8 +92,6 @@ def place_meshes_in_camera(
         K: (3,) ``[f, px, py]`` or (4,) ``[fx, fy, cx, cy]``.
         image_size: (H, W).
     """
-    from meshrecon.modeling.roi_heads.box_frustum import box_frustum_to_camera
-
     f = K[0]
     verts_out, faces_out = [], []
     H, W = image_size
@@ -283,8 +284,6 @@ class Pix3DEvaluator(DatasetEvaluator):
         num_samples: int = 10000,
         output_dir: str | None = None,
     ) -> None:
-        from meshrecon.data.catalog import DatasetCatalog, MetadataCatalog
-
         if k_convention not in ("meshrcnn", "scale_K"):
             raise ValueError(f"k_convention must be 'meshrcnn' or 'scale_K', got {k_convention!r}")
         self._records = {r["image_id"]: r for r in DatasetCatalog.get(dataset_name)}
@@ -299,8 +298,6 @@ class Pix3DEvaluator(DatasetEvaluator):
         self._per_image: list[tuple[Any, list[dict[str, Any]]]] = []
 
     def _gt(self, record: dict) -> tuple:
-        from meshrecon.data.readers import read_mask, read_mesh
-
         annos = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
         boxes = torch.tensor([a["bbox"] for a in annos], dtype=torch.float32).reshape(-1, 4)
         classes = torch.tensor([a["category_id"] for a in annos], dtype=torch.int64)

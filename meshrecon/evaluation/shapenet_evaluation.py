@@ -42,6 +42,7 @@ from typing import Any
 import torch
 
 from meshrecon.config import configurable
+from meshrecon.data.catalog import MetadataCatalog
 from meshrecon.ops import sample_points_from_meshes, voxel_iou
 from meshrecon.structures import Meshes
 from meshrecon.utils import comm
@@ -234,8 +235,6 @@ class ShapeNetEvaluator(DatasetEvaluator):
 
     @classmethod
     def from_config(cls, cfg, dataset_name: str | None = None, output_dir: str | None = None):
-        from meshrecon.data.catalog import MetadataCatalog
-
         s = cfg.TEST.SHAPENET
         names = MetadataCatalog.get(dataset_name).get("thing_classes", []) if dataset_name else []
         return {

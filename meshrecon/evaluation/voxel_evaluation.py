@@ -7,10 +7,10 @@ single ``voxels`` for k = V when the model gives no prefixes) and scores:
 * voxel IoU with R2N2's rule, a voxel is occupied when its probability is ``>= iou_thresh``
   (0.4), against the ground-truth grid ``inputs[i]["voxels"]``;
 * the ShapeNet mesh metrics of the mesh that :func:`~meshrecon.ops.cubify` makes of the
-  thresholded grid, placed in the model frame by the grid's box (read from the dataset's voxel
-  files), or of the prediction's own model-frame ``mesh`` when it gives one (the recognition
-  baselines answer with a training mesh), against the ground-truth surface samples
-  ``inputs[i]["points"]`` / ``["normals"]``.
+  thresholded grid, placed in the model frame by the grid's box (``inputs[i]["voxel_box"]`` and
+  ``["voxel_align"]``, which the multi-view mapper reads with the grid), or of the prediction's
+  own model-frame ``mesh`` when it gives one (the recognition baselines answer with a training
+  mesh), against the ground-truth surface samples ``inputs[i]["points"]`` / ``["normals"]``.
   They are computed by one :class:`~meshrecon.evaluation.shapenet_evaluation.ShapeNetEvaluator`
   per view count, so the protocol (Mesh R-CNN's: ground truth scaled to a longest box edge of
   10; and Pixel2Mesh's), the keys and the handling of empty predictions (precision = recall =
@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from meshrecon.config import configurable
-from meshrecon.ops import cubify, voxel_iou
-from meshrecon.structures import Meshes
+from meshrecon.data import DatasetCatalog, MetadataCatalog
+from meshrecon.io.voxels_io import VOXEL_EXTENSIONS, load_voxels
+from meshrecon.ops import voxel_iou
+from meshrecon.structures import Meshes, Voxels
 from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
@@ -59,27 +61,17 @@ def read_voxel_box(path: str) -> tuple[torch.Tensor, str]:
     ``.npz`` (synthetic): its ``bounds`` and ``align`` (default "corner"); ``.binvox``:
     ``[translate, translate + scale]``, "corner". Other formats: the unit cube around the origin.
     """
-    ext = os.path.splitext(str(path))[1].lower()
-    if ext == ".npz":
-        with np.load(path) as data:
-            if "bounds" not in data.files:
-                raise ValueError(f"{path}: voxel .npz has no 'bounds' array")
-            box = torch.as_tensor(np.asarray(data["bounds"], dtype=np.float32))
-            align = str(data["align"]) if "align" in data.files else "corner"
-        return box, align
-    if ext == ".binvox":
-        from meshrecon.io import read_binvox
-
-        _, translate, scale = read_binvox(path)
-        return torch.stack([translate, translate + float(scale)]), "corner"
-    return _DEFAULT_BOX
+    if os.path.splitext(str(path))[1].lower() not in VOXEL_EXTENSIONS:
+        return _DEFAULT_BOX
+    voxels = load_voxels(path)
+    return voxels.boxes()[0], voxels.align
 
 
 def voxel_boxes_from_dataset(dataset_name: str) -> dict[str, str]:
     """Map each model of a ShapeNet-style dataset to its voxel file, keyed as the multi-view
     mapper names items (``"<synset_id>/<model_id>"``)."""
-    from meshrecon.data import DatasetCatalog
-
+    # The multi-view mapper now gives each item's box with its grid (voxel_box); this look-up
+    # serves R2N2Evaluator(voxel_paths=...) for inputs mapped without one.
     paths: dict[str, str] = {}
     for record in DatasetCatalog.get(dataset_name):
         voxel = record.get("voxel") or (record.get("views") or [{}])[0].get("voxel")
@@ -97,13 +89,10 @@ def occupancy_to_mesh(
     occupied)."""
     if probs.dim() != 3:
         raise ValueError(f"probs must be (D, H, W), got {tuple(probs.shape)}")
-    mesh = cubify(probs[None].float(), thresh, align=align)
-    verts = mesh.verts_list()[0]
-    box = torch.as_tensor(box, dtype=verts.dtype, device=verts.device)
+    box = torch.as_tensor(box)
     if box.shape != (2, 3):
         raise ValueError(f"box must be (2, 3), got {tuple(box.shape)}")
-    verts = box[0] + (verts + 1.0) * 0.5 * (box[1] - box[0])
-    return Meshes(verts=[verts], faces=mesh.faces_list())
+    return Voxels([probs.float()], box.to(probs.device), align).cubify(thresh)
 
 
 class R2N2Evaluator(DatasetEvaluator):
@@ -119,8 +108,9 @@ class R2N2Evaluator(DatasetEvaluator):
         iou_thresh: occupied when probability ``>= iou_thresh`` (R2N2: 0.4); also cubifies.
         max_views: largest view count scored.
         class_names: names of the ``category_id`` values (metadata ``thing_classes``).
-        voxel_paths: item ``image_id`` -> voxel file, whose box places the cubified mesh;
-            items without one use the unit cube around the origin.
+        voxel_paths: item ``image_id`` -> voxel file, whose box places the cubified mesh of
+            an item whose inputs carry no ``voxel_box``; items with neither use the unit cube
+            around the origin.
         mesh_samples: points sampled on each surface; 0 disables the mesh metrics.
         mesh_evaluator_args: further arguments of the per-view-count
             :class:`ShapeNetEvaluator` (thresholds, gt_scale, p2m_protocol, seed, ...).
@@ -164,17 +154,13 @@ class R2N2Evaluator(DatasetEvaluator):
         for key in ("class_names", "num_samples", "output_dir"):
             mesh_args.pop(key, None)
         args: dict[str, Any] = {
-            "iou_thresh": cfg.MODEL.R2N2.IOU_THRESH,
+            "iou_thresh": cfg.TEST.R2N2.IOU_THRESH,
             "max_views": cfg.INPUT.MULTIVIEW.NUM_VIEWS,
-            "mesh_samples": cfg.MODEL.R2N2.EVAL_MESH_SAMPLES,
+            "mesh_samples": cfg.TEST.R2N2.MESH_SAMPLES,
             "mesh_evaluator_args": mesh_args,
         }
         if dataset_name is not None:
-            from meshrecon.data import MetadataCatalog
-
             args["class_names"] = MetadataCatalog.get(dataset_name).get("thing_classes")
-            if args["mesh_samples"] > 0:
-                args["voxel_paths"] = voxel_boxes_from_dataset(dataset_name)
         return args
 
     def reset(self) -> None:
@@ -182,13 +168,16 @@ class R2N2Evaluator(DatasetEvaluator):
         for ev in self._mesh_evaluators.values():
             ev.reset()
 
-    def _box(self, image_id: Any) -> tuple[torch.Tensor, str]:
+    def _box(self, x: dict) -> tuple[torch.Tensor, str]:
+        if "voxel_box" in x:
+            return torch.as_tensor(x["voxel_box"]).cpu(), str(x.get("voxel_align", "corner"))
+        image_id = x.get("image_id")
         path = self.voxel_paths.get(str(image_id))
         if path is None:
             if not self._missing_box:
                 logger.warning(
-                    "no voxel file known for %s: cubified meshes use the unit cube "
-                    "around the origin",
+                    "no voxel box (inputs' voxel_box) or voxel file known for %s: cubified "
+                    "meshes use the unit cube around the origin",
                     image_id,
                 )
                 self._missing_box = True
@@ -231,7 +220,7 @@ class R2N2Evaluator(DatasetEvaluator):
                         # A method that gives a model-frame mesh is scored on its mesh.
                         pred_mesh = {"mesh": pred["mesh"]}
                     else:
-                        box, align = self._box(x.get("image_id"))
+                        box, align = self._box(x)
                         mesh = occupancy_to_mesh(occupied.float(), 0.5, box, align)
                         pred_mesh = {"mesh": (mesh.verts_list()[0], mesh.faces_list()[0])}
                     self._mesh_evaluators[k].process([gt_surface], [pred_mesh])

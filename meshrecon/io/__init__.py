@@ -27,6 +27,7 @@ from meshrecon.io.pointcloud_io import (
     save_pointcloud_ply,
     save_pointclouds,
 )
+from meshrecon.io.voxels_io import VOXEL_EXTENSIONS, load_voxels, save_voxels
 
 __all__ = [
     "Faces",
@@ -34,6 +35,7 @@ __all__ = [
     "PointCloudData",
     "Properties",
     "SUPPORTED_MESH_EXTENSIONS",
+    "VOXEL_EXTENSIONS",
     "binvox_voxel_centers",
     "load_mesh",
     "load_meshes",
@@ -41,6 +43,7 @@ __all__ = [
     "load_objs_as_meshes",
     "load_pointcloud_ply",
     "load_pointclouds",
+    "load_voxels",
     "read_binvox",
     "read_binvox_coords",
     "save_mesh",
@@ -48,6 +51,7 @@ __all__ = [
     "save_obj",
     "save_pointcloud_ply",
     "save_pointclouds",
+    "save_voxels",
     "write_binvox",
 ]
 # --- end section ---

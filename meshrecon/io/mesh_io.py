@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -47,9 +46,7 @@ from meshrecon.io.utils import (
     _require_file,
     _validate_verts_faces,
 )
-
-if TYPE_CHECKING:
-    from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes
 
 __all__ = [
     "MeshIOError",
@@ -274,8 +271,6 @@ def load_meshes(paths: PathLike | Sequence[PathLike], device: Device = None) -> 
     Raises:
         ValueError: ``paths`` is empty; anything :func:`load_mesh` raises.
     """
-    from meshrecon.structures import Meshes
-
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     paths = list(paths)

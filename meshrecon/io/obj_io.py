@@ -13,7 +13,7 @@ import io
 import os
 import warnings
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 import torch
@@ -29,9 +29,7 @@ from meshrecon.io.utils import (
     _path_manager,
     _validate_index_rows,
 )
-
-if TYPE_CHECKING:
-    from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes
 
 __all__ = ["Faces", "Properties", "load_obj", "load_objs_as_meshes", "save_obj"]
 
@@ -231,7 +229,6 @@ def load_objs_as_meshes(
             texture image while ``load_textures`` is True; anything :func:`load_obj` raises.
     """
     from meshrecon.io.mesh_io import SUPPORTED_MESH_EXTENSIONS, load_mesh
-    from meshrecon.structures import Meshes
 
     if create_texture_atlas:
         raise ValueError(

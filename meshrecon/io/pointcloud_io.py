@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,9 +18,7 @@ import trimesh
 from iopath.common.file_io import g_pathmgr
 
 from meshrecon.io.mesh_io import MeshIOError, _expand_paths, _require_file
-
-if TYPE_CHECKING:
-    from meshrecon.structures import Pointclouds
+from meshrecon.structures import Pointclouds
 
 __all__ = [
     "PointCloudData",
@@ -194,8 +192,6 @@ def load_pointclouds(paths: PathLike | Sequence[PathLike], device: Device = None
     Raises:
         ValueError: ``paths`` is empty; anything :func:`load_pointcloud_ply` raises.
     """
-    from meshrecon.structures import Pointclouds
-
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     clouds = [load_pointcloud_ply(p, device=device) for p in paths]

@@ -8,6 +8,8 @@ from .emd import emd_assignment as emd_assignment
 from .knn import KNN as KNN
 from .knn import knn_gather as knn_gather
 from .knn import knn_points as knn_points
+from .point_set_distance import set_distance as set_distance
+from .sample_farthest_points import sample_farthest_points as sample_farthest_points
 
 # --- end section ---
 # --- section: cubify/ico_sphere/ellipsoid/subdivide/voxels (owner: C) ---

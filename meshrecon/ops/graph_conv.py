@@ -3,20 +3,26 @@
 The neighbour aggregation is a sparse adjacency matrix product: the adjacency is built as a
 CSR matrix from the edge list, which on CPU is several times faster than ``index_add_`` over
 gathered rows and needs no ``(2E, D)`` intermediate. Its backward is the same product with the
-transposed adjacency, so no compiled extension is needed. The matrix of an ``edges`` tensor is
-built once and reused by the next calls on the same tensor (the several graph convolutions of a
-mesh refinement stage, forward and backward).
+transposed adjacency, so no compiled extension is needed. The matrices are derived data of a
+mesh, cached on it (:meth:`Meshes.adjacency_packed`, like ``edges_packed``) and handed to the
+graph convolutions of a refinement stage, which then build them once (PyTorch3D's structures
+cache their derived data the same way).
 """
 
 from __future__ import annotations
 
 import warnings
-import weakref
 
 import torch
 import torch.nn as nn
 
-__all__ = ["GraphConv", "gather_scatter", "gather_scatter_python"]
+__all__ = [
+    "GraphConv",
+    "adjacency_pair",
+    "gather_scatter",
+    "gather_scatter_python",
+    "graph_adjacency",
+]
 
 # Sparse CSR x dense products are implemented for these dtypes on every backend; anything else
 # (half precision on CPU, integer features) takes the index_add_ path.
@@ -72,7 +78,12 @@ class GraphConv(nn.Module):
                 self.w0.weight.zero_()
                 self.w1.weight.zero_()
 
-    def forward(self, verts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        verts: torch.Tensor,
+        edges: torch.Tensor,
+        adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Convolve per-vertex features over the graph given by ``edges``.
 
         Args:
@@ -80,6 +91,8 @@ class GraphConv(nn.Module):
                 given as ``torch.tensor([])``.
             edges: (E, 2) integer tensor; each row holds the indices of the two vertices joined
                 by an edge. No edges may also be given as ``torch.tensor([])``.
+            adjacency: optional cached adjacency of ``edges`` (see :func:`gather_scatter`;
+                ``graph_adjacency(meshes, verts, self.directed)`` for a mesh's edges).
 
         Returns:
             (V, output_dim) tensor of output features; ``zeros((0, output_dim))`` connected to
@@ -105,7 +118,7 @@ class GraphConv(nn.Module):
             edges = edges.reshape(0, 2).long()  # no edges, also given as torch.tensor([])
         verts_w0 = self.w0(verts)
         verts_w1 = self.w1(verts)
-        return verts_w0 + gather_scatter(verts_w1, edges, self.directed)
+        return verts_w0 + gather_scatter(verts_w1, edges, self.directed, adjacency)
 
     def __repr__(self) -> str:
         return f"GraphConv({self.input_dim} -> {self.output_dim}, directed={self.directed!r})"
@@ -162,78 +175,44 @@ def _adjacency_csr(
         )
 
 
-class _AdjacencyCache:
-    """The adjacency matrices of the last few edge tensors seen by :func:`gather_scatter`.
-
-    A refinement stage runs several graph convolutions over one ``edges`` tensor, forward and
-    backward; building the CSR matrix (a sort of all 2E messages) for each of them repeats the
-    same work six times per stage of three convolutions. An entry is used only for the very same
-    tensor object (held by a weak reference, so a freed tensor whose memory is reused never
-    matches) that has not been modified in place since (``_version``), with the same vertex
-    count, direction and dtype.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        if size < 1:
-            raise ValueError(f"the cache needs room for at least one entry, got {size}")
-        self.size = size
-        self._entries: list[tuple[weakref.ref, tuple, tuple[torch.Tensor, torch.Tensor]]] = []
-
-    @staticmethod
-    def _key(edges: torch.Tensor, num_vertices: int, directed: bool, dtype: torch.dtype):
-        return (edges._version, num_vertices, directed, dtype)
-
-    def get(self, edges, num_vertices, directed, dtype):
-        key = self._key(edges, num_vertices, directed, dtype)
-        for ref, entry_key, value in self._entries:
-            if ref() is edges and entry_key == key:
-                return value
-        return None
-
-    def put(self, edges, num_vertices, directed, dtype, value) -> None:
-        key = self._key(edges, num_vertices, directed, dtype)
-        # An entry goes as soon as its edges tensor is freed, so the cache never holds the
-        # matrices of graphs that no longer exist.
-        ref = weakref.ref(edges, self._drop)
-        keep = self._entries[max(0, len(self._entries) - self.size + 1) :]
-        self._entries = keep + [(ref, key, value)]
-
-    def _drop(self, ref: weakref.ref) -> None:
-        self._entries = [e for e in self._entries if e[0] is not ref]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        self._entries = []
-
-
-_ADJACENCY_CACHE = _AdjacencyCache()
-
-
-def _adjacency_pair(
-    edges: torch.Tensor, num_vertices: int, directed: bool, dtype: torch.dtype
+def adjacency_pair(
+    edges: torch.Tensor, num_vertices: int, directed: bool = False, dtype=torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, A^T) of the message graph of ``edges``; A^T is A itself for undirected graphs.
+    """(A, A^T) of the message graph of ``edges``: sparse CSR (V, V) matrices with
+    ``A[i, j]`` = the number of edges carrying ``j``'s features to ``i``; A^T is A itself for
+    undirected graphs. :meth:`Meshes.adjacency_packed` caches them per mesh.
 
-    Autograd-free: the matrices are constants of the graph, and caching them is safe because
-    ``edges`` carries no gradient.
+    Autograd-free: the matrices are constants of the graph.
+
+    Args:
+        edges: (E, 2) integer vertex indices in ``[0, num_vertices)``.
+        num_vertices: V.
+        directed: whether the edges are directed (see :func:`gather_scatter`).
+        dtype: the features' dtype (float32 or float64).
     """
-    # Inference tensors keep no version counter, so a change in place could not be detected:
-    # their matrices are built every time.
-    cacheable = not edges.is_inference()
-    cached = _ADJACENCY_CACHE.get(edges, num_vertices, directed, dtype) if cacheable else None
-    if cached is not None:
-        return cached
+    if edges.dim() != 2 or edges.shape[1] != 2:
+        raise ValueError(f"edges must have shape (E, 2), got {tuple(edges.shape)}")
     _check_gather_scatter_args_edges(edges, num_vertices)
     dst, src = _message_indices(edges, directed)
     adjacency = _adjacency_csr(dst, src, num_vertices, dtype)
     # The undirected message graph is symmetric (every edge is sent both ways).
     transposed = _adjacency_csr(src, dst, num_vertices, dtype) if directed else adjacency
-    pair = (adjacency, transposed)
-    if cacheable:
-        _ADJACENCY_CACHE.put(edges, num_vertices, directed, dtype, pair)
-    return pair
+    return adjacency, transposed
+
+
+def graph_adjacency(meshes, input: torch.Tensor, directed: bool = False):
+    """The adjacency pair that ``gather_scatter(input, meshes.edges_packed(), directed)`` uses,
+    from the mesh's cache; None where gather_scatter uses none (torch.export tracing, dtypes
+    without sparse products, no vertices), so that nothing is built there.
+
+    Args:
+        meshes: a :class:`~meshrecon.structures.Meshes`.
+        input: (sum(V_i), D) per-vertex features.
+        directed: as for :func:`gather_scatter`.
+    """
+    if torch.compiler.is_exporting() or input.dtype not in _CSR_DTYPES or input.shape[0] == 0:
+        return None
+    return meshes.adjacency_packed(directed, input.dtype)
 
 
 class _GatherScatterCSR(torch.autograd.Function):
@@ -254,7 +233,10 @@ class _GatherScatterCSR(torch.autograd.Function):
 
 
 def gather_scatter(
-    input: torch.Tensor, edges: torch.Tensor, directed: bool = False
+    input: torch.Tensor,
+    edges: torch.Tensor,
+    directed: bool = False,
+    adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sum the features of each vertex's neighbours.
 
@@ -262,13 +244,14 @@ def gather_scatter(
     for a directed one only edges ``(i, j)`` stored as ``[i, j]`` contribute ``input[j]`` to
     ``output[i]`` (PyTorch3D's convention). Repeated edges are counted as often as they occur.
 
-    The sparse adjacency matrix built from ``edges`` is kept for the next few calls with the
-    same, unmodified ``edges`` tensor (the graph convolutions of one mesh refinement stage).
-
     Args:
         input: (V, D) tensor of per-vertex features.
         edges: (E, 2) integer tensor of vertex indices.
         directed: whether the edges are directed.
+        adjacency: optional ``(A, A^T)`` of these edges (:func:`adjacency_pair`, cached on a
+            mesh by :meth:`Meshes.adjacency_packed`; see :func:`graph_adjacency`), so that the
+            several convolutions over one mesh build it once; built here when None or of
+            another dtype than ``input``.
 
     Returns:
         (V, D) tensor of aggregated neighbour features, differentiable w.r.t. ``input``.
@@ -283,8 +266,14 @@ def gather_scatter(
         dst, src = _message_indices(edges, directed)
         return input.new_zeros(input.shape).index_add(0, dst, input.index_select(0, src))
     if input.dtype in _CSR_DTYPES and input.shape[0] > 0:
-        adjacency, transposed = _adjacency_pair(edges, input.shape[0], directed, input.dtype)
-        return _GatherScatterCSR.apply(input, adjacency, transposed)
+        V = input.shape[0]
+        if adjacency is not None and adjacency[0].shape != (V, V):
+            raise ValueError(
+                f"adjacency must be ({V}, {V}) for {V} vertices, got {tuple(adjacency[0].shape)}"
+            )
+        if adjacency is None or adjacency[0].dtype != input.dtype:
+            adjacency = adjacency_pair(edges, V, directed, input.dtype)
+        return _GatherScatterCSR.apply(input, adjacency[0], adjacency[1])
     _check_gather_scatter_args_edges(edges, input.shape[0])
     dst, src = _message_indices(edges, directed)
     out = input.new_zeros(input.shape)

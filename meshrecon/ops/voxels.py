@@ -82,6 +82,7 @@ def _shape(x: object) -> object:
 
 def _grid_dims(grid_size: int | Sequence[int]) -> tuple[int, int, int]:
     """(D, H, W) from an int or a 3-sequence."""
+    dims: tuple[int, ...]
     if isinstance(grid_size, int) and not isinstance(grid_size, bool):
         dims = (grid_size,) * 3
     else:
@@ -90,7 +91,7 @@ def _grid_dims(grid_size: int | Sequence[int]) -> tuple[int, int, int]:
         raise ValueError(f"grid_size must be an int or three ints (D, H, W), got {grid_size!r}")
     if min(dims) < 1:
         raise ValueError(f"grid_size must be >= 1 in every dimension, got {grid_size!r}")
-    return dims
+    return (dims[0], dims[1], dims[2])
 
 
 def _align_terms(align: str, dims: tuple[int, int, int]) -> tuple[list[float], list[float]]:

@@ -25,6 +25,9 @@ from collections.abc import Sequence
 
 import torch
 
+# Blender's camera (R2N2's renders) is defined with the frustum geometry; the names stay here too.
+from .frustum import BLENDER_F_NDC, BLENDER_NEAR_FAR
+
 __all__ = [
     "BLENDER_F_NDC",
     "R2N2_MAX_CAMERA_DISTANCE",
@@ -51,8 +54,6 @@ __all__ = [
     "unproject_depth",
 ]
 
-# Blender's default camera: 35 mm focal length on a 32 mm sensor, as an NDC scale 2 * 35 / 32.
-BLENDER_F_NDC = 2.1875
 # R2N2's rendering_metadata.txt stores distance / 1.75 (the constant Mesh R-CNN and PyTorch3D use).
 R2N2_MAX_CAMERA_DISTANCE = 1.75
 
@@ -357,7 +358,9 @@ def look_at_view_transform(
 
 # ---------------------------------------------------------------------------- OpenGL / Blender
 def blender_projection_matrix(
-    f_ndc: float = BLENDER_F_NDC, znear: float = 0.1, zfar: float = 100.0
+    f_ndc: float = BLENDER_F_NDC,
+    znear: float = BLENDER_NEAR_FAR[0],
+    zfar: float = BLENDER_NEAR_FAR[1],
 ) -> torch.Tensor:
     """Return Blender's camera->NDC 4x4 matrix for a square image (Mesh R-CNN's intrinsic).
 

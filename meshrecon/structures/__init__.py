@@ -35,6 +35,7 @@ __all__ += ["Boxes", "ImageList", "Instances", "pairwise_intersection", "pairwis
 # --- section: masks and per-instance shapes (owner: data) ---
 from .masks import BitMasks  # noqa: E402
 from .shape_instances import MeshInstances, VoxelInstances  # noqa: E402
+from .voxels import Voxels  # noqa: E402
 
-__all__ += ["BitMasks", "MeshInstances", "VoxelInstances"]
+__all__ += ["BitMasks", "MeshInstances", "VoxelInstances", "Voxels"]
 # --- end section ---

@@ -88,6 +88,8 @@ class Meshes(_BatchStructure):
         self._verts_packed: torch.Tensor | None = None
         for name in _GEOMETRY_CACHE + _TOPOLOGY_CACHE:
             setattr(self, name, None)
+        # GraphConv's adjacency matrices per (directed, dtype): see adjacency_packed().
+        self._adjacency_packed: dict[tuple[bool, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
         if isinstance(verts, (list, tuple)) and isinstance(faces, (list, tuple)):
             self._init_from_lists(list(verts), list(faces))
@@ -459,6 +461,29 @@ class Meshes(_BatchStructure):
         return self._to_padded(self.verts_normals_packed(), self._V, 0.0)
 
     # ------------------------------------------------------------------ other derived data
+    def adjacency_packed(
+        self, directed: bool = False, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GraphConv's message matrices of ``edges_packed()``: ``(A, A^T)``, sparse CSR
+        (sum(V_i), sum(V_i)) of ``dtype``, ``A[i, j]`` the number of edges carrying vertex j's
+        features to vertex i (both directions unless ``directed``); see
+        :func:`meshrecon.ops.graph_conv.adjacency_pair`.
+
+        Cached on the mesh like ``edges_packed()``: topology only, so the meshes that
+        ``offset_verts`` / ``scale_verts`` / ``update_padded`` return keep it; a new Meshes
+        (other faces) builds its own.
+        """
+        key = (bool(directed), dtype)
+        if key not in self._adjacency_packed:
+            # Imported here: the op builds the matrices; the structure only keeps them
+            # (PyTorch3D's Meshes reaches its Laplacian op the same way).
+            from meshrecon.ops.graph_conv import adjacency_pair
+
+            num_verts = self.verts_packed().shape[0]
+            pair = adjacency_pair(self.edges_packed(), num_verts, directed, dtype)
+            self._adjacency_packed[key] = pair
+        return self._adjacency_packed[key]
+
     def laplacian_packed(self) -> torch.Tensor:
         """Uniform Laplacian as a sparse COO tensor (sum(V_i), sum(V_i)).
 
@@ -525,7 +550,20 @@ class Meshes(_BatchStructure):
 
     def offset_verts(self, vert_offsets_packed: torch.Tensor) -> "Meshes":
         """Out-of-place ``offset_verts_``: returns a new Meshes with offset vertices."""
-        return self.clone().offset_verts_(vert_offsets_packed)
+        return self._same_topology(self.clone()).offset_verts_(vert_offsets_packed)
+
+    def _same_topology(self, other: "Meshes") -> "Meshes":
+        # A copy of self on the same device keeps the adjacency matrices (constants of the
+        # topology, built without autograd), instead of building them again.
+        other._adjacency_packed = dict(self._adjacency_packed)
+        return other
+
+    def _apply(self, fn):
+        # Copies (clone, detach, to) start without adjacency matrices: they are rebuilt on
+        # demand on the copy's device, and a dict would otherwise be shared between the two.
+        new = super()._apply(fn)
+        new._adjacency_packed = {}
+        return new
 
     def scale_verts_(self, scale: float | torch.Tensor) -> "Meshes":
         """Multiply the vertices in place by a scalar or a per-mesh factor.
@@ -553,7 +591,7 @@ class Meshes(_BatchStructure):
 
     def scale_verts(self, scale: float | torch.Tensor) -> "Meshes":
         """Out-of-place ``scale_verts_``: returns a new Meshes with scaled vertices."""
-        return self.clone().scale_verts_(scale)
+        return self._same_topology(self.clone()).scale_verts_(scale)
 
     def update_padded(self, new_verts_padded: torch.Tensor) -> "Meshes":
         """Return a new Meshes with the same faces and vertices ``new_verts_padded``.
@@ -579,6 +617,7 @@ class Meshes(_BatchStructure):
         new._faces_padded = self.faces_padded()
         for name in _GEOMETRY_CACHE:
             setattr(new, name, None)
+        new._adjacency_packed = dict(self._adjacency_packed)
         return new
 
     # ------------------------------------------------------------------ batch operations

@@ -11,6 +11,8 @@ from datetime import datetime
 import numpy as np
 import torch
 
+import meshrecon
+
 __all__ = ["collect_env_info", "seed_all_rng"]
 
 
@@ -39,8 +41,6 @@ def seed_all_rng(seed: int | None = None) -> int:
 
 def collect_env_info() -> str:
     """Return a plain-text table of versions and devices, for the log of every run."""
-    import meshrecon
-
     rows: list[tuple[str, str]] = [
         ("sys.platform", sys.platform),
         ("Python", sys.version.replace("\n", " ")),

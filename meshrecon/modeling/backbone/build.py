@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from meshrecon.layers import ShapeSpec
 from meshrecon.utils.registry import Registry
 
 __all__ = ["BACKBONE_REGISTRY", "build_backbone"]
@@ -21,9 +22,6 @@ returns an ``nn.Module`` mapping an image batch to a dict of named feature maps.
 def build_backbone(cfg, input_shape: Any = None) -> nn.Module:
     """Build ``cfg.MODEL.BACKBONE.NAME``; the input defaults to ``len(PIXEL_MEAN)`` channels."""
     if input_shape is None:
-        # Imported here: meshrecon.layers may import modeling-adjacent code.
-        from meshrecon.layers import ShapeSpec
-
         input_shape = ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))
     builder = BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME, cfg_key="MODEL.BACKBONE.NAME")
     backbone = builder(cfg, input_shape)

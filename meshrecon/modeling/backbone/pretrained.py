@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from meshrecon.checkpoint import Checkpointer
 from meshrecon.modeling.backbone.resnet import ResNet
 from meshrecon.modeling.backbone.torchvision_resnet import TorchvisionResNet
 
@@ -159,8 +160,6 @@ def load_pretrained_backbone(
     Returns:
         The checkpointer's report of missing / unexpected / mismatched keys.
     """
-    from meshrecon.checkpoint import Checkpointer
-
     name, encoder = find_image_encoder(model)
     detectron2_layout = isinstance(encoder, ResNet)
     first_conv = "stem.conv1.weight" if detectron2_layout else "stem.0.weight"

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from meshrecon.checkpoint import Checkpointer
 from meshrecon.config import configurable
 from meshrecon.modeling.heads.build import DEPTH_HEAD_REGISTRY
 from meshrecon.utils.stage_timer import stage
@@ -196,8 +197,6 @@ def build_coarse_features(backbone: str, pretrained: str = "") -> nn.Module:
             )
         features = _eigen_alexnet()
         if pretrained:
-            from meshrecon.checkpoint import Checkpointer
-
             Checkpointer(features, save_to_disk=False).load(pretrained, checkpointables=[])
         return features
     tv_name = "alexnet" if backbone == "torchvision_alexnet" else backbone
@@ -208,8 +207,6 @@ def build_coarse_features(backbone: str, pretrained: str = "") -> nn.Module:
         )
     features = _TorchvisionFeatures(tv_name)
     if pretrained:
-        from meshrecon.checkpoint import Checkpointer
-
         Checkpointer(features, save_to_disk=False).load(pretrained, checkpointables=[])
     return features
 

@@ -47,6 +47,7 @@ from meshrecon.modeling.heads.optimize_mvs_losses import (
 )
 from meshrecon.modeling.heads.psgn import PSGNHead
 from meshrecon.render.cameras import transform_points
+from meshrecon.utils.events import get_event_storage
 from meshrecon.utils.stage_timer import stage
 
 __all__ = ["OptimizeMVSHead", "camera_to_world", "refine_noise"]
@@ -230,7 +231,7 @@ class OptimizeMVSHead(nn.Module):
             "refine_lr": o.REFINE_LR,
             "refine_optimizer": o.REFINE_OPTIMIZER,
             "output_points": o.OUTPUT_POINTS,
-            "eval_view_counts": o.EVAL_VIEW_COUNTS,
+            "eval_view_counts": cfg.TEST.OPTIMIZE_MVS.VIEW_COUNTS,
             "seed": cfg.SEED if cfg.SEED >= 0 else 0,
         }
 
@@ -409,8 +410,6 @@ def _first(cams: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
 
 
 def _log_scalar(name: str, value: torch.Tensor) -> None:
-    from meshrecon.utils.events import get_event_storage
-
     try:
         get_event_storage().put_scalar(name, float(value))
     except (AssertionError, RuntimeError, ValueError):

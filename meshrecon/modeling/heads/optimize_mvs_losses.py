@@ -12,8 +12,8 @@ use the same code:
 * :func:`diversity_loss`: a hinge that asks the shapes made from two random inputs of the same
   image to be apart by at least ``margin`` per unit of (normalised) distance between the inputs.
 * :func:`consistency_loss`: mean Chamfer distance over the pairs of views' world-frame clouds.
-* :func:`sample_farthest_points`: PyTorch3D's function of that name (greedy farthest-point
-  sampling), used to thin the union of the views' clouds.
+* :func:`sample_farthest_points` and :func:`set_distance` are :mod:`meshrecon.ops`' (the
+  first with the head's older signature), kept importable here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from collections.abc import Sequence
 
 import torch
 
-from meshrecon.ops import chamfer_distance, earth_movers_distance
+from meshrecon.ops.point_set_distance import set_distance as _ops_set_distance
+from meshrecon.ops.sample_farthest_points import (
+    sample_farthest_points as _ops_sample_farthest_points,
+)
 from meshrecon.render.cameras import project_points, unproject_depth
 from meshrecon.utils.stage_timer import stage
 
@@ -37,8 +40,6 @@ __all__ = [
     "set_distance",
     "zbuffer_first",
 ]
-
-_DISTANCES = ("chamfer", "emd")
 
 
 def _grid_hw(resolution: int | Sequence[int]) -> tuple[int, int]:
@@ -180,39 +181,8 @@ def depth_front_points(
     return pack_by_mask(pts, keep)
 
 
-def _resample(points: torch.Tensor, lengths: torch.Tensor, count: int) -> torch.Tensor:
-    """Draw ``count`` of the first ``lengths[n]`` points of each cloud (with replacement)."""
-    N = points.shape[0]
-    u = torch.rand(N, count, device=points.device)
-    idx = (u * lengths.clamp(min=1)[:, None].to(u.dtype)).long()
-    idx = torch.minimum(idx, (lengths.clamp(min=1) - 1)[:, None])
-    return torch.gather(points, 1, idx[..., None].expand(-1, -1, 3))
-
-
-@stage("losses")
-def set_distance(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    distance: str = "chamfer",
-    x_lengths: torch.Tensor | None = None,
-    y_lengths: torch.Tensor | None = None,
-    emd_points: int = 256,
-) -> torch.Tensor:
-    """(N,) distances between point sets: Chamfer (sum of both mean squared nearest-neighbour
-    distances) or EMD (mean matched distance; sets of different sizes are first resampled to
-    ``emd_points`` points each, with replacement)."""
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
-    if distance == "chamfer":
-        loss, _ = chamfer_distance(
-            x, y, x_lengths=x_lengths, y_lengths=y_lengths, batch_reduction=None
-        )
-        return loss
-    if x_lengths is not None or y_lengths is not None or x.shape[1] != y.shape[1]:
-        xl = x_lengths if x_lengths is not None else torch.full_like(x[:, 0, 0], x.shape[1])
-        yl = y_lengths if y_lengths is not None else torch.full_like(y[:, 0, 0], y.shape[1])
-        x, y = _resample(x, xl.long(), emd_points), _resample(y, yl.long(), emd_points)
-    return earth_movers_distance(x, y, batch_reduction=None)
+# The set distance is an op (the evaluator scores with it too); timed here as a loss.
+set_distance = stage("losses")(_ops_set_distance)
 
 
 @stage("losses")
@@ -316,14 +286,13 @@ def consistency_loss(clouds_world: torch.Tensor) -> torch.Tensor:
 def sample_farthest_points(
     points: torch.Tensor, K: int, random_start_point: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy farthest-point sampling (PyTorch3D's ``sample_farthest_points``, equal lengths).
-
-    Starting from the first point (or a random one), repeatedly adds the point farthest from
-    those chosen so far.
+    """Farthest-point sampling of K points of equal-length clouds, keeping every point (in
+    their order) when ``K >= P``: the head's use of :func:`meshrecon.ops.sample_farthest_points`
+    (which has PyTorch3D's arguments; this older signature stays for its callers).
 
     Args:
         points: (N, P, D).
-        K: points to keep; ``K >= P`` keeps every point (in their order).
+        K: points to keep.
 
     Returns:
         (selected (N, min(K, P), D), indices (N, min(K, P)) long).
@@ -332,21 +301,8 @@ def sample_farthest_points(
         raise ValueError(f"points must be (N, P, D), got {tuple(points.shape)}")
     if K < 1:
         raise ValueError(f"K must be >= 1, got {K}")
-    N, P, D = points.shape
+    N, P, _ = points.shape
     if K >= P:
         idx = torch.arange(P, device=points.device).expand(N, P).clone()
         return points.clone(), idx
-    idx = torch.empty(N, K, dtype=torch.long, device=points.device)
-    cur = (
-        torch.randint(P, (N,), device=points.device)
-        if random_start_point
-        else torch.zeros(N, dtype=torch.long, device=points.device)
-    )
-    dist = torch.full((N, P), float("inf"), device=points.device, dtype=points.dtype)
-    rows = torch.arange(N, device=points.device)
-    for k in range(K):
-        idx[:, k] = cur
-        d = ((points - points[rows, cur][:, None]) ** 2).sum(-1)
-        dist = torch.minimum(dist, d)
-        cur = dist.argmax(dim=1)
-    return torch.gather(points, 1, idx[..., None].expand(-1, -1, D)), idx
+    return _ops_sample_farthest_points(points, K=K, random_start_point=random_start_point)

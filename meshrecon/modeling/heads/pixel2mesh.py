@@ -33,6 +33,7 @@ from meshrecon.config import configurable
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.ops import SubdivideMeshes, ellipsoid, gather_scatter, knn_points
+from meshrecon.ops.graph_conv import graph_adjacency
 from meshrecon.render.cameras import project_points
 from meshrecon.structures import Meshes
 from meshrecon.utils.stage_timer import stage
@@ -181,10 +182,15 @@ def _vertex_degrees(edges: torch.Tensor, num_verts: int) -> torch.Tensor:
     return deg.scatter_add(0, flat, torch.ones_like(flat)).clamp(min=1)
 
 
-def laplacian_coordinates(verts: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """``delta_i = v_i - mean_{j in N(i)} v_j`` for packed (V, 3) verts and (E, 2) edges."""
+def laplacian_coordinates(
+    verts: torch.Tensor,
+    edges: torch.Tensor,
+    adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``delta_i = v_i - mean_{j in N(i)} v_j`` for packed (V, 3) verts and (E, 2) edges
+    (``adjacency``: the mesh's cached one, see :func:`gather_scatter`)."""
     deg = _vertex_degrees(edges, verts.shape[0])
-    return verts - gather_scatter(verts, edges) / deg[:, None].to(verts.dtype)
+    return verts - gather_scatter(verts, edges, adjacency=adjacency) / deg[:, None].to(verts.dtype)
 
 
 class P2MGraphConv(nn.Module):
@@ -200,14 +206,26 @@ class P2MGraphConv(nn.Module):
             nn.init.xavier_uniform_(layer.weight)
         nn.init.zeros_(self.w0.bias)
 
-    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-        """(V, input_dim) packed features, (E, 2) edges -> (V, output_dim)."""
-        return self.combine(self.w0(x), self.w1(x), edges)
+    def forward(
+        self,
+        x: torch.Tensor,
+        edges: torch.Tensor,
+        adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """(V, input_dim) packed features, (E, 2) edges -> (V, output_dim); ``adjacency``:
+        the mesh's cached one (see :func:`gather_scatter`)."""
+        return self.combine(self.w0(x), self.w1(x), edges, adjacency)
 
-    def combine(self, x_w0: torch.Tensor, x_w1: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def combine(
+        self,
+        x_w0: torch.Tensor,
+        x_w1: torch.Tensor,
+        edges: torch.Tensor,
+        adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The output from ``w0(x)`` and ``w1(x)`` (V, output_dim), computed by the caller."""
         deg = _vertex_degrees(edges, x_w1.shape[0])
-        neigh = gather_scatter(x_w1, edges) / deg[:, None].to(x_w1.dtype)
+        neigh = gather_scatter(x_w1, edges, adjacency=adjacency) / deg[:, None].to(x_w1.dtype)
         return x_w0 + neigh
 
 
@@ -237,16 +255,18 @@ class GResBlock(nn.Module):
         x: torch.Tensor | None,
         edges: torch.Tensor,
         projected: tuple[torch.Tensor, torch.Tensor] | None = None,
+        adjacency: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``projected``: ``(conv_in.w0(x), conv_in.w1(x))``, given instead of ``x`` by a
-        caller that computes them more cheaply (the head, before pooling)."""
+        caller that computes them more cheaply (the head, before pooling). ``adjacency``: the
+        mesh's cached one (see :func:`gather_scatter`), shared by the block's convolutions."""
         if projected is None:
-            h = F.relu(self.conv_in(x, edges))
+            h = F.relu(self.conv_in(x, edges, adjacency))
         else:
-            h = F.relu(self.conv_in.combine(*projected, edges))
+            h = F.relu(self.conv_in.combine(*projected, edges, adjacency))
         for a, b in zip(self.res_convs[0::2], self.res_convs[1::2]):
-            h = 0.5 * (h + F.relu(b(F.relu(a(h, edges)), edges)))
-        return self.conv_out(h, edges), h
+            h = 0.5 * (h + F.relu(b(F.relu(a(h, edges, adjacency)), edges, adjacency)))
+        return self.conv_out(h, edges, adjacency), h
 
 
 def _nearest(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,8 +321,9 @@ def pixel2mesh_losses(
         n_first = near_n[edges[:, 0]]
         cos = (F.normalize(n_first, dim=-1) * F.normalize(vec, dim=-1)).sum(-1).abs()
         losses[f"loss_p2m_normal_{block}"] = cos.mean() * normal_weight
-    lap_before = laplacian_coordinates(before.verts_packed(), edges)
-    lap_after = laplacian_coordinates(packed, edges)
+    adjacency = graph_adjacency(after, packed)
+    lap_before = laplacian_coordinates(before.verts_packed(), edges, adjacency)
+    lap_after = laplacian_coordinates(packed, edges, adjacency)
     lap = ((lap_after - lap_before) ** 2).sum(-1).mean()
     factor = laplacian_first_block if block == 0 else 1.0
     losses[f"loss_p2m_laplacian_{block}"] = lap * laplacian_weight * factor
@@ -390,7 +411,10 @@ class Pixel2MeshGResNetHead(nn.Module):
             if b > 0:
                 meshes, hidden = unpool(meshes, hidden)
             projected = self._pool_projected(block.conv_in, features, meshes, views, hidden)
-            offsets, hidden = block(None, meshes.edges_packed(), projected=projected)
+            adjacency = graph_adjacency(meshes, projected[1])
+            offsets, hidden = block(
+                None, meshes.edges_packed(), projected=projected, adjacency=adjacency
+            )
             new = meshes.offset_verts(offsets)
             out.append((meshes, new))
             meshes = new

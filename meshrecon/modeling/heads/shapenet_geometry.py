@@ -1,5 +1,8 @@
 """Coordinate conversions of Mesh R-CNN's ShapeNet heads (voxel space, Blender NDC, camera).
 
+The voxel-space maps (:func:`voxel_to_camera`, :func:`blender_ndc_to_camera`) live in
+:mod:`meshrecon.render.frustum` and stay importable from here.
+
 Mesh R-CNN predicts ShapeNet voxels in a [-1, 1]^3 space: camera-frame points projected with
 Blender's default projection matrix (see
 :func:`meshrecon.render.cameras.blender_projection_matrix`), y flipped to image orientation,
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from meshrecon.render.cameras import BLENDER_F_NDC
+from meshrecon.render.frustum import SHAPENET_ZRANGE, blender_ndc_to_camera, voxel_to_camera
 from meshrecon.structures import Meshes
 
 __all__ = [
@@ -25,13 +28,8 @@ __all__ = [
     "shapenet_align_fn",
 ]
 
-# Depth range (camera -z, in ShapeNet-normalized units) that voxel depth -1 .. 1 spans.
-SHAPENET_MIN_ZMIN = 0.67
-SHAPENET_MAX_ZMAX = 0.92
-
-# Entries of Blender's default projection matrix (near 0.1, far 100) used by the inverse.
-_BLENDER_A3 = -1.002002
-_BLENDER_B1 = -0.2002002
+# Blender-NDC depth range that voxel depth -1 .. 1 spans (meshrecon.render.frustum's).
+SHAPENET_MIN_ZMIN, SHAPENET_MAX_ZMAX = SHAPENET_ZRANGE
 
 
 def project_verts(verts: torch.Tensor, P: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
@@ -60,30 +58,6 @@ def project_verts(verts: torch.Tensor, P: torch.Tensor, eps: float = 0.1) -> tor
     sign = torch.where(w < 0, -torch.ones_like(w), torch.ones_like(w))
     out = hom[..., :3] / (sign * w.abs().clamp(min=eps))
     return out[0] if single else out
-
-
-def blender_ndc_to_camera(verts: torch.Tensor) -> torch.Tensor:
-    """Invert the Blender projection: (V, 3) NDC points -> (V, 3) camera-frame points."""
-    if verts.dim() != 2 or verts.shape[1] != 3:
-        raise ValueError(f"verts must have shape (V, 3), got {tuple(verts.shape)}")
-    x_ndc, y_ndc, z_ndc = verts.unbind(dim=1)
-    # w = -z, z_ndc = (A3 z + B1) / (-z)  =>  z = B1 / (-z_ndc - A3)
-    z = _BLENDER_B1 / (-1.0 * z_ndc - _BLENDER_A3)
-    y = (-1.0 / BLENDER_F_NDC) * (z * y_ndc)
-    x = (-1.0 / BLENDER_F_NDC) * (z * x_ndc)
-    return torch.stack([x, y, z], dim=1)
-
-
-def voxel_to_camera(verts: torch.Tensor) -> torch.Tensor:
-    """(V, 3) points in the ShapeNet voxel space -> (V, 3) camera-frame points."""
-    if verts.dim() != 2 or verts.shape[1] != 3:
-        raise ValueError(f"verts must have shape (V, 3), got {tuple(verts.shape)}")
-    zmin, zmax = SHAPENET_MIN_ZMIN, SHAPENET_MAX_ZMAX
-    m = 2.0 / (zmax - zmin)
-    b = -2.0 * zmin / (zmax - zmin) - 1
-    x, y, z = verts.unbind(dim=1)
-    ndc = torch.stack([x, -y, (z - b) / m], dim=1)
-    return blender_ndc_to_camera(ndc)
 
 
 def voxel_to_world(meshes: Meshes) -> Meshes:

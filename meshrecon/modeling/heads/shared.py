@@ -25,6 +25,7 @@ from torch import nn
 
 from meshrecon.layers import Conv2d, ConvTranspose2d, get_norm, weight_init
 from meshrecon.ops import GraphConv, SubdivideMeshes, vert_align
+from meshrecon.ops.graph_conv import graph_adjacency
 from meshrecon.structures import Meshes
 
 __all__ = [
@@ -300,7 +301,9 @@ class MeshRefinementStage(nn.Module):
         edges = meshes.edges_packed()
         hidden = feats
         for gconv in self.gconvs:
-            hidden = F.relu(gconv(feats, edges))
+            # The mesh caches the adjacency: the stage's convolutions build it once.
+            adjacency = graph_adjacency(meshes, feats, gconv.directed)
+            hidden = F.relu(gconv(feats, edges, adjacency))
             feats = torch.cat([hidden, pos], dim=1)
         offsets = torch.tanh(self.offset_layer(feats))
         return meshes.offset_verts(offsets), hidden

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from meshrecon.config import configurable
-from meshrecon.data.shape_targets import frustum_voxel_coords_to_camera
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY, VOXEL_HEAD_REGISTRY
 from meshrecon.modeling.heads.shapenet_geometry import shapenet_align_fn
@@ -32,6 +31,11 @@ from meshrecon.ops import (
     sample_points_from_meshes,
 )
 from meshrecon.render.cameras import camera_to_opengl, camera_to_opengl_points, opengl_to_camera
+from meshrecon.render.frustum import (
+    BLENDER_NEAR_FAR,
+    SHAPENET_ZRANGE,
+    frustum_voxel_coords_to_camera,
+)
 from meshrecon.structures import Meshes
 from meshrecon.structures.utils import packed_to_item_idx
 from meshrecon.utils.stage_timer import stage
@@ -191,7 +195,7 @@ class ShapeNetRefinementHead(MeshRefinementHead):
         gt_num_samples: int = 5000,
         pred_num_samples: int = 5000,
         subdivide: bool = False,
-        near_far: Sequence[float] = (0.1, 100.0),
+        near_far: Sequence[float] = BLENDER_NEAR_FAR,
     ) -> None:
         super().__init__(
             input_channels,
@@ -300,7 +304,7 @@ class VoxMeshHead(ShapeNetRefinementHead):
         *,
         cubify_thresh: float = 0.2,
         cubify_align: str = "topleft",
-        voxel_zrange: Sequence[float] = (0.67, 0.92),
+        voxel_zrange: Sequence[float] = SHAPENET_ZRANGE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

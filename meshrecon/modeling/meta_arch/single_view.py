@@ -34,6 +34,7 @@ from meshrecon.modeling.heads.build import (
 )
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.render.cameras import blender_projection_matrix, camera_from_opengl
+from meshrecon.utils.events import get_event_storage
 from meshrecon.utils.stage_timer import stage
 
 __all__ = ["SingleViewReconstructor", "ViewBatch"]
@@ -220,8 +221,6 @@ class SingleViewReconstructor(nn.Module):
     def _voxel_only(self) -> bool:
         if not self.training or self.voxel_only_iters <= 0 or self.voxel_head is None:
             return False
-        from meshrecon.utils.events import get_event_storage
-
         try:
             return get_event_storage().iter < self.voxel_only_iters
         except (AssertionError, RuntimeError, ValueError):

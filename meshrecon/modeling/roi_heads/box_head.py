@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from meshrecon.config import configurable
-from meshrecon.layers import Conv2d, ShapeSpec, weight_init
+from meshrecon.layers import (
+    Conv2d,
+    ShapeSpec,
+    get_norm,  # only configs with a NORM need it
+    weight_init,
+)
 from meshrecon.modeling.roi_heads.build import ROI_BOX_HEAD_REGISTRY
 
 __all__ = ["FastRCNNConvFCHead", "make_norm"]
@@ -19,8 +24,6 @@ def make_norm(norm: str, channels: int) -> nn.Module | None:
     """The normalization layer named by a config (``""``: none), via ``meshrecon.layers``."""
     if not norm:
         return None
-    from meshrecon.layers import get_norm  # only configs with a NORM need it
-
     return get_norm(norm, channels)
 
 

@@ -248,7 +248,7 @@ def _object_geometry(spec, item, pred, record, cfg) -> tuple[str, Any]:
         if "voxels" in pred:
             view = record["views"][0] if record.get("views") else record
             box, align = read_voxel_box(view.get("voxel") or record["voxel"])
-            thresh = float(cfg.MODEL.R2N2.IOU_THRESH)
+            thresh = float(cfg.TEST.R2N2.IOU_THRESH)
             occupied = (pred["voxels"].detach().float().cpu() >= thresh).float()
             mesh = occupancy_to_mesh(occupied, 0.5, box, align)
             v, f = mesh.verts_list()[0], mesh.faces_list()[0]
