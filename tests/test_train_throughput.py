@@ -80,7 +80,8 @@ def test_config_list_and_comparison_table():
     tool = _load_tool()
     names = tool._train_configs(REPO, "")
     assert "meshrcnn_R18_FPN" in names and "psgn" in names
-    assert not any(n.startswith("Base-") for n in names)
+    assert not any(n.startswith(("Base-", "oracle_nn")) for n in names)
+    assert {"clustering", "clustering_multiview", "retrieval", "retrieval_multiview"} <= set(names)
     assert tool._train_configs(REPO, "rcnn") == [n for n in names if "rcnn" in n]
     tt = tool._train_module()
 

@@ -113,9 +113,11 @@ def _train_module():
 
 
 def _train_configs(tree: Path, name_filter: str) -> list[str]:
-    """Names of the trainable synthetic configs of a checkout (``Base-*`` files excluded)."""
+    """Names of the trainable synthetic configs of a checkout (``Base-*`` files excluded, and
+    the Oracle NN baselines: they read the ground truth and train nothing)."""
     folder = tree / SYNTHETIC_CONFIGS
-    names = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("Base-"))
+    skip = ("Base-", "oracle_nn")
+    names = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith(skip))
     return [n for n in names if name_filter in n]
 
 

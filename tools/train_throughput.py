@@ -64,6 +64,16 @@ TOY_OPTS = [
     "INPUT.SHAPENET.NUM_SAMPLES",
     "300",
 ]
+# The recognition baselines at toy size: a coarse descriptor, and fewer clusters than the toy
+# training set's entries (the configs' k = 50 needs more than it has).
+TOY_RECOGNITION_OPTS = [
+    "MODEL.RECOGNITION.DESCRIPTOR_SIZE",
+    "8",
+    "MODEL.RECOGNITION.DESCRIPTOR_POINTS",
+    "300",
+    "MODEL.RECOGNITION.NUM_CLUSTERS",
+    "4",
+]
 # The detectors see their 128 x 96 scenes at that size.
 TOY_DETECTOR_OPTS = [
     "INPUT.MIN_SIZE_TRAIN",
@@ -139,6 +149,9 @@ def build_config(config_file: str, opts: list[str], device: str, toy: bool = Fal
     extra = list(TOY_OPTS) if toy else []
     if toy and cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN":
         extra += TOY_DETECTOR_OPTS
+    heads = (cfg.MODEL.MESH_HEAD.NAME, cfg.MODEL.MULTIVIEW_HEAD.NAME)
+    if toy and any(n.endswith(("RetrievalHead", "ClusteringHead", "OracleNNHead")) for n in heads):
+        extra += TOY_RECOGNITION_OPTS
     cfg.merge_from_list(extra + list(opts))
     return cfg
 

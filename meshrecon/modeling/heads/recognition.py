@@ -48,6 +48,7 @@ from meshrecon.modeling.heads.shape_database import (
     fit_pca,
     kmeans,
 )
+from meshrecon.utils.stage_timer import stage
 
 __all__ = [
     "ClusteringHead",
@@ -223,12 +224,13 @@ class RecognitionBase(nn.Module):
     # ------------------------------------------------------------------ prediction
     def losses(self, predictions: torch.Tensor, target_points: torch.Tensor) -> dict:
         """Training loss of ``predictions`` (N, D or k) against (N, P, 3) target samples."""
-        target = self.embed(self.describe(target_points))
-        if self.mode == "retrieval":
-            diff = (predictions - target / self.pca_scale) ** 2
-            return {"loss_retrieval": self.loss_weight * diff.sum(dim=1).mean()}
-        labels = self.cluster_of(target)
-        return {"loss_clustering": self.loss_weight * F.cross_entropy(predictions, labels)}
+        with stage("losses"):
+            target = self.embed(self.describe(target_points))
+            if self.mode == "retrieval":
+                diff = (predictions - target / self.pca_scale) ** 2
+                return {"loss_retrieval": self.loss_weight * diff.sum(dim=1).mean()}
+            labels = self.cluster_of(target)
+            return {"loss_clustering": self.loss_weight * F.cross_entropy(predictions, labels)}
 
     def select(self, predictions: torch.Tensor) -> torch.Tensor:
         """(N,) database entry answering each prediction: retrieval, the entry nearest to the

@@ -22,6 +22,7 @@ from meshrecon.config import configurable
 from meshrecon.modeling.backbone import build_backbone
 from meshrecon.modeling.heads.build import MULTIVIEW_HEAD_REGISTRY
 from meshrecon.modeling.heads.recognition import RecognitionBase, _config_args
+from meshrecon.utils.stage_timer import stage
 
 __all__ = ["MultiViewClusteringHead", "MultiViewOracleNNHead", "MultiViewRetrievalHead"]
 
@@ -63,7 +64,8 @@ class _MultiViewRecognitionHead(RecognitionBase):
         return {**args, "backbone": backbone}
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(images)
+        with stage("backbone"):
+            feats = self.backbone(images)
         return self.predictor(list(feats.values())[-1].mean(dim=(2, 3)))
 
     @staticmethod
