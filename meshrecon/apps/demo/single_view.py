@@ -3,13 +3,13 @@
 ``meshrecon demo`` calls :func:`run_single_view_demo` for models whose
 ``MODEL.META_ARCHITECTURE`` is ``SingleViewReconstructor``::
 
-    from meshrecon.utils.demo_single_view import run_single_view_demo
+    from meshrecon.apps.demo.single_view import run_single_view_demo
     run_single_view_demo(cfg, "chair.png", "out/")                 # alpha channel: the mask
     run_single_view_demo(cfg, "photo.jpg", "out/", mask="mask.png")
 
 These models are trained on square renders of one centred object seen by a fixed camera (R2N2's
 Blender camera: a 35 mm lens on a 32 mm sensor; 137 x 137 pixels). So the photo is cropped the
-same way (:func:`meshrecon.utils.demo_inputs.crop_object`: a square around the object's mask
+same way (:func:`meshrecon.apps.demo.inputs.crop_object`: a square around the object's mask
 with the training views' margin, the training background outside the mask, resized to
 :data:`SINGLE_VIEW_INPUT_SIZE`), and the prediction is in that fixed camera's frame. Carried
 back through the crop, that camera projects the mesh onto the photo, which gives the overlay
@@ -27,6 +27,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from meshrecon.apps.demo.colors import sample_vertex_colors
+from meshrecon.apps.demo.inputs import crop_object, load_demo_image, load_mask
+from meshrecon.render.frustum import R2N2_IMAGE_SIZE
+
 __all__ = [
     "SINGLE_VIEW_INPUT_SIZE",
     "VIEW_ANGLES",
@@ -39,9 +43,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SINGLE_VIEW_INPUT_SIZE = 137
+SINGLE_VIEW_INPUT_SIZE = R2N2_IMAGE_SIZE
 """Side (pixels) of the square a single-view model sees: R2N2's render size, which Mesh
-R-CNN's ShapeNet models and the synthetic single-view configs are trained on."""
+R-CNN's ShapeNet models and the synthetic single-view configs are trained on (the predictor
+feeds these models at the same size)."""
 
 # The demo's viewpoints: the input camera, then turned about the object's vertical axis.
 VIEW_ANGLES = (0.0, 90.0, 180.0, 270.0)
@@ -149,7 +154,6 @@ def run_single_view_demo(
     from meshrecon.data.mapper_utils import image_tensor
     from meshrecon.modeling import build_model
     from meshrecon.render import save_image
-    from meshrecon.utils.demo_inputs import crop_object, load_demo_image, load_mask
 
     if cfg.MODEL.META_ARCHITECTURE != "SingleViewReconstructor":
         raise ValueError(
@@ -219,8 +223,6 @@ def run_single_view_demo(
     if "mesh" in pred:
         verts, faces = pred["mesh"][0].cpu().float(), pred["mesh"][1].cpu().long()
         if color and faces.shape[0]:
-            from meshrecon.utils.demo_colors import sample_vertex_colors
-
             colors = sample_vertex_colors(verts, faces, photo.rgb, K_img)[0]
         written.update(_save_mesh_files(path("_mesh"), verts, faces, colors, note))
     if "points" in pred:
@@ -229,8 +231,6 @@ def run_single_view_demo(
         points = pred["points"].cpu().float()
         point_colors = None
         if color and points.shape[0]:
-            from meshrecon.utils.demo_colors import sample_vertex_colors
-
             empty = torch.zeros(0, 3, dtype=torch.long)
             point_colors = sample_vertex_colors(points, empty, photo.rgb, K_img)[0]
         save_pointcloud_ply(path("_points.ply"), points, colors=point_colors)
