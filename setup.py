@@ -26,7 +26,7 @@ setup(
     package_data={
         "meshrecon.model_zoo": ["configs/**/*.yaml"],
         # The 3D viewer's scripts and the pinned three.js files it needs, with its licence.
-        "meshrecon.utils.viewer3d": [
+        "meshrecon.apps.viewer3d": [
             "static/*.js",
             "static/*.css",
             "static/three/LICENSE",

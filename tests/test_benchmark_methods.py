@@ -1,4 +1,4 @@
-"""tools/benchmark_methods.py and meshrecon.utils.method_benchmark: plans, readers, reuse,
+"""tools/benchmark_methods.py and meshrecon.apps.method_benchmark: plans, readers, reuse,
 results.json, and the whole pipeline at toy size checked file by file and in a real browser."""
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ import pytest
 import torch
 from torch import nn
 
-from meshrecon.config import get_cfg
-from meshrecon.engine import DefaultTrainer
-from meshrecon.engine.defaults import write_results_json
-from meshrecon.evaluation import DatasetEvaluator
-from meshrecon.utils.method_benchmark import methods as M
-from meshrecon.utils.method_benchmark.report import NOT_APPLICABLE, format_seconds
-from meshrecon.utils.method_benchmark.runner import (
+from meshrecon.apps.method_benchmark import methods as M
+from meshrecon.apps.method_benchmark.report import NOT_APPLICABLE, format_seconds
+from meshrecon.apps.method_benchmark.runner import (
     config_fingerprint,
     iteration_overrides,
     plan_methods,
 )
+from meshrecon.config import get_cfg
+from meshrecon.engine import DefaultTrainer
+from meshrecon.engine.defaults import write_results_json
+from meshrecon.evaluation import DatasetEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "benchmark_methods.py"
@@ -113,7 +113,7 @@ def test_saved_config_of_an_older_version_is_read_over_todays_defaults(tmp_path)
     # a changed value or a key that no longer exists does not.
     import yaml
 
-    from meshrecon.utils.method_benchmark.runner import _saved_fingerprint
+    from meshrecon.apps.method_benchmark.runner import _saved_fingerprint
 
     cfg = _cfg()
     data = yaml.safe_load(cfg.dump())
@@ -419,7 +419,7 @@ def sync_url_to_path(url: str) -> str:
 
 
 def test_yardstick_paragraph_verdicts():
-    from meshrecon.utils.method_benchmark.yardstick import yardstick_paragraph
+    from meshrecon.apps.method_benchmark.yardstick import yardstick_paragraph
 
     task = M.TASKS["single_view"]
     spec = lambda name, **kw: M.MethodSpec(name, name, "single_view", "", None, **kw)  # noqa: E731
@@ -445,7 +445,7 @@ def test_yardstick_paragraph_verdicts():
 
 
 def test_per_category_readers_and_tables():
-    from meshrecon.utils.method_benchmark.per_category import per_category_tables
+    from meshrecon.apps.method_benchmark.per_category import per_category_tables
 
     results = {
         "shapenet": {"Chamfer-L2": 1.5, "AbsNormalConsistency": 0.5, "F1@0.300000": 30.0},

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 
 import meshrecon.pretrain as pretrain
-from meshrecon.cli import benchmark_methods as B
-from meshrecon.utils.method_benchmark import methods as M
-from meshrecon.utils.method_benchmark import presets as P
-from meshrecon.utils.method_benchmark.quality import (
+from meshrecon.apps.method_benchmark import methods as M
+from meshrecon.apps.method_benchmark import presets as P
+from meshrecon.apps.method_benchmark.quality import (
     metric_label,
     plot_validation_curves,
     validation_curves,
 )
-from meshrecon.utils.method_benchmark.report import NO_VALIDATION, write_report
-from meshrecon.utils.method_benchmark.runner import (
+from meshrecon.apps.method_benchmark.report import NO_VALIDATION, write_report
+from meshrecon.apps.method_benchmark.runner import (
     RunRecord,
     prepare_pretrained,
     pretrained_weights_needed,
 )
+from meshrecon.cli import benchmark_methods as B
 
 TOY_DATA = ["DATASETS.SYNTHETIC.SCALE", "0.02", "DATASETS.SYNTHETIC.SHAPENET_VIEWS", "1"]
 

@@ -16,6 +16,8 @@ import yaml
 from torch import nn
 from toy_task import toy_cfg
 
+from meshrecon.apps.method_benchmark import methods as M
+from meshrecon.apps.method_benchmark.runner import MethodPlan, reusable
 from meshrecon.checkpoint import (
     CheckpointDamagedError,
     Checkpointer,
@@ -25,8 +27,6 @@ from meshrecon.checkpoint import (
 )
 from meshrecon.checkpoint.integrity import is_interrupted_save, remove_interrupted_saves
 from meshrecon.engine import CallbackHook, DefaultTrainer
-from meshrecon.utils.method_benchmark import methods as M
-from meshrecon.utils.method_benchmark.runner import MethodPlan, reusable
 
 
 def _net(seed: int = 0) -> nn.Module:

@@ -90,9 +90,9 @@ def _noise_image(path, width, height, seed=0):
 
 
 def test_single_view_demo_on_a_large_image_works_at_model_size(tmp_path):
+    from meshrecon.apps.demo.inputs import WORK_SIDE
+    from meshrecon.apps.demo.single_view import SINGLE_VIEW_INPUT_SIZE
     from meshrecon.model_zoo import get_config_file
-    from meshrecon.utils.demo_inputs import WORK_SIDE
-    from meshrecon.utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
 
     image = tmp_path / "photo.png"
     _noise_image(image, 3000, 2000)
@@ -115,7 +115,7 @@ def test_single_view_demo_on_a_large_image_works_at_model_size(tmp_path):
 
 
 def test_single_view_demo_scales_K_with_the_resize(tmp_path):
-    from meshrecon.utils.demo_single_view import fit_image_to_input
+    from meshrecon.apps.demo.single_view import fit_image_to_input
 
     img = np.zeros((300, 600, 3), dtype=np.uint8)
     small, K = fit_image_to_input(img, 150, [600.0, 610.0, 300.0, 150.0])
@@ -169,8 +169,8 @@ def test_demo_refuses_an_image_beyond_the_maximum(tmp_path, monkeypatch, capsys)
 
 
 def test_single_view_demo_feeds_the_model_at_input_size_with_K_scaled(tmp_path):
+    from meshrecon.apps.demo.single_view import run_single_view_demo
     from meshrecon.config import get_cfg
-    from meshrecon.utils.demo_single_view import run_single_view_demo
 
     class Spy(torch.nn.Module):
         def forward(self, inputs):

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from meshrecon.apps.demo.colors import NEUTRAL_GREY, sample_vertex_colors
+from meshrecon.apps.demo.inputs import OBJECT_FRACTION, crop_object, load_demo_image
 from meshrecon.cli import demo
 from meshrecon.io.appearance import load_mesh_with_appearance
 from meshrecon.model_zoo import get_config_file
-from meshrecon.utils.demo_colors import NEUTRAL_GREY, sample_vertex_colors
-from meshrecon.utils.demo_inputs import OBJECT_FRACTION, crop_object, load_demo_image
 
 RED, BLUE, WHITE = (220, 20, 20), (20, 20, 220), (255, 255, 255)
 
@@ -131,8 +131,8 @@ class _SphereModel(torch.nn.Module):
 
 
 def test_demo_colours_follow_the_crop_camera_back_to_the_photo(tmp_path):
+    from meshrecon.apps.demo.single_view import run_single_view_demo
     from meshrecon.config import get_cfg
-    from meshrecon.utils.demo_single_view import run_single_view_demo
 
     # An object off-centre in the photo: left half red, right half blue.
     rgba = np.zeros((200, 300, 4), np.uint8)
@@ -171,8 +171,8 @@ def test_demo_colours_follow_the_crop_camera_back_to_the_photo(tmp_path):
 
 
 def test_turned_views_frame_the_mesh():
+    from meshrecon.apps.demo.single_view import blender_K, frame_views
     from meshrecon.ops import ico_sphere
-    from meshrecon.utils.demo_single_view import blender_K, frame_views
 
     s = ico_sphere(2)
     # Far larger than the view at its place: the turned views must still show all of it.
@@ -241,8 +241,8 @@ def test_help_names_every_model_and_every_file(capsys):
 
 def test_detector_gives_the_single_view_crop(tmp_path, monkeypatch):
     """--detector-config: the top detection's mask is what the crop is cut around."""
+    from meshrecon.apps.demo.single_view import run_single_view_demo
     from meshrecon.config import get_cfg
-    from meshrecon.utils.demo_single_view import run_single_view_demo
 
     Image.new("RGB", (120, 100), (40, 40, 40)).save(tmp_path / "photo.jpg")
     box = np.zeros((100, 120), bool)

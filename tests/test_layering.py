@@ -46,23 +46,33 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data and models", ["meshrecon.data", "meshrecon.modeling", "meshrecon.solver"]),
     ("evaluation", ["meshrecon.evaluation", "meshrecon.model_zoo", "meshrecon.export"]),
     ("training", ["meshrecon.engine", "meshrecon.pretrain"]),
+    # The applications (meshrecon/apps/): nothing below imports them.
     # The report's 3D viewer (HTML + scripts; imports nothing of meshrecon).
-    ("report rendering", ["meshrecon.utils.viewer3d"]),
+    ("report rendering", ["meshrecon.apps.viewer3d"]),
     # The demo's parts: reading photos, vertex colours, its index page.
     (
         "application parts",
         [
-            "meshrecon.utils.demo_inputs",
-            "meshrecon.utils.demo_colors",
-            "meshrecon.utils.demo_index",
+            "meshrecon.apps.demo.inputs",
+            "meshrecon.apps.demo.colors",
+            "meshrecon.apps.demo.index",
         ],
     ),
     (
         "applications",
-        ["meshrecon.utils.method_benchmark", "meshrecon.utils.demo_single_view"],
+        ["meshrecon.apps.method_benchmark", "meshrecon.apps.demo.single_view"],
     ),
     # The detector demo reuses the single-view demo's camera note.
-    ("applications built on applications", ["meshrecon.utils.demo_detector"]),
+    ("applications built on applications", ["meshrecon.apps.demo.detector"]),
+    # The applications' old paths under utils/, kept one release with a DeprecationWarning.
+    (
+        "deprecated aliases",
+        [
+            "meshrecon.utils.method_benchmark",
+            "meshrecon.utils.viewer3d",
+            "meshrecon.utils.demo_single_view",
+        ],
+    ),
     ("entry points", ["meshrecon.cli"]),
     ("python -m meshrecon", ["meshrecon.__main__"]),
 ]
@@ -90,9 +100,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     # pretraining recipes: a plugin reached through a URL, imported only when one is opened.
     ("meshrecon.checkpoint.synthetic_weights", "meshrecon.pretrain"): "kept (lazy plugin)",
     # --- removed by later steps of issue 19 ---
-    # The predictor's input size for single-view models is the demo's constant: moves down
-    # with the applications' move.
-    ("meshrecon.engine.defaults", "meshrecon.utils.demo_single_view"): "applications' move",
     # The mean-shape head reads the training split (the mean shape computed once as data).
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.readers"): "mean shape as data",
     ("meshrecon.modeling.heads.mean_shape", "meshrecon.data.build"): "mean shape as data",

@@ -280,7 +280,7 @@ def test_mean_shape_from_records_and_placement(tmp_path):
 def test_demo_writes_the_prediction(tmp_path):
     from PIL import Image
 
-    from meshrecon.utils.demo_single_view import run_single_view_demo
+    from meshrecon.apps.demo.single_view import run_single_view_demo
 
     path = tmp_path / "view.png"
     Image.new("RGBA", (SIZE, SIZE), (200, 30, 30, 255)).save(path)

@@ -214,8 +214,8 @@ def test_eval_best_tests_the_best_model(tmp_path, curve):
     assert final["iteration"] == 49
     # The benchmark report's status says which model was tested and how the curve ended: five
     # evaluations leave one in the last 20%, too few for a verdict (two are needed).
-    from meshrecon.utils.method_benchmark.report import status_text
-    from meshrecon.utils.method_benchmark.runner import RunRecord
+    from meshrecon.apps.method_benchmark.report import status_text
+    from meshrecon.apps.method_benchmark.runner import RunRecord
 
     summary = validation_module.summarize_validation(str(tmp_path))
     assert summary["evaluated"] == "best (iteration 29)" and summary["flat"] is None

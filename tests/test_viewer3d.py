@@ -1,4 +1,4 @@
-"""meshrecon.utils.viewer3d: the shipped three.js (pinned, licensed, every import linked), the
+"""meshrecon.apps.viewer3d: the shipped three.js (pinned, licensed, every import linked), the
 files and HTML that write_viewer writes, its errors, and the viewer in headless Chromium."""
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from fixtures_browser import (
     wait_ready,
 )
 
-from meshrecon.utils.viewer3d import (
+from meshrecon.apps.viewer3d import (
     THREE_VERSION,
     ViewerGroup,
     ViewerItem,
     three_module_graph,
     write_viewer,
 )
-from meshrecon.utils.viewer3d import writer as W
+from meshrecon.apps.viewer3d import writer as W
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE = "meshrecon.utils.viewer3d"
+PACKAGE = "meshrecon.apps.viewer3d"
 
 
 # ----------------------------------------------------------------------------- three.js

@@ -25,10 +25,9 @@ import torch
 import meshrecon
 import meshrecon.data.datasets  # noqa: F401  (registers the datasets)
 import meshrecon.modeling  # noqa: F401  (registers the models)
-from meshrecon.utils.logger import setup_logger
-from meshrecon.utils.method_benchmark.gallery import build_gallery
-from meshrecon.utils.method_benchmark.methods import METHODS, TASKS, real_variants
-from meshrecon.utils.method_benchmark.presets import (
+from meshrecon.apps.method_benchmark.gallery import build_gallery
+from meshrecon.apps.method_benchmark.methods import METHODS, TASKS, real_variants
+from meshrecon.apps.method_benchmark.presets import (
     DEFAULT_METHODS,
     FULL_CAP_FACTOR,
     NO_PRETRAINING,
@@ -38,8 +37,8 @@ from meshrecon.utils.method_benchmark.presets import (
     estimate_default_minutes,
     full_method_opts,
 )
-from meshrecon.utils.method_benchmark.report import format_seconds, write_report
-from meshrecon.utils.method_benchmark.runner import (
+from meshrecon.apps.method_benchmark.report import format_seconds, write_report
+from meshrecon.apps.method_benchmark.runner import (
     RunRecord,
     count_parameters,
     plan_methods,
@@ -48,6 +47,7 @@ from meshrecon.utils.method_benchmark.runner import (
     pretrained_weights_needed,
     run_plan,
 )
+from meshrecon.utils.logger import setup_logger
 
 _EPILOG = """\
 Each method trains in its own 'meshrecon train' process (OMP_NUM_THREADS=--threads) and is
@@ -112,7 +112,7 @@ PRESETS: dict[str, dict] = {
     # one where the best value of the last 20% of the iterations beats the best before them by
     # less than one point (1.0 F1 in %, 0.01 IoU / AP / delta<1.25; engine.plateau.detect_plateau,
     # at least two validations in that window), then the test split with the best validation
-    # checkpoint (TEST.EVAL_BEST). Hours per method; see meshrecon/utils/method_benchmark/presets.
+    # checkpoint (TEST.EVAL_BEST). Hours per method; see meshrecon/apps/method_benchmark/presets.
     "full": {
         "methods": None,
         "iter_scale": FULL_CAP_FACTOR,

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from meshrecon.utils.demo_inputs import collect_inputs
+    from meshrecon.apps.demo.inputs import collect_inputs
 
     cfg = _load_cfg(parser, args.config_file, args.opts, "--config-file", args.allow_random_weights)
     single_view = cfg.MODEL.META_ARCHITECTURE == "SingleViewReconstructor"
@@ -252,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
 
         names = list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("thing_classes", []) or [])
 
-    from meshrecon.utils.demo_index import write_demo_index
-    from meshrecon.utils.demo_inputs import DemoInputError, NotAnImageError
+    from meshrecon.apps.demo.index import write_demo_index
+    from meshrecon.apps.demo.inputs import DemoInputError, NotAnImageError
     from meshrecon.utils.image_limits import ImageTooLargeError
 
     out = args.output
@@ -291,9 +291,9 @@ def _rel(path: str, out: str) -> str:
 
 
 def _single_view(cfg, model, path, out, stem, args, detector, threshold):
-    from meshrecon.utils.demo_detector import detect_object_mask
-    from meshrecon.utils.demo_index import DemoEntry, fov_of
-    from meshrecon.utils.demo_single_view import (
+    from meshrecon.apps.demo.detector import detect_object_mask
+    from meshrecon.apps.demo.index import DemoEntry, fov_of
+    from meshrecon.apps.demo.single_view import (
         SINGLE_VIEW_INPUT_SIZE,
         blender_K,
         run_single_view_demo,
@@ -344,8 +344,8 @@ def _single_view(cfg, model, path, out, stem, args, detector, threshold):
 
 
 def _detector(cfg, model, path, out, stem, args, threshold, names):
-    from meshrecon.utils.demo_detector import run_detector_demo
-    from meshrecon.utils.demo_index import DemoEntry, fov_of
+    from meshrecon.apps.demo.detector import run_detector_demo
+    from meshrecon.apps.demo.index import DemoEntry, fov_of
 
     result = run_detector_demo(
         cfg,

@@ -37,6 +37,7 @@ from ..evaluation import (
 from ..evaluation import build_evaluator as _build_evaluator_from_registry
 from ..modeling import build_model
 from ..modeling.backbone.pretrained import load_pretrained_backbone
+from ..render.frustum import R2N2_IMAGE_SIZE
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng
@@ -320,7 +321,7 @@ class DefaultPredictor:
     returns ``{"instances": Instances}``.
 
     A single-object reconstructor (``SingleViewReconstructor``) gets the image with its longer
-    side at the size of the views it is trained on (``SINGLE_VIEW_INPUT_SIZE``, 137: R2N2's
+    side at the size of the views it is trained on (``R2N2_IMAGE_SIZE``, 137: R2N2's
     renders and the synthetic data), as ``meshrecon demo`` does, instead of the detectors'
     ``MIN_SIZE_TEST``; pass a picture with the object centred and filling it, as in those
     views. It returns the predictions of its heads, e.g. ``{"voxels": (D, D, D), "mesh":
@@ -342,9 +343,7 @@ class DefaultPredictor:
         # The longer side's size for single-view models (0: the detectors' resize above).
         self.view_size = 0
         if cfg.MODEL.META_ARCHITECTURE in self.SINGLE_VIEW_META_ARCHITECTURES:
-            from ..utils.demo_single_view import SINGLE_VIEW_INPUT_SIZE
-
-            self.view_size = SINGLE_VIEW_INPUT_SIZE
+            self.view_size = R2N2_IMAGE_SIZE
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
             raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.input_format!r}")

@@ -47,6 +47,7 @@ __all__ = [
     "BLENDER_SENSOR_MM",
     "BLENDER_F_NDC",
     "BLENDER_NEAR_FAR",
+    "R2N2_IMAGE_SIZE",
     "SHAPENET_ZRANGE",
     "blender_ndc_depth_coefficients",
     "blender_ndc_to_camera",
@@ -68,6 +69,9 @@ BLENDER_F_NDC = 2.0 * BLENDER_FOCAL_MM / BLENDER_SENSOR_MM
 # Mesh R-CNN's dataset-wide range of the renders' Blender-NDC depth that the ShapeNet voxel
 # grid spans (measured on the data, not derived from the camera).
 SHAPENET_ZRANGE = (0.67, 0.92)
+# Side (pixels) of R2N2's square renders: the views single-view models are trained on (Mesh
+# R-CNN's ShapeNet models and the synthetic single-view configs), so the size they are fed at.
+R2N2_IMAGE_SIZE = 137
 
 
 def blender_ndc_depth_coefficients(

@@ -1,29 +1,31 @@
-"""One benchmark for every method: train, evaluate, compare, render.
+"""Deprecated alias of :mod:`meshrecon.apps.method_benchmark` (moved there; goes next release).
 
-The library behind ``tools/benchmark_methods.py``:
-
-- :mod:`.methods`: the tasks (one table each) and the methods (one row each).
-- :mod:`.runner`: runs ``tools/train_net.py`` per method, reuses finished identical runs.
-- :mod:`.gallery`: renders input, ground truth and each method's output from the same cameras.
-- :mod:`.report`: ``report.html`` (static, offline), ``report.md``, ``report.json``, plots.
-- :mod:`.yardstick`: the paragraph under a table: does each learned method beat Retrieval?
-- :mod:`.per_category`: per-category tables (means over categories and over instances).
+Importing this path warns once (DeprecationWarning) and gives the new package and its modules
+themselves: ``meshrecon.utils.method_benchmark.methods is meshrecon.apps.method_benchmark.methods``.
 """
 
-from .methods import METHODS, TASKS, Column, MethodSpec, Task, get_method, real_variants
-from .runner import MethodPlan, RunRecord, config_fingerprint, plan_methods, run_plan
+import sys
+import warnings
 
-__all__ = [
-    "METHODS",
-    "TASKS",
-    "Column",
-    "MethodPlan",
-    "MethodSpec",
-    "RunRecord",
-    "Task",
-    "config_fingerprint",
-    "get_method",
-    "plan_methods",
-    "real_variants",
-    "run_plan",
-]
+from meshrecon.apps import method_benchmark as _moved
+from meshrecon.apps.method_benchmark import (
+    gallery,
+    methods,
+    per_category,
+    presets,
+    quality,
+    report,
+    runner,
+    yardstick,
+)
+
+warnings.warn(
+    "meshrecon.utils.method_benchmark moved to meshrecon.apps.method_benchmark; "
+    "the old path goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)
+# Every submodule under its old name too, so that no module is loaded twice under two names.
+for _module in (gallery, methods, per_category, presets, quality, report, runner, yardstick):
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+sys.modules[__name__] = _moved

@@ -1,13 +1,20 @@
-"""An interactive 3D viewer for HTML pages written into a folder (reports, demo index pages).
+"""Deprecated alias of :mod:`meshrecon.apps.viewer3d` (moved there; goes next release).
 
-:func:`write_viewer` turns groups of files (a picture, GLB meshes, PLY point clouds) into an
-HTML fragment: one row of views per group, each view turned, zoomed and panned with the mouse,
-the views of a row sharing one camera, and a switch between shaded, wireframe and point views.
-It works offline from a page opened by double-click (``file://``), where browsers refuse
-ES-module imports and ``fetch()``: see :mod:`.writer`. three.js ships inside this package
-(``static/three``, pinned, MIT licence; ``static/three/README.md`` says how to update it).
+Importing this path warns once (DeprecationWarning) and gives the new package and its module
+themselves: ``meshrecon.utils.viewer3d.writer is meshrecon.apps.viewer3d.writer``.
 """
 
-from .writer import THREE_VERSION, ViewerGroup, ViewerItem, three_module_graph, write_viewer
+import sys
+import warnings
 
-__all__ = ["THREE_VERSION", "ViewerGroup", "ViewerItem", "three_module_graph", "write_viewer"]
+from meshrecon.apps import viewer3d as _moved
+from meshrecon.apps.viewer3d import writer
+
+warnings.warn(
+    "meshrecon.utils.viewer3d moved to meshrecon.apps.viewer3d; "
+    "the old path goes in the next release",
+    DeprecationWarning,
+    stacklevel=2,
+)
+sys.modules[f"{__name__}.writer"] = writer
+sys.modules[__name__] = _moved

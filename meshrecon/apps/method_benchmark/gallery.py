@@ -7,7 +7,7 @@ placed with the Pix3D evaluator's ``place_meshes_in_camera``, depth maps as a tr
 grid) and is rendered with :func:`meshrecon.render.render_meshes`
 from the input camera and from the camera turned about the object. The meshes are saved as OBJ,
 PLY and GLB (point clouds as PLY) for download; :func:`viewer_groups` hands the GLB / PLY files
-to the report's interactive 3D viewer (:mod:`meshrecon.utils.viewer3d`).
+to the report's interactive 3D viewer (:mod:`meshrecon.apps.viewer3d`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from meshrecon.utils.viewer3d import ViewerGroup
+from meshrecon.apps.viewer3d import ViewerGroup, ViewerItem
 
 __all__ = [
     "GalleryCell",
@@ -347,7 +346,7 @@ def build_gallery(
     """Render the gallery of one task.
 
     Args:
-        task: the :class:`~meshrecon.utils.method_benchmark.methods.Task`.
+        task: the :class:`~meshrecon.apps.method_benchmark.methods.Task`.
         runs: ``(spec, cfg, weights)`` of each method to show (weights "" for none).
         report_dir: the report folder; pictures go to ``gallery/<task>/``, meshes to
             ``meshes/<task>/``.
@@ -552,8 +551,6 @@ def viewer_groups(rows: Sequence[GalleryRow]) -> list[ViewerGroup]:
     """The gallery as rows of the 3D viewer: the input picture, the ground truth and each
     method's GLB mesh or PLY point cloud, with the input camera; cells without a model keep
     their note."""
-    from meshrecon.utils.viewer3d import ViewerGroup, ViewerItem
-
     groups = []
     for row in rows:
         items = []

@@ -3,7 +3,7 @@
 ``report.html`` is static and works offline: plain HTML with its CSS inline, every picture
 embedded as a PNG data URI (the same PNGs are in the folder) and the meshes linked relatively
 for download. The gallery's meshes and point clouds can be turned in the page
-(:mod:`meshrecon.utils.viewer3d`: its scripts and data in ``viewer/``); the pictures stay as
+(:mod:`meshrecon.apps.viewer3d`: its scripts and data in ``viewer/``); the pictures stay as
 the fallback. ``report.md`` holds the same tables; ``report.json`` every number.
 """
 
@@ -17,6 +17,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from meshrecon.apps.viewer3d import write_viewer
 
 from .gallery import GalleryRow, viewer_groups
 from .methods import TASKS, MethodSpec, Task, get_method
@@ -336,8 +338,6 @@ def _html_gallery(
 
 def _html_viewer(rows: Sequence[GalleryRow], report_dir: str, key: str, fallback_id: str) -> str:
     """The 3D viewer of a task's gallery (its files under ``viewer/``)."""
-    from meshrecon.utils.viewer3d import write_viewer
-
     name = "gallery-" + re.sub(r"[^A-Za-z0-9_-]", "-", key)
     return write_viewer(report_dir, viewer_groups(rows), name=name, fallback_id=fallback_id)
 

@@ -1,4 +1,4 @@
-/* meshrecon's 3D viewer (written by meshrecon.utils.viewer3d.write_viewer).
+/* meshrecon's 3D viewer (written by meshrecon.apps.viewer3d.write_viewer).
  *
  * Rows of views of GLB meshes and PLY point clouds, drawn with three.js: drag to turn, wheel to
  * zoom, right-drag or shift-drag to pan; the views of a row share one camera. Works in a page

@@ -1,7 +1,7 @@
 """Demo of Mesh R-CNN-style detectors: per-object meshes placed in the camera, and pictures.
 
 :func:`run_detector_demo` runs a ``GeneralizedRCNN`` model on one photo (read by
-:func:`meshrecon.utils.demo_inputs.load_demo_image`, so any PIL image works) resized to the
+:func:`meshrecon.apps.demo.inputs.load_demo_image`, so any PIL image works) resized to the
 model's input size, and :func:`detect_object_mask` gives the top-scoring detection's mask, which
 the single-view demo crops around (``--detector-config``).
 """
@@ -15,6 +15,10 @@ import os
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from meshrecon.apps.demo.colors import sample_vertex_colors
+from meshrecon.apps.demo.inputs import load_demo_image
+from meshrecon.apps.demo.single_view import camera_note
 
 __all__ = [
     "detect_object_mask",
@@ -156,9 +160,6 @@ def run_detector_demo(
     from meshrecon.io import save_mesh
     from meshrecon.render import render_meshes
     from meshrecon.structures import Meshes
-    from meshrecon.utils.demo_colors import sample_vertex_colors
-    from meshrecon.utils.demo_inputs import load_demo_image
-    from meshrecon.utils.demo_single_view import camera_note
 
     photo = load_demo_image(image_path)
     rgb, inst = _detect(cfg, model, photo.rgb)

@@ -1,6 +1,6 @@
 """The demo's ``index.html``: every image of a run, its files, and a 3D viewer of its meshes.
 
-The viewer is :mod:`meshrecon.utils.viewer3d` (three.js shipped with meshrecon, copied into
+The viewer is :mod:`meshrecon.apps.viewer3d` (three.js shipped with meshrecon, copied into
 ``viewer/`` beside the page), so the page works offline, opened from the output folder. Each
 image is a row: its pictures and its mesh (turned, zoomed and panned with the mouse), with
 download links to the OBJ / PLY / GLB files; the images that were skipped are listed with why.
@@ -13,6 +13,8 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from meshrecon.apps.viewer3d import ViewerGroup, ViewerItem, write_viewer
 
 __all__ = ["DemoEntry", "write_demo_index"]
 
@@ -69,8 +71,6 @@ def write_demo_index(
     Returns:
         The page's path.
     """
-    from meshrecon.utils.viewer3d import ViewerGroup, ViewerItem, write_viewer
-
     groups, pictures = [], []
     for entry in entries:
         items = [ViewerItem(label, path) for label, path in entry.pictures[:1]]
