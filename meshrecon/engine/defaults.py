@@ -37,6 +37,7 @@ from ..evaluation import (
 from ..evaluation import build_evaluator as _build_evaluator_from_registry
 from ..modeling import build_model
 from ..modeling.backbone.pretrained import load_pretrained_backbone
+from ..modeling.heads.build import declared_evaluator_type
 from ..render.frustum import R2N2_IMAGE_SIZE
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
@@ -642,7 +643,12 @@ class DefaultTrainer(TrainerBase):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str) -> DatasetEvaluator:
-        """Return the evaluator named by the dataset's ``evaluator_type`` metadata.
+        """Return the evaluator of the model's declared type, else the dataset's.
+
+        A multi-view head class declares what scores its predictions (``evaluator_type``,
+        e.g. ``"optimize_mvs"``; :func:`~meshrecon.modeling.heads.build.declared_evaluator_type`)
+        and that type is built in place of the dataset's ``evaluator_type`` metadata, which
+        stays the default (and which the dataset must have: it is its record format too).
 
         Raises:
             NotImplementedError: when the dataset names none (``test`` then skips it).
@@ -653,7 +659,9 @@ class DefaultTrainer(TrainerBase):
                 "DefaultTrainer.build_evaluator or pass evaluators to DefaultTrainer.test"
             )
         output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return _build_evaluator_from_registry(cfg, dataset_name, output_dir)
+        return _build_evaluator_from_registry(
+            cfg, dataset_name, output_dir, evaluator_type=declared_evaluator_type(cfg)
+        )
 
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators=None) -> dict[str, Any]:

@@ -54,3 +54,9 @@ from .voxel_evaluation import R2N2Evaluator  # noqa: E402
 
 __all__ += ["R2N2Evaluator"]
 # --- end section ---
+
+# --- section: OptimizeMVS point sets (owner: OptimizeMVS) ---
+from .optimize_mvs_evaluation import OptimizeMVSEvaluator  # noqa: E402
+
+__all__ += ["OptimizeMVSEvaluator"]
+# --- end section ---

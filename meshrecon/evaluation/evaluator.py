@@ -114,23 +114,38 @@ def registered_evaluator_types() -> list[str]:
     return sorted(_EVALUATOR_BUILDERS)
 
 
-def build_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> DatasetEvaluator:
-    """Build the evaluator that ``MetadataCatalog.get(dataset_name).evaluator_type`` names.
+def build_evaluator(
+    cfg, dataset_name: str, output_dir: str | None = None, *, evaluator_type: str | None = None
+) -> DatasetEvaluator:
+    """Build the evaluator of ``evaluator_type``, by default the one the dataset's metadata names.
+
+    The dataset's ``MetadataCatalog.get(dataset_name).evaluator_type`` is its record format and
+    the default evaluator. A model whose predictions need another one (OptimizeMVS's point sets
+    on a ``"multiview"`` dataset) declares it; the engine reads that declaration from the model's
+    head class and passes it here as ``evaluator_type`` (evaluation never imports modeling).
 
     Raises:
-        KeyError: when the dataset names no kind, or a kind nobody registered.
+        KeyError: when neither ``evaluator_type`` nor the dataset names a kind, or the kind is
+            not registered.
     """
     kinds = ", ".join(registered_evaluator_types()) or "(none)"
-    kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+    kind = evaluator_type
     if kind is None:
+        kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+        if kind is None:
+            raise KeyError(
+                f"dataset {dataset_name!r} has no evaluator_type in its metadata; set "
+                f"MetadataCatalog.get({dataset_name!r}).evaluator_type to one of: {kinds}"
+            )
+        if kind not in _EVALUATOR_BUILDERS:
+            raise KeyError(
+                f"dataset {dataset_name!r} asks for evaluator_type {kind!r}, which is not "
+                f"registered; registered: {kinds}"
+            )
+    elif kind not in _EVALUATOR_BUILDERS:
         raise KeyError(
-            f"dataset {dataset_name!r} has no evaluator_type in its metadata; set "
-            f"MetadataCatalog.get({dataset_name!r}).evaluator_type to one of: {kinds}"
-        )
-    if kind not in _EVALUATOR_BUILDERS:
-        raise KeyError(
-            f"dataset {dataset_name!r} asks for evaluator_type {kind!r}, which is not "
-            f"registered; registered: {kinds}"
+            f"evaluator_type={kind!r} (asked for {dataset_name!r}) is not registered; "
+            f"registered: {kinds}"
         )
     return _EVALUATOR_BUILDERS[kind](cfg, dataset_name, output_dir)
 

@@ -18,6 +18,10 @@ every view of the object in turn, exactly as single-view PSGN is scored on each 
 
 The ground-truth mesh is read from the dataset's records (the multi-view mapper does not load
 it) and moved into each view's frame with that view's ``R, t``.
+
+Registered as evaluator type ``"optimize_mvs"``, which ``OptimizeMVSHead`` declares as its
+``evaluator_type``: the engine passes it to :func:`~meshrecon.evaluation.build_evaluator` in place
+of the ``"multiview"`` dataset's default.
 """
 
 from __future__ import annotations
@@ -38,12 +42,12 @@ from meshrecon.ops import sample_farthest_points, set_distance
 from meshrecon.render.cameras import transform_points
 from meshrecon.utils import comm
 
-from .evaluator import DatasetEvaluator
+from .evaluator import DatasetEvaluator, register_evaluator
 from .shape_metrics import threshold_key
 from .shapenet_evaluation import ShapeNetEvaluator
 from .testing import create_small_table
 
-__all__ = ["OptimizeMVSEvaluator", "mesh_paths_from_dataset"]
+__all__ = ["OptimizeMVSEvaluator", "build_optimize_mvs_evaluator", "mesh_paths_from_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,3 +221,11 @@ class OptimizeMVSEvaluator(DatasetEvaluator):
                 f"{k} {sum(v) / len(v):.5f}" for k, v in consistency.items()
             )
         return text
+
+
+@register_evaluator("optimize_mvs")
+def build_optimize_mvs_evaluator(
+    cfg, dataset_name: str, output_dir: str | None = None
+) -> OptimizeMVSEvaluator:
+    """Builder of the ``"optimize_mvs"`` evaluator type (declared by ``OptimizeMVSHead``)."""
+    return OptimizeMVSEvaluator(cfg, dataset_name, output_dir)

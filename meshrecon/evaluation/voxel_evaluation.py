@@ -17,7 +17,9 @@ single ``voxels`` for k = V when the model gives no prefixes) and scores:
   F1 = 0, left out of Chamfer / normal consistency, counted in ``EmptyPredictions``) are the
   single-view table's.
 
-Registered as the evaluator of datasets whose metadata has ``evaluator_type = "multiview"``.
+Registered as evaluator type ``"r2n2"`` (what the multi-view heads but OptimizeMVS declare as
+their ``evaluator_type``) and as the default of datasets whose metadata has
+``evaluator_type = "multiview"``.
 """
 
 from __future__ import annotations
@@ -271,12 +273,12 @@ class R2N2Evaluator(DatasetEvaluator):
         return results
 
 
-@register_evaluator("multiview")
-def build_multiview_evaluator(cfg, dataset_name: str, output_dir: str | None = None):
-    """Builder of the ``"multiview"`` evaluator type: an :class:`R2N2Evaluator`, or for the
-    point-set head ``OptimizeMVSHead`` an ``OptimizeMVSEvaluator``."""
-    if cfg.MODEL.MULTIVIEW_HEAD.NAME == "OptimizeMVSHead":
-        from .optimize_mvs_evaluation import OptimizeMVSEvaluator
-
-        return OptimizeMVSEvaluator(cfg, dataset_name, output_dir)
+@register_evaluator("r2n2")
+def build_r2n2_evaluator(cfg, dataset_name: str, output_dir: str | None = None) -> R2N2Evaluator:
+    """Builder of the ``"r2n2"`` evaluator type: an :class:`R2N2Evaluator` (voxel IoU per view
+    count). Also the default of ``"multiview"`` datasets; a head scored otherwise declares its
+    own ``evaluator_type`` (OptimizeMVS: ``"optimize_mvs"``), which the engine passes on."""
     return R2N2Evaluator(cfg, dataset_name)
+
+
+register_evaluator("multiview", build_r2n2_evaluator)

@@ -8,6 +8,7 @@ from meshrecon.modeling.heads.build import (
     POINT_HEAD_REGISTRY,
     VOXEL_HEAD_REGISTRY,
     build_head,
+    declared_evaluator_type,
 )
 from meshrecon.modeling.heads.shared import (
     MeshRefinementHead,
@@ -23,6 +24,7 @@ __all__ = [
     "MULTIVIEW_HEAD_REGISTRY",
     "HEAD_REGISTRIES",
     "build_head",
+    "declared_evaluator_type",
     "VoxelConvHead",
     "MeshRefinementStage",
     "MeshRefinementHead",

@@ -123,6 +123,9 @@ class OptimizeMVSHead(nn.Module):
     * ``by_num_views`` when ``eval_view_counts`` is set: the same from the first k views.
     """
 
+    # Point sets, not voxels: scored by OptimizeMVSEvaluator (the engine reads this).
+    evaluator_type = "optimize_mvs"
+
     supports_prefix_outputs = True
 
     @configurable

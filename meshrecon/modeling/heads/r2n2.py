@@ -334,6 +334,9 @@ class R2N2Head(nn.Module):
         decode_every_view: in inference, also decode the state after each view.
     """
 
+    # Voxels per view count: scored by R2N2Evaluator (the engine reads this).
+    evaluator_type = "r2n2"
+
     @configurable
     def __init__(
         self,

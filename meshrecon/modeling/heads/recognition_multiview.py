@@ -32,6 +32,8 @@ class _MultiViewRecognitionHead(RecognitionBase):
 
     _mode = ""
     supports_prefix_outputs = True
+    # A training entry's voxels (and mesh) per view count: scored by R2N2Evaluator.
+    evaluator_type = "r2n2"
 
     @configurable
     def __init__(self, *, backbone: torch.nn.Module | None = None, **kwargs: Any) -> None:
