@@ -199,6 +199,18 @@ class EventStorage:
         _STORAGE_STACK.pop()
 
 
+def _scalars_since(window_size: int, last_write: int) -> dict[int, dict[str, float]]:
+    """``{iteration: {name: value}}`` of the current storage's scalars (smoothed over
+    ``window_size`` where hinted) put after iteration ``last_write``: what a writer that
+    keeps every logged iteration has not written yet."""
+    storage = get_event_storage()
+    by_iter: dict[int, dict[str, float]] = defaultdict(dict)
+    for name, (value, itr) in storage.latest_with_smoothing_hint(window_size).items():
+        if itr > last_write:
+            by_iter[itr][name] = value
+    return by_iter
+
+
 class EventWriter:
     """Base class of writers that read the current :class:`EventStorage` and output it."""
 
@@ -227,11 +239,7 @@ class JSONWriter(EventWriter):
         self._last_write = -1
 
     def write(self) -> None:
-        storage = get_event_storage()
-        by_iter: dict[int, dict[str, float]] = defaultdict(dict)
-        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:
-                by_iter[itr][name] = value
+        by_iter = _scalars_since(self._window_size, self._last_write)
         for itr in sorted(by_iter):
             line = {"iteration": itr, **by_iter[itr]}
             self._file.write(json.dumps(line, sort_keys=True) + "\n")
@@ -347,11 +355,7 @@ class WandbWriter(EventWriter):
         return self._run
 
     def write(self) -> None:
-        storage = get_event_storage()
-        by_iter: dict[int, dict[str, float]] = defaultdict(dict)
-        for name, (value, itr) in storage.latest_with_smoothing_hint(self._window_size).items():
-            if itr > self._last_write:
-                by_iter[itr][name] = value
+        by_iter = _scalars_since(self._window_size, self._last_write)
         # W&B drops a step lower than one already logged: iterations go in increasing order.
         for itr in sorted(by_iter):
             self._run.log(by_iter[itr], step=itr)
