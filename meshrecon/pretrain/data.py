@@ -28,7 +28,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from meshrecon.data.datasets.synthetic import primitives as pr
-from meshrecon.data.datasets.synthetic.rendering import floor_texture, wall_texture
+from meshrecon.data.datasets.synthetic.rendering import (
+    floor_texture,
+    owned_texture_fn,
+    wall_texture,
+)
 from meshrecon.data.datasets.synthetic.shapes import CATEGORIES, make_shape
 from meshrecon.render import K_from_fov, look_at_view_transform, render_meshes
 from meshrecon.structures import Meshes
@@ -144,14 +148,7 @@ def _render_view(shape, colors, rng, size: int, scene_fraction: float) -> dict[s
     face_colors = torch.zeros(len(faces), 3, dtype=torch.float64)
     face_colors[: len(shape.faces)] = torch.from_numpy(colors.astype(np.float64))
     textured = [(k, tex) for k, (_, _, tex) in enumerate(parts) if tex is not None]
-
-    def texture_fn(points: torch.Tensor, face_idx: torch.Tensor) -> torch.Tensor:
-        out = face_colors.to(points.dtype).index_select(0, face_idx)
-        for k, texture in textured:
-            sel = owner.index_select(0, face_idx) == k
-            if bool(sel.any()):
-                out[sel] = torch.as_tensor(texture(points[sel], face_idx[sel]), dtype=out.dtype)
-        return out
+    texture_fn = owned_texture_fn(face_colors, owner, textured)
 
     light = rng.normal(0.0, 1.0, size=3)
     light[2] = -abs(light[2]) - 0.5  # from the camera's side

@@ -8,6 +8,7 @@ arrays: RGB, coverage mask, depth and the instance id of the visible object per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,35 @@ from meshrecon.structures import Meshes
 
 from .writers import to_numpy
 
-__all__ = ["SceneObject", "floor_texture", "pick_color", "render_scene", "wall_texture"]
+__all__ = [
+    "SceneObject",
+    "floor_texture",
+    "owned_texture_fn",
+    "pick_color",
+    "render_scene",
+    "wall_texture",
+]
 
 _FLOOR_COLORS = ((0.55, 0.40, 0.26), (0.70, 0.62, 0.50), (0.35, 0.35, 0.36), (0.62, 0.55, 0.45))
 _WALL_COLORS = ((0.90, 0.88, 0.82), (0.80, 0.84, 0.86), (0.86, 0.80, 0.70), (0.75, 0.78, 0.72))
+
+
+def owned_texture_fn(
+    face_colors: torch.Tensor, owner: torch.Tensor, textured: Sequence[tuple[int, TextureFn]]
+) -> TextureFn:
+    """A texture function of a scene joined from parts: each face takes its flat colour
+    (``face_colors`` (F, 3)), except the faces of a textured part (``owner`` (F,): the part of
+    each face; ``textured``: ``(part, texture function)`` pairs), which its texture colours."""
+
+    def texture_fn(points: torch.Tensor, face_idx: torch.Tensor) -> torch.Tensor:
+        out = face_colors.to(points.dtype).index_select(0, face_idx)
+        for k, texture in textured:
+            sel = owner.index_select(0, face_idx) == k
+            if bool(sel.any()):
+                out[sel] = torch.as_tensor(texture(points[sel], face_idx[sel]), dtype=out.dtype)
+        return out
+
+    return texture_fn
 
 
 def pick_color(rng: np.random.Generator, surface: int) -> np.ndarray:
@@ -108,14 +134,7 @@ def render_scene(
     face_colors = torch.from_numpy(colors)
     owner_t = torch.from_numpy(owner)
     textured = [(k, o.texture) for k, o in enumerate(objects) if o.texture is not None]
-
-    def texture_fn(points: torch.Tensor, face_idx: torch.Tensor) -> torch.Tensor:
-        out = face_colors.to(points.dtype).index_select(0, face_idx)
-        for k, texture in textured:
-            sel = owner_t.index_select(0, face_idx) == k
-            if bool(sel.any()):
-                out[sel] = torch.as_tensor(texture(points[sel], face_idx[sel]), dtype=out.dtype)
-        return out
+    texture_fn = owned_texture_fn(face_colors, owner_t, textured)
 
     meshes = Meshes(
         verts=[torch.from_numpy(np.concatenate([o.verts_cam for o in objects]))],
