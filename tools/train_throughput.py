@@ -64,16 +64,6 @@ TOY_OPTS = [
     "INPUT.SHAPENET.NUM_SAMPLES",
     "300",
 ]
-# The recognition baselines at toy size: a coarse descriptor, and fewer clusters than the toy
-# training set's entries (the configs' k = 50 needs more than it has).
-TOY_RECOGNITION_OPTS = [
-    "MODEL.RECOGNITION.DESCRIPTOR_SIZE",
-    "8",
-    "MODEL.RECOGNITION.DESCRIPTOR_POINTS",
-    "300",
-    "MODEL.RECOGNITION.NUM_CLUSTERS",
-    "4",
-]
 # The detectors see their 128 x 96 scenes at that size.
 TOY_DETECTOR_OPTS = [
     "INPUT.MIN_SIZE_TRAIN",
@@ -140,6 +130,7 @@ def build_config(config_file: str, opts: list[str], device: str, toy: bool = Fal
     """The config as the benchmark runs it: random weights (``MODEL.WEIGHTS`` "", so that the
     configs that continue another run's model need not find it), ``device``, the toy options
     first when ``toy``, then ``opts`` (``MODEL.WEIGHTS`` there loads a checkpoint)."""
+    from meshrecon.apps.method_benchmark.presets import TOY_RECOGNITION_OPTS
     from meshrecon.config import get_cfg
 
     cfg = get_cfg()

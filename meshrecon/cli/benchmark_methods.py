@@ -32,6 +32,7 @@ from meshrecon.apps.method_benchmark.presets import (
     FULL_CAP_FACTOR,
     NO_PRETRAINING,
     PRETRAIN_MINUTES,
+    TOY_RECOGNITION_OPTS,
     default_iters,
     default_method_opts,
     estimate_default_minutes,
@@ -172,12 +173,8 @@ PRESETS: dict[str, dict] = {
         ],
         "method_opts": {
             "r2n2_res_gru": ["TEST.R2N2.MESH_SAMPLES", "300"],
-            # Recognition baselines: a coarse descriptor, and fewer clusters than the toy
-            # training set's 45 (model, view) entries / 9 models.
             **{
-                name: ["MODEL.RECOGNITION.DESCRIPTOR_SIZE", "8"]
-                + ["MODEL.RECOGNITION.DESCRIPTOR_POINTS", "300"]
-                + ["MODEL.RECOGNITION.NUM_CLUSTERS", "4"]
+                name: list(TOY_RECOGNITION_OPTS)
                 + (["TEST.R2N2.MESH_SAMPLES", "300"] if name.endswith("multiview") else [])
                 for name in (
                     "retrieval",

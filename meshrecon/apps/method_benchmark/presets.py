@@ -33,6 +33,7 @@ __all__ = [
     "FULL_VALIDATIONS",
     "NO_PRETRAINING",
     "PRETRAIN_MINUTES",
+    "TOY_RECOGNITION_OPTS",
     "default_method_opts",
     "estimate_default_minutes",
     "full_method_opts",
@@ -42,6 +43,17 @@ __all__ = [
 # Overrides that keep every encoder random (no synthetic:// weights to make): the quickstart and
 # toy presets, whose few minutes cannot pay a pretraining run.
 NO_PRETRAINING = ["MODEL.BACKBONE.PRETRAINED", ""]
+# The recognition baselines at toy size (the toy preset, the throughput tool's --toy): a coarse
+# descriptor, and fewer clusters than the toy training set's entries (45 (model, view) entries,
+# 9 models; the configs' k = 50 needs more).
+TOY_RECOGNITION_OPTS = [
+    "MODEL.RECOGNITION.DESCRIPTOR_SIZE",
+    "8",
+    "MODEL.RECOGNITION.DESCRIPTOR_POINTS",
+    "300",
+    "MODEL.RECOGNITION.NUM_CLUSTERS",
+    "4",
+]
 # Eigen et al.'s coarse stack pretrained on the synthetic world. Given by the presets, not by
 # eigen_coarse.yaml: the depth head loads MODEL.DEPTH.PRETRAINED when the model is built (not
 # when training starts, as MODEL.BACKBONE.PRETRAINED), so in the config every export, demo or
