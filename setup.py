@@ -3,7 +3,7 @@ tools). It installs the ``meshrecon`` command."""
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 
 def _version() -> str:
@@ -21,7 +21,11 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(exclude=("tests", "tests.*", "tools", "configs")),
+    # Namespace discovery: the folders that hold only data (the shipped configs, the viewer's
+    # static files) are packages too, so their files install with package_data below.
+    packages=find_namespace_packages(
+        include=["meshrecon", "meshrecon.*"], exclude=["*.__pycache__"]
+    ),
     include_package_data=True,
     package_data={
         "meshrecon.model_zoo": ["configs/**/*.yaml"],
