@@ -95,8 +95,11 @@ class ShapeDatabase:
         return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a dict of tensors, strings, ints and lists (``torch.save``-able and
-        readable with ``torch.load(weights_only=True)``); :meth:`from_dict` inverts it."""
+        """The fields as a dict of tensors, strings, ints and lists.
+
+        ``torch.save``-able and readable with ``torch.load(weights_only=True)``;
+        :meth:`from_dict` inverts it.
+        """
         out: dict[str, Any] = {
             "frame": self.frame,
             "keys": list(self.keys),
