@@ -1,5 +1,7 @@
-"""Layers shared by the models: Detectron2-compatible normalization, convolution wrappers,
-``ShapeSpec`` and ``ROIAlign``."""
+"""Layers shared by the models.
+
+Detectron2-compatible normalization, convolution wrappers, ``ShapeSpec`` and ``ROIAlign``.
+"""
 
 from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm
 from meshrecon.layers.mask_ops import paste_masks_in_image
