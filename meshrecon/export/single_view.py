@@ -26,9 +26,9 @@ from meshrecon.modeling.heads.psgn import PSGNHead
 from meshrecon.modeling.heads.shapenet_geometry import shapenet_align_fn
 from meshrecon.modeling.heads.sphere_init import SphereInitHead
 from meshrecon.modeling.heads.voxmesh import ShapeNetRefinementHead, VoxMeshHead
-from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor, ViewBatch
+from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor
 from meshrecon.render.cameras import camera_to_opengl_points, opengl_to_camera
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 
 from .mesh_tensors import MeshTopology, PackedMeshes, UniformMeshes
 

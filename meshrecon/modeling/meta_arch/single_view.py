@@ -19,7 +19,6 @@ occupancy probabilities, in the camera frame of the input view.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,36 +33,12 @@ from meshrecon.modeling.heads.build import (
 )
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.render.cameras import blender_projection_matrix, camera_from_opengl
+from meshrecon.structures.view_batch import ViewBatch
 from meshrecon.utils.events import get_event_storage
 from meshrecon.utils.stage_timer import stage
 
+# ViewBatch is a structure (meshrecon.structures); this module, its first home, re-exports it.
 __all__ = ["SingleViewReconstructor", "ViewBatch"]
-
-
-@dataclass
-class ViewBatch:
-    """The cameras and targets of a batch of N views, stacked on the model's device.
-
-    Attributes:
-        image_size: (H, W) of the (equally sized) images the backbone saw.
-        K: (N, 4) intrinsics ``[fx, fy, cx, cy]`` in pixels of those images.
-        R, t: (N, 3, 3), (N, 3) model -> camera transforms, or None when a view lacks them.
-        points, normals: (N, P, 3) camera-frame surface samples, or None.
-        voxels: (N, V, V, V) float occupancy targets, or None.
-        meshes: list of N (verts, faces) camera-frame meshes, or None.
-    """
-
-    image_size: tuple[int, int]
-    K: torch.Tensor
-    R: torch.Tensor | None = None
-    t: torch.Tensor | None = None
-    points: torch.Tensor | None = None
-    normals: torch.Tensor | None = None
-    voxels: torch.Tensor | None = None
-    meshes: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None)
-
-    def __len__(self) -> int:
-        return self.K.shape[0]
 
 
 def _stack_optional(inputs: Sequence[dict], key: str, device: torch.device) -> torch.Tensor | None:
