@@ -26,11 +26,7 @@ from torch import nn
 
 from meshrecon.config import configurable
 from meshrecon.modeling.backbone import build_backbone
-from meshrecon.modeling.heads.build import (
-    MESH_HEAD_REGISTRY,
-    POINT_HEAD_REGISTRY,
-    VOXEL_HEAD_REGISTRY,
-)
+from meshrecon.modeling.heads.build import build_head
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.render.cameras import blender_projection_matrix, camera_from_opengl
 from meshrecon.structures.view_batch import ViewBatch
@@ -49,10 +45,6 @@ def _stack_optional(inputs: Sequence[dict], key: str, device: torch.device) -> t
     if len(shapes) != 1:
         raise ValueError(f"inputs[*][{key!r}] must all have one shape to batch, got {shapes}")
     return torch.stack(values).to(device=device, dtype=torch.float32)
-
-
-def _resolve_head(registry, name: str, cfg, input_shape, cfg_key: str) -> nn.Module:
-    return registry.get(name, cfg_key=cfg_key)(cfg, input_shape)
 
 
 @META_ARCH_REGISTRY.register()
@@ -120,19 +112,12 @@ class SingleViewReconstructor(nn.Module):
         heads: dict[str, nn.Module | None] = {"voxel_head": None, "mesh_head": None}
         if cfg.MODEL.VOXEL_ON:
             # Mesh R-CNN's ShapeNet YAMLs name no voxel head: theirs is the only one.
-            name = cfg.MODEL.VOXEL_HEAD.NAME or "VoxelHead"
-            heads["voxel_head"] = _resolve_head(
-                VOXEL_HEAD_REGISTRY, name, cfg, shapes, "MODEL.VOXEL_HEAD.NAME"
-            )
+            heads["voxel_head"] = build_head(cfg, "voxel", shapes, default_name="VoxelHead")
         if cfg.MODEL.MESH_ON:
-            heads["mesh_head"] = _resolve_head(
-                MESH_HEAD_REGISTRY, cfg.MODEL.MESH_HEAD.NAME, cfg, shapes, "MODEL.MESH_HEAD.NAME"
-            )
+            heads["mesh_head"] = build_head(cfg, "mesh", shapes)
         point_head = None
         if cfg.MODEL.POINT_HEAD.NAME:
-            point_head = _resolve_head(
-                POINT_HEAD_REGISTRY, cfg.MODEL.POINT_HEAD.NAME, cfg, shapes, "MODEL.POINT_HEAD.NAME"
-            )
+            point_head = build_head(cfg, "point", shapes)
         return {
             "backbone": backbone,
             **heads,
