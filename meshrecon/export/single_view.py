@@ -100,7 +100,7 @@ class SingleViewProgram(nn.Module):
     def forward(self, images: torch.Tensor, K: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, 3, H, W) images and (N, 4) intrinsics -> the predictions (module docstring)."""
         model = self.model
-        x = (images - model.pixel_mean) / model.pixel_std
+        x = model.normalize_pixels(images)
         views = ViewBatch(image_size=(images.shape[-2], images.shape[-1]), K=K)
         features = model.extract_features(x)
         out: dict[str, torch.Tensor] = {}

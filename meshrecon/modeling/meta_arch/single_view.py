@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from meshrecon.config import configurable
+from meshrecon.layers import PixelNormalization
 from meshrecon.modeling.backbone import build_backbone
 from meshrecon.modeling.heads.build import build_head
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
@@ -48,7 +49,7 @@ def _stack_optional(inputs: Sequence[dict], key: str, device: torch.device) -> t
 
 
 @META_ARCH_REGISTRY.register()
-class SingleViewReconstructor(nn.Module):
+class SingleViewReconstructor(PixelNormalization, nn.Module):
     """Backbone + whole-image heads: voxel head, mesh head and / or point head.
 
     Attribute names follow Mesh R-CNN's ShapeNet models (``K``, ``backbone``, ``voxel_head``,
@@ -86,22 +87,13 @@ class SingleViewReconstructor(nn.Module):
         super().__init__()
         if voxel_head is None and mesh_head is None and point_head is None:
             raise ValueError("SingleViewReconstructor needs a voxel, mesh or point head")
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(
-                f"pixel_mean and pixel_std differ in length: {len(pixel_mean)} vs {len(pixel_std)}"
-            )
         # Mesh R-CNN's ShapeNet models keep Blender's 4x4 projection matrix as buffer "K".
         self.register_buffer("K", blender_projection_matrix())
         self.backbone = backbone
         self.voxel_head = voxel_head
         self.mesh_head = mesh_head
         self.point_head = point_head
-        self.register_buffer(
-            "pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), persistent=False
-        )
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.in_features = list(in_features) if in_features else None
         self.voxel_only_iters = int(voxel_only_iters)
 
@@ -135,16 +127,12 @@ class SingleViewReconstructor(nn.Module):
     def preprocess_image(self, inputs: Sequence[dict]) -> torch.Tensor:
         """Stack and normalize the images: (N, C, H, W) ``(image - mean) / std``."""
         images = [torch.as_tensor(x["image"]) for x in inputs]
+        for i, image in enumerate(images):
+            self.check_image(image, f"inputs[{i}]['image']")
         shapes = {tuple(im.shape) for im in images}
         if len(shapes) != 1:
             raise ValueError(f"inputs[*]['image'] must share one size to batch, got {shapes}")
-        images = torch.stack(images).to(device=self.device, dtype=torch.float32)
-        if images.shape[1] != self.pixel_mean.shape[0]:
-            raise ValueError(
-                f"images have {images.shape[1]} channels but MODEL.PIXEL_MEAN has "
-                f"{self.pixel_mean.shape[0]}"
-            )
-        return (images - self.pixel_mean) / self.pixel_std
+        return self.normalize_pixels(torch.stack(images))
 
     def default_K(self, image_size: tuple[int, int]) -> torch.Tensor:
         """(4,) intrinsics that the ``K`` projection buffer gives an image of ``image_size``."""
