@@ -39,3 +39,8 @@ from .voxels import Voxels  # noqa: E402
 
 __all__ += ["BitMasks", "MeshInstances", "VoxelInstances", "Voxels"]
 # --- end section ---
+# --- section: single-view cameras and targets (owner: modeling) ---
+from .view_batch import ViewBatch  # noqa: E402
+
+__all__ += ["ViewBatch"]
+# --- end section ---

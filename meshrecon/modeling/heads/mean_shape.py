@@ -20,7 +20,7 @@ from meshrecon.config import configurable
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.ops import cubify, voxelize_meshes
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 
 __all__ = ["MeanShapeHead", "compute_mean_shape"]
 
@@ -104,12 +104,11 @@ class MeanShapeHead(nn.Module):
         return {"mean_verts": verts, "mean_faces": faces}
 
     def forward(
-        self, features: Sequence[torch.Tensor], views, **unused: Any
+        self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any
     ) -> dict[str, torch.Tensor] | list[dict]:
         if self.training:
             # Nothing to learn; keep the trainer's loss a differentiable scalar.
             return {"loss_mean_shape": features[-1].sum() * 0.0}
-        if views.R is None or views.t is None:
-            raise ValueError("MeanShapeHead needs 'R' and 't' of every view to place the shape")
-        verts = torch.einsum("nij,vj->nvi", views.R, self.mean_verts) + views.t[:, None]
+        R, t = views.require("R", "t", for_="placing the mean shape (MeanShapeHead)")
+        verts = torch.einsum("nij,vj->nvi", R, self.mean_verts) + t[:, None]
         return [{"mesh": (v, self.mean_faces)} for v in verts]
