@@ -18,6 +18,7 @@ from meshrecon.modeling import (
     build_roi_heads,
     build_z_head,
 )
+from meshrecon.modeling.heads import HEAD_REGISTRIES, register_head_kind
 from meshrecon.utils.registry import Registry
 
 ALL_REGISTRIES = [
@@ -172,3 +173,92 @@ def test_empty_registry_error_says_nothing_registered():
         reg.get("X")
     reg.register(_TinyModel)
     assert reg.get("_TinyModel") is _TinyModel and reg.names() == ["_TinyModel"]
+
+
+ROI_BUILDERS = {
+    "roi_heads": (modeling.build_roi_heads, "ROI_HEADS"),
+    "roi_box": (modeling.build_box_head, "ROI_BOX_HEAD"),
+    "roi_mask": (modeling.build_mask_head, "ROI_MASK_HEAD"),
+    "roi_voxel": (modeling.build_voxel_head, "ROI_VOXEL_HEAD"),
+    "roi_mesh": (modeling.build_mesh_head, "ROI_MESH_HEAD"),
+    "roi_z": (modeling.build_z_head, "ROI_Z_HEAD"),
+}
+
+
+def test_build_head_builds_every_kind_and_detectron2_names_are_the_same_call(registered):
+    whole_image = ["voxel", "mesh", "point", "depth", "multiview"]
+    assert sorted(HEAD_REGISTRIES) == sorted(whole_image + list(ROI_BUILDERS))
+    cfg = get_cfg()
+    for kind, (registry, node) in HEAD_REGISTRIES.items():
+
+        class Part(nn.Module):
+            def __init__(self, cfg, input_shape, kind=kind):
+                super().__init__()
+                self.made = (kind, input_shape)
+
+        registered(registry, f"_Test_{kind}", Part)
+        cfg.MODEL[node].NAME = f"_Test_{kind}"
+        assert build_head(cfg, kind, "shape").made == (kind, "shape")
+    for kind, (builder, _) in ROI_BUILDERS.items():
+        assert builder(cfg, {"p2": 1}).made == (kind, {"p2": 1})
+
+
+@pytest.mark.parametrize("kind", ["voxel", "mesh", "point", "depth", "multiview", *ROI_BUILDERS])
+def test_unknown_head_name_names_the_key_and_lists_the_registered(kind):
+    registry, node = HEAD_REGISTRIES[kind]
+    cfg = get_cfg()
+    cfg.MODEL[node].NAME = "NoSuchHead"
+    builders = [lambda: build_head(cfg, kind, None)]
+    if kind in ROI_BUILDERS:
+        builders.append(lambda: ROI_BUILDERS[kind][0](cfg, None))
+    for build in builders:
+        with pytest.raises(KeyError) as e:
+            build()
+        msg = str(e.value)
+        assert f"MODEL.{node}.NAME='NoSuchHead'" in msg
+        assert f"Registered: {', '.join(registry.names())}" in msg and registry.names()
+
+
+def test_single_view_heads_come_from_build_head():
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "SingleViewReconstructor"
+    cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.MESH_ON = True
+    cfg.MODEL.MESH_HEAD.NAME = "VoxMeshHed"
+    with pytest.raises(
+        KeyError, match="MODEL.MESH_HEAD.NAME='VoxMeshHed'.*Did you mean VoxMeshHead"
+    ):
+        build_model(cfg)
+    cfg.MODEL.MESH_HEAD.NAME = ""
+    with pytest.raises(ValueError, match="MODEL.MESH_HEAD.NAME is empty"):
+        build_model(cfg)
+
+
+def test_default_name_fills_only_an_empty_name(registered):
+    made = []
+
+    class Part(nn.Module):
+        def __init__(self, cfg, input_shape):
+            super().__init__()
+            made.append(type(self).__name__)
+
+    registered(VOXEL_HEAD_REGISTRY, "_TestDefault", type("_TestDefault", (Part,), {}))
+    registered(VOXEL_HEAD_REGISTRY, "_TestNamed", type("_TestNamed", (Part,), {}))
+    cfg = get_cfg()
+    cfg.MODEL.VOXEL_HEAD.NAME = ""
+    build_head(cfg, "voxel", None, default_name="_TestDefault")
+    cfg.MODEL.VOXEL_HEAD.NAME = "_TestNamed"
+    build_head(cfg, "voxel", None, default_name="_TestDefault")
+    assert made == ["_TestDefault", "_TestNamed"]
+
+
+def test_a_head_kind_cannot_change_its_registry():
+    registry, node = HEAD_REGISTRIES["roi_z"]
+    register_head_kind("roi_z", registry, node)  # the same again: nothing changes
+    assert HEAD_REGISTRIES["roi_z"] == (registry, node)
+    with pytest.raises(ValueError, match="'roi_z' is already the ROI_Z_HEAD registry"):
+        register_head_kind("roi_z", VOXEL_HEAD_REGISTRY, "VOXEL_HEAD")
+    with pytest.raises(ValueError, match="'roi_z' is already"):
+        register_head_kind("roi_z", registry, "ROI_MESH_HEAD")

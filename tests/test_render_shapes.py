@@ -23,7 +23,11 @@ import trimesh
 from PIL import Image
 
 from meshrecon.data import DatasetCatalog, MetadataCatalog
-from meshrecon.data.datasets.custom_shapes import cli, register_all_custom
+from meshrecon.data.datasets.custom_shapes import (
+    cli,
+    register_all_custom,
+    register_custom_dataset,
+)
 from meshrecon.data.datasets.custom_shapes.model import voxelize_mesh
 from meshrecon.data.datasets.custom_shapes.sources import assign_splits, find_sources
 from meshrecon.io import load_mesh
@@ -234,7 +238,12 @@ def test_interrupted_run_resumes_to_the_same_files(meshes, reference, tmp_path):
         for p in glob.glob(os.path.join(os.path.dirname(m), "**", "*"), recursive=True)
     }
 
-    out = _run_main(argv + TINY)
+    try:
+        out = _run_main(argv + TINY)
+    finally:
+        # The rerun registered rs_ref from this test's folder, which pytest deletes after a
+        # pass: point the name back at the reference run's, which later tests train on.
+        register_custom_dataset(os.path.join(reference[0], "custom", "rs_ref"), replace=True)
     assert "2 written" not in out and "4 written, 2 already done, 4 skipped" in out
     assert not glob.glob(os.path.join(folder, "*", ".tmp-*"))
     # The finished models were not rewritten ...

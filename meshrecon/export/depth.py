@@ -41,7 +41,7 @@ class DepthProgram(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.model
         size = (images.shape[-2], images.shape[-1])
-        x = (images - model.pixel_mean) / model.pixel_std
+        x = model.normalize_pixels(images)
         x = F.interpolate(x, size=model.input_size, mode="bilinear", align_corners=False)
         preds = model.head(x)
 

@@ -75,7 +75,7 @@ class RCNNBackboneProgram(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         model = self.model
-        x = (images - model.pixel_mean) / model.pixel_std
+        x = model.normalize_pixels(images)
         d = self.size_divisibility
         if d > 1:
             H, W = images.shape[-2], images.shape[-1]

@@ -26,9 +26,9 @@ from meshrecon.modeling.heads.psgn import PSGNHead
 from meshrecon.modeling.heads.shapenet_geometry import shapenet_align_fn
 from meshrecon.modeling.heads.sphere_init import SphereInitHead
 from meshrecon.modeling.heads.voxmesh import ShapeNetRefinementHead, VoxMeshHead
-from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor, ViewBatch
+from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor
 from meshrecon.render.cameras import camera_to_opengl_points, opengl_to_camera
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 
 from .mesh_tensors import MeshTopology, PackedMeshes, UniformMeshes
 
@@ -100,7 +100,7 @@ class SingleViewProgram(nn.Module):
     def forward(self, images: torch.Tensor, K: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, 3, H, W) images and (N, 4) intrinsics -> the predictions (module docstring)."""
         model = self.model
-        x = (images - model.pixel_mean) / model.pixel_std
+        x = model.normalize_pixels(images)
         views = ViewBatch(image_size=(images.shape[-2], images.shape[-1]), K=K)
         features = model.extract_features(x)
         out: dict[str, torch.Tensor] = {}

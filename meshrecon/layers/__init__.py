@@ -1,10 +1,12 @@
 """Layers shared by the models.
 
-Detectron2-compatible normalization, convolution wrappers, ``ShapeSpec`` and ``ROIAlign``.
+Detectron2-compatible normalization, convolution wrappers, ``ShapeSpec``, ``ROIAlign`` and the
+models' input ``PixelNormalization``.
 """
 
 from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm
 from meshrecon.layers.mask_ops import paste_masks_in_image
+from meshrecon.layers.pixel_normalization import PixelNormalization
 from meshrecon.layers.roi_align import ROIAlign
 from meshrecon.layers.shape_spec import ShapeSpec
 from meshrecon.layers.wrappers import Conv2d, ConvTranspose2d, cat, nonzero_tuple, shapes_to_tensor
@@ -14,6 +16,7 @@ __all__ = [
     "ConvTranspose2d",
     "FrozenBatchNorm2d",
     "LayerNorm",
+    "PixelNormalization",
     "ROIAlign",
     "ShapeSpec",
     "cat",

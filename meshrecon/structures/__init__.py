@@ -40,3 +40,8 @@ from .voxels import Voxels  # noqa: E402
 
 __all__ += ["BitMasks", "MeshInstances", "ShapeDatabase", "VoxelInstances", "Voxels"]
 # --- end section ---
+# --- section: single-view cameras and targets (owner: modeling) ---
+from .view_batch import ViewBatch  # noqa: E402
+
+__all__ += ["ViewBatch"]
+# --- end section ---

@@ -39,13 +39,12 @@ def sample_hypotheses(
     head = getattr(model, "head", None)
     if head is None or not hasattr(head, "generate"):
         raise ValueError("model must be a MultiViewReconstructor with an OptimizeMVSHead")
-    if image.dim() != 3 or image.shape[0] != model.pixel_mean.shape[1]:
-        raise ValueError(f"image must be ({model.pixel_mean.shape[1]}, H, W), got {image.shape}")
+    model.check_image(image, "image")
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
     model.eval()
-    x = image[None].to(device=model.device, dtype=model.pixel_mean.dtype)
-    feats = head.encode((x - model.pixel_mean) / model.pixel_std)
+    x = model.normalize_pixels(image[None])
+    feats = head.encode(x)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     noise = torch.randn(1, num, head.noise_dim, generator=gen).to(x.device)
     return head.generate(feats, noise)[0].cpu()

@@ -9,6 +9,7 @@ from meshrecon.modeling.heads.build import (
     VOXEL_HEAD_REGISTRY,
     build_head,
     declared_evaluator_type,
+    register_head_kind,
 )
 from meshrecon.modeling.heads.shared import (
     MeshRefinementHead,
@@ -24,6 +25,7 @@ __all__ = [
     "MULTIVIEW_HEAD_REGISTRY",
     "HEAD_REGISTRIES",
     "build_head",
+    "register_head_kind",
     "declared_evaluator_type",
     "VoxelConvHead",
     "MeshRefinementStage",

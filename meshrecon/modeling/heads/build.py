@@ -1,9 +1,13 @@
-"""Registries of whole-image heads (one per kind) and ``build_head``.
+"""Registries of whole-image heads (one per kind) and ``build_head``, the one head builder.
 
 Single- and multi-view reconstructors (VoxMesh, Pixel2Mesh, PSGN, R2N2, the depth network, ...)
-run heads on whole-image features rather than on regions. Each kind has a registry and a config
-key ``MODEL.<KIND>_HEAD.NAME``; ``build_head(cfg, kind, ...)`` looks the name up and calls the
-registered class with the remaining arguments (by convention ``cfg, input_shape``).
+run heads on whole-image features rather than on regions. Each kind of head has a registry and
+a config key ``MODEL.<NODE>.NAME``, listed in :data:`HEAD_REGISTRIES`; the per-region kinds of
+the ROI heads (``"roi_heads"``, ``"roi_box"``, ...) are added there by
+``meshrecon.modeling.roi_heads.build``. ``build_head(cfg, kind, ...)`` looks the configured name
+up and calls the registered class with the remaining arguments (by convention
+``cfg, input_shape``); Detectron2's ``build_roi_heads`` / ``build_box_head`` / ... are one-line
+calls of it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ __all__ = [
     "DEPTH_HEAD_REGISTRY",
     "MULTIVIEW_HEAD_REGISTRY",
     "HEAD_REGISTRIES",
+    "register_head_kind",
     "build_head",
     "declared_evaluator_type",
 ]
@@ -41,7 +46,8 @@ A multi-view head class declares what scores its predictions as a class attribut
 :func:`meshrecon.evaluation.register_evaluator`, e.g. ``"r2n2"``, ``"optimize_mvs"``); see
 :func:`declared_evaluator_type`."""
 
-# kind -> (registry, config node under MODEL holding NAME)
+# kind -> (registry, config node under MODEL holding NAME); the ROI kinds join in
+# meshrecon.modeling.roi_heads.build (register_head_kind).
 HEAD_REGISTRIES: dict[str, tuple[Registry, str]] = {
     "voxel": (VOXEL_HEAD_REGISTRY, "VOXEL_HEAD"),
     "mesh": (MESH_HEAD_REGISTRY, "MESH_HEAD"),
@@ -51,19 +57,46 @@ HEAD_REGISTRIES: dict[str, tuple[Registry, str]] = {
 }
 
 
-def build_head(cfg, kind: str, *args: Any, **kwargs: Any) -> nn.Module:
-    """Build the ``kind`` head named by ``cfg.MODEL.<KIND>_HEAD.NAME``.
+def register_head_kind(kind: str, registry: Registry, node: str) -> None:
+    """Make ``kind`` buildable by :func:`build_head`: its heads are in ``registry`` and the
+    config names one at ``MODEL.<node>.NAME``.
+
+    Raises:
+        ValueError: ``kind`` is taken by another registry or config node.
+    """
+    known = HEAD_REGISTRIES.get(kind)
+    if known is not None and (known[0] is not registry or known[1] != node):
+        raise ValueError(
+            f"head kind {kind!r} is already the {known[0]._name} registry at MODEL.{known[1]}.NAME"
+        )
+    HEAD_REGISTRIES[kind] = (registry, node)
+
+
+def build_head(
+    cfg, kind: str, *args: Any, default_name: str | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build the ``kind`` head named by ``cfg.MODEL.<NODE>.NAME`` (:data:`HEAD_REGISTRIES`).
 
     Args:
         cfg: the config, passed on as the first argument.
-        kind: one of ``"voxel"``, ``"mesh"``, ``"point"``, ``"depth"``, ``"multiview"``.
+        kind: a key of :data:`HEAD_REGISTRIES`: ``"voxel"``, ``"mesh"``, ``"point"``,
+            ``"depth"``, ``"multiview"``, and the ROI heads' ``"roi_heads"``, ``"roi_box"``,
+            ``"roi_mask"``, ``"roi_voxel"``, ``"roi_mesh"``, ``"roi_z"``.
         *args, **kwargs: passed on after ``cfg`` (usually ``input_shape``).
+        default_name: the head to build when the config's name is empty (e.g. Mesh R-CNN's
+            ShapeNet configs name no voxel head: theirs is the only one); None: an empty name
+            is an error.
+
+    Raises:
+        ValueError: ``kind`` is unknown, or the config names no head and there is no default.
+        KeyError: the config's name is not registered; the message names the config key and
+            lists the registered names.
     """
     if kind not in HEAD_REGISTRIES:
         raise ValueError(f"Unknown head kind {kind!r}; expected one of {sorted(HEAD_REGISTRIES)}")
     registry, node = HEAD_REGISTRIES[kind]
     cfg_key = f"MODEL.{node}.NAME"
-    name = cfg.MODEL[node].NAME
+    name = cfg.MODEL[node].NAME or default_name
     if not name:
         raise ValueError(f"{cfg_key} is empty: the config names no {kind} head to build")
     return registry.get(name, cfg_key=cfg_key)(cfg, *args, **kwargs)

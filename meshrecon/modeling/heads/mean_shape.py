@@ -25,6 +25,7 @@ from meshrecon.modeling.heads.train_statistics import (
     register_statistic,
     training_statistics,
 )
+from meshrecon.structures import ViewBatch
 
 __all__ = ["MeanShapeHead", "mean_shape_digest"]
 
@@ -101,7 +102,7 @@ class MeanShapeHead(nn.Module):
         )
 
     def forward(
-        self, features: Sequence[torch.Tensor], views, **unused: Any
+        self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any
     ) -> dict[str, torch.Tensor] | list[dict]:
         if self.training:
             # Nothing to learn; keep the trainer's loss a differentiable scalar.
@@ -111,7 +112,6 @@ class MeanShapeHead(nn.Module):
                 "MeanShapeHead has no mean shape: it was built without a registered training "
                 "split (DATASETS.TRAIN) and no checkpoint holding one was loaded (MODEL.WEIGHTS)"
             )
-        if views.R is None or views.t is None:
-            raise ValueError("MeanShapeHead needs 'R' and 't' of every view to place the shape")
-        verts = torch.einsum("nij,vj->nvi", views.R, self.mean_verts) + views.t[:, None]
+        R, t = views.require("R", "t", for_="placing the mean shape (MeanShapeHead)")
+        verts = torch.einsum("nij,vj->nvi", R, self.mean_verts) + t[:, None]
         return [{"mesh": (v, self.mean_faces)} for v in verts]

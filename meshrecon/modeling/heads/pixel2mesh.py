@@ -35,7 +35,7 @@ from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.ops import SubdivideMeshes, ellipsoid, gather_scatter, knn_points
 from meshrecon.ops.graph_conv import graph_adjacency
 from meshrecon.render.cameras import project_points
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 from meshrecon.utils.stage_timer import stage
 
 __all__ = [
@@ -402,7 +402,9 @@ class Pixel2MeshGResNetHead(nn.Module):
         """n copies of the initial ellipsoid."""
         return Meshes(verts=[self.init_verts] * n, faces=[self.init_faces] * n)
 
-    def deform(self, features: Sequence[torch.Tensor], views) -> list[tuple[Meshes, Meshes]]:
+    def deform(
+        self, features: Sequence[torch.Tensor], views: ViewBatch
+    ) -> list[tuple[Meshes, Meshes]]:
         """Run the blocks; per block ``(input meshes after unpooling, output meshes)``."""
         meshes = self.initial_meshes(len(views))
         hidden = None
@@ -422,7 +424,7 @@ class Pixel2MeshGResNetHead(nn.Module):
 
     @staticmethod
     def _pool_projected(
-        conv: P2MGraphConv, features, meshes: Meshes, views, hidden: torch.Tensor | None
+        conv: P2MGraphConv, features, meshes: Meshes, views: ViewBatch, hidden: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(conv.w0(x), conv.w1(x))`` for the block input ``x = [perceptual_pool(...),
         hidden]``, without building ``x``: both weights go through
@@ -438,17 +440,16 @@ class Pixel2MeshGResNetHead(nn.Module):
         return x_w0 + conv.w0.bias, x_w1
 
     def forward(
-        self, features: Sequence[torch.Tensor], views, **unused: Any
+        self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any
     ) -> dict[str, torch.Tensor] | list[dict]:
         stages = self.deform(features, views)
         if self.training:
-            if views.points is None:
-                raise ValueError("training Pixel2Mesh needs 'points' (and 'normals') in the inputs")
+            points = views.require("points", for_="training Pixel2Mesh")
             losses: dict[str, torch.Tensor] = {}
             for b, (before, after) in enumerate(stages):
                 losses.update(
                     pixel2mesh_losses(
-                        before, after, views.points, views.normals, block=b, **self.loss_weights
+                        before, after, points, views.normals, block=b, **self.loss_weights
                     )
                 )
             return losses

@@ -32,6 +32,7 @@ from meshrecon.config import configurable
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import POINT_HEAD_REGISTRY
 from meshrecon.ops import chamfer_distance, earth_movers_distance
+from meshrecon.structures import ViewBatch
 from meshrecon.utils.stage_timer import stage
 
 __all__ = ["PSGNHead", "min_of_n"]
@@ -215,19 +216,18 @@ class PSGNHead(nn.Module):
         return earth_movers_distance(pred, gt, batch_reduction=None)
 
     def forward(
-        self, features: Sequence[torch.Tensor], views, **unused: Any
+        self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any
     ) -> dict[str, torch.Tensor] | list[dict]:
         B = features[-1].shape[0]
         device = features[-1].device
         if not self.training:
             noise = torch.zeros(B, self.noise_dim, device=device)
             return [{"points": p} for p in self.decode(features, noise)]
-        if views.points is None:
-            raise ValueError("training PSGN needs 'points' in every input")
+        points = views.require("points", for_="training PSGN")
         n = self.mon_samples
         feats = [f.repeat_interleave(n, dim=0) for f in features]
         noise = torch.randn(B * n, self.noise_dim, device=device)
         pred = self.decode(feats, noise)
-        gt = views.points.repeat_interleave(n, dim=0)
+        gt = points.repeat_interleave(n, dim=0)
         loss, _ = min_of_n(self.point_losses(pred, gt), n)
         return {"loss_points": loss * self.loss_weight}

@@ -59,6 +59,7 @@ from meshrecon.modeling.heads.train_statistics import (
     training_statistics,
 )
 from meshrecon.ops import descriptor_lattice, distance_field_descriptors
+from meshrecon.structures import ViewBatch
 from meshrecon.structures.shape_database import FRAMES, ShapeDatabase
 from meshrecon.utils.stage_timer import stage
 
@@ -378,7 +379,7 @@ class _SingleViewRecognitionHead(RecognitionBase):
         args.pop("mode")
         return args
 
-    def _target_points(self, views) -> torch.Tensor:
+    def _target_points(self, views: ViewBatch) -> torch.Tensor:
         if views.points is None:
             raise ValueError(
                 f"{type(self).__name__} needs the ground-truth surface samples ('points'): set "
@@ -390,13 +391,10 @@ class _SingleViewRecognitionHead(RecognitionBase):
         # Camera -> model frame: m = R^T (p - t), also for a flipped view (R orthogonal).
         return torch.einsum("npi,nij->npj", views.points - views.t[:, None], views.R)
 
-    def _check_pose(self, views) -> None:
-        if views.R is None or views.t is None:
-            raise ValueError(
-                f"{type(self).__name__} with frame 'object' needs 'R' and 't' of every view"
-            )
+    def _check_pose(self, views: ViewBatch) -> None:
+        views.require("R", "t", for_=f"{type(self).__name__} with frame 'object'")
 
-    def forward(self, features: Sequence[torch.Tensor], views, **unused: Any):
+    def forward(self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any):
         self._check_database()
         pooled = features[-1].mean(dim=(2, 3))
         if self.training:

@@ -20,7 +20,7 @@ from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.modeling.heads.voxmesh import ShapeNetRefinementHead
 from meshrecon.ops import ico_sphere
 from meshrecon.render.cameras import opengl_to_camera
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 
 __all__ = ["Pixel2MeshHead", "SphereInitHead"]
 
@@ -48,7 +48,7 @@ class SphereInitHead(ShapeNetRefinementHead):
             "ico_sphere_level": level,
         }
 
-    def initial_meshes(self, views, voxel_scores: torch.Tensor | None = None) -> Meshes:
+    def initial_meshes(self, views: ViewBatch, voxel_scores: torch.Tensor | None = None) -> Meshes:
         sphere = ico_sphere(self.ico_sphere_level, device=views.K.device)
         # Mesh R-CNN's sphere is defined in Blender's frame; bring it to ours (same surface,
         # mirrored vertex positions) so that refine() maps it back exactly.

@@ -36,7 +36,7 @@ from meshrecon.render.frustum import (
     SHAPENET_ZRANGE,
     frustum_voxel_coords_to_camera,
 )
-from meshrecon.structures import Meshes
+from meshrecon.structures import Meshes, ViewBatch
 from meshrecon.structures.utils import packed_to_item_idx
 from meshrecon.utils.stage_timer import stage
 
@@ -97,7 +97,7 @@ def _flip_meshes(meshes: Meshes, to_opengl: bool) -> Meshes:
     return meshes.update_padded(fn(meshes.verts_padded()))
 
 
-def _gt_samples(views, num_samples: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _gt_samples(views: ViewBatch, num_samples: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     if views.points is not None:
         return views.points, views.normals
     if views.meshes is None:
@@ -157,11 +157,9 @@ class VoxelHead(VoxelConvHead):
         }
 
     @stage("losses")
-    def losses(self, voxel_scores: torch.Tensor, views) -> dict[str, torch.Tensor]:
+    def losses(self, voxel_scores: torch.Tensor, views: ViewBatch) -> dict[str, torch.Tensor]:
         """``{"loss_voxel": weight * BCE(logits, views.voxels)}``."""
-        if views.voxels is None:
-            raise ValueError("training the voxel head needs 'voxels' in every input")
-        gt = views.voxels
+        gt = views.require("voxels", for_="training the voxel head")
         if gt.shape != voxel_scores.shape[:1] + voxel_scores.shape[2:]:
             raise ValueError(
                 f"voxel targets of shape {tuple(gt.shape)} do not match the predicted grid "
@@ -232,11 +230,11 @@ class ShapeNetRefinementHead(MeshRefinementHead):
             "near_far": cfg.INPUT.SHAPENET.NEAR_FAR,
         }
 
-    def initial_meshes(self, views, voxel_scores: torch.Tensor | None) -> Meshes:
+    def initial_meshes(self, views: ViewBatch, voxel_scores: torch.Tensor | None) -> Meshes:
         """N initial meshes in meshrecon's camera frame."""
         raise NotImplementedError
 
-    def projection_matrices(self, views) -> torch.Tensor:
+    def projection_matrices(self, views: ViewBatch) -> torch.Tensor:
         """(N, 4, 4) OpenGL projections of the views (Mesh R-CNN's ``P``), from their ``K``."""
         N = views.K.shape[0]  # not len(views): under torch.export that would fix the batch
         eye = torch.eye(3, dtype=views.K.dtype, device=views.K.device).expand(N, 3, 3)
@@ -246,7 +244,9 @@ class ShapeNetRefinementHead(MeshRefinementHead):
         )
         return P
 
-    def refine(self, features: Sequence[torch.Tensor], views, meshes: Meshes) -> list[Meshes]:
+    def refine(
+        self, features: Sequence[torch.Tensor], views: ViewBatch, meshes: Meshes
+    ) -> list[Meshes]:
         """Run the stages on camera-frame ``meshes``; each stage's output, camera frame.
 
         The stages see Mesh R-CNN's inputs: OpenGL-frame meshes, features sampled at the
@@ -259,7 +259,7 @@ class ShapeNetRefinementHead(MeshRefinementHead):
     def forward(
         self,
         features: Sequence[torch.Tensor],
-        views,
+        views: ViewBatch,
         voxel_scores: torch.Tensor | None = None,
         voxel_only: bool = False,
     ) -> dict[str, torch.Tensor] | list[dict]:
@@ -324,7 +324,7 @@ class VoxMeshHead(ShapeNetRefinementHead):
         }
 
     def cubify_packed(
-        self, voxel_scores: torch.Tensor, views
+        self, voxel_scores: torch.Tensor, views: ViewBatch
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(N, 1, V, V, V) logits -> the camera-frame cube meshes, packed.
 
@@ -356,7 +356,7 @@ class VoxMeshHead(ShapeNetRefinementHead):
             ).to(verts.dtype)
         return verts, faces, num_verts, num_faces
 
-    def cubify(self, voxel_scores: torch.Tensor, views) -> Meshes:
+    def cubify(self, voxel_scores: torch.Tensor, views: ViewBatch) -> Meshes:
         """(N, 1, V, V, V) logits -> N camera-frame meshes of the occupied voxels."""
         verts, faces, num_verts, num_faces = self.cubify_packed(voxel_scores, views)
         return Meshes(
@@ -364,7 +364,7 @@ class VoxMeshHead(ShapeNetRefinementHead):
             faces=list(faces.split(num_faces.tolist())),
         )
 
-    def initial_meshes(self, views, voxel_scores: torch.Tensor | None) -> Meshes:
+    def initial_meshes(self, views: ViewBatch, voxel_scores: torch.Tensor | None) -> Meshes:
         if voxel_scores is None:
             raise ValueError("VoxMeshHead needs the voxel head's scores")
         return self.cubify(voxel_scores, views)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from meshrecon.config import configurable
+from meshrecon.layers import PixelNormalization
 from meshrecon.modeling.heads import build_head
 from meshrecon.modeling.heads.depth_eigen import (
     EigenMultiScaleHead,
@@ -34,7 +35,7 @@ __all__ = ["DepthEstimator", "depth_param_groups"]
 
 
 @META_ARCH_REGISTRY.register()
-class DepthEstimator(nn.Module):
+class DepthEstimator(PixelNormalization, nn.Module):
     """Normalize, resize, run a depth head; return losses (training) or depth maps (inference).
 
     Args:
@@ -63,10 +64,7 @@ class DepthEstimator(nn.Module):
     ) -> None:
         super().__init__()
         self.head = head
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"pixel_mean {pixel_mean} and pixel_std {pixel_std} differ in length")
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         if not 0.0 <= float(loss_lambda) <= 1.0:
             raise ValueError(f"MODEL.DEPTH.LAMBDA must be in [0, 1], got {loss_lambda}")
@@ -111,9 +109,10 @@ class DepthEstimator(nn.Module):
         images = []
         for i, item in enumerate(batched_inputs):
             img = item.get("image")
-            if not isinstance(img, torch.Tensor) or img.dim() != 3:
+            if not isinstance(img, torch.Tensor):
                 raise ValueError(f"batched_inputs[{i}]['image'] must be a (C, H, W) tensor")
-            img = (img.to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
+            self.check_image(img, f"batched_inputs[{i}]['image']")
+            img = self.normalize_pixels(img)
             if tuple(img.shape[-2:]) != self.input_size:
                 img = F.interpolate(
                     img[None], size=self.input_size, mode="bilinear", align_corners=False

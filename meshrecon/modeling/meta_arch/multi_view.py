@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from meshrecon.config import configurable
+from meshrecon.layers import PixelNormalization
 from meshrecon.modeling.heads.build import build_head
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 
@@ -68,7 +69,7 @@ def pack_views(
 
 
 @META_ARCH_REGISTRY.register()
-class MultiViewReconstructor(nn.Module):
+class MultiViewReconstructor(PixelNormalization, nn.Module):
     """Views of one object in, one shape out; see the module docstring.
 
     Inputs: a list of dicts (one per object, from ``MultiViewMapper``) with ``images``
@@ -101,15 +102,10 @@ class MultiViewReconstructor(nn.Module):
         eval_all_view_counts: bool = True,
     ) -> None:
         super().__init__()
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(
-                f"pixel_mean ({len(pixel_mean)} values) and pixel_std ({len(pixel_std)}) differ"
-            )
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.head = head
         self.input_format = input_format
         self.eval_all_view_counts = eval_all_view_counts
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, -1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, -1, 1, 1), False)
         self._head_takes_views = "views" in inspect.signature(head.forward).parameters
 
     @classmethod
@@ -131,13 +127,9 @@ class MultiViewReconstructor(nn.Module):
         """Return normalized packed images (sum V, C, H, W), ``num_views`` (B,) and the packed
         cameras ``{K, R, t}`` (None unless every object has all three)."""
         images, num_views = pack_views(batched_inputs, "images")
-        if images.dim() != 4 or images.shape[1] != self.pixel_mean.shape[1]:
-            raise ValueError(
-                f"each 'images' must be (V, {self.pixel_mean.shape[1]}, H, W), got views of "
-                f"shape {tuple(images.shape[1:])}"
-            )
-        images = images.to(device=self.device, dtype=self.pixel_mean.dtype)
-        images = (images - self.pixel_mean) / self.pixel_std
+        # pack_views checked that every object's views have the first one's shape.
+        self.check_image(images, "batched_inputs[*]['images'] (packed)", leading="sum V, ")
+        images = self.normalize_pixels(images)
         views = None
         if all(k in x for x in batched_inputs for k in _CAMERA_KEYS):
             views = {}

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from meshrecon.config import configurable
+from meshrecon.layers import PixelNormalization
 from meshrecon.modeling.backbone import build_backbone
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.modeling.postprocessing import detector_postprocess
@@ -21,7 +22,7 @@ __all__ = ["GeneralizedRCNN"]
 
 
 @META_ARCH_REGISTRY.register()
-class GeneralizedRCNN(nn.Module):
+class GeneralizedRCNN(PixelNormalization, nn.Module):
     """A two-stage detector: features, proposals, then per-region predictions.
 
     Inputs are Detectron2's: a list of dicts, one per image, with ``"image"`` a ``(C, H, W)``
@@ -63,14 +64,7 @@ class GeneralizedRCNN(nn.Module):
         self.roi_heads = roi_heads
         self.input_format = input_format
         self.vis_period = vis_period
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(
-                f"pixel_mean ({len(pixel_mean)} values) and pixel_std ({len(pixel_std)}) differ"
-            )
-        # torch's default dtype, as Detectron2: after .double() the statistics keep their
-        # float32 rounding, which recorded float64 outputs depend on.
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_normalization(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg) -> dict[str, Any]:
@@ -95,19 +89,12 @@ class GeneralizedRCNN(nn.Module):
         """Normalize the images and pad them into one batch divisible by the backbone's
         ``size_divisibility``. Images are cast to the model's dtype (float64 after
         ``.double()``)."""
-        dtype = self.pixel_mean.dtype
         images = []
         for i, x in enumerate(batched_inputs):
             if "image" not in x:
                 raise ValueError(f"batched_inputs[{i}] has no 'image' key")
-            img = x["image"]
-            if img.dim() != 3 or img.shape[0] != self.pixel_mean.shape[0]:
-                raise ValueError(
-                    f"batched_inputs[{i}]['image'] must be ({self.pixel_mean.shape[0]}, H, W), "
-                    f"got {tuple(img.shape)}"
-                )
-            img = img.to(device=self.device, dtype=dtype)
-            images.append((img - self.pixel_mean) / self.pixel_std)
+            self.check_image(x["image"], f"batched_inputs[{i}]['image']")
+            images.append(self.normalize_pixels(x["image"]))
         batch = ImageList.from_tensors(images, getattr(self.backbone, "size_divisibility", 0))
         if self.channels_last:
             batch.tensor = batch.tensor.contiguous(memory_format=torch.channels_last)

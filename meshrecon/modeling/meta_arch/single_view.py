@@ -19,51 +19,23 @@ occupancy probabilities, in the camera frame of the input view.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from meshrecon.config import configurable
+from meshrecon.layers import PixelNormalization
 from meshrecon.modeling.backbone import build_backbone
-from meshrecon.modeling.heads.build import (
-    MESH_HEAD_REGISTRY,
-    POINT_HEAD_REGISTRY,
-    VOXEL_HEAD_REGISTRY,
-)
+from meshrecon.modeling.heads.build import build_head
 from meshrecon.modeling.meta_arch.build import META_ARCH_REGISTRY
 from meshrecon.render.cameras import blender_projection_matrix, camera_from_opengl
+from meshrecon.structures.view_batch import ViewBatch
 from meshrecon.utils.events import get_event_storage
 from meshrecon.utils.stage_timer import stage
 
+# ViewBatch is a structure (meshrecon.structures); this module, its first home, re-exports it.
 __all__ = ["SingleViewReconstructor", "ViewBatch"]
-
-
-@dataclass
-class ViewBatch:
-    """The cameras and targets of a batch of N views, stacked on the model's device.
-
-    Attributes:
-        image_size: (H, W) of the (equally sized) images the backbone saw.
-        K: (N, 4) intrinsics ``[fx, fy, cx, cy]`` in pixels of those images.
-        R, t: (N, 3, 3), (N, 3) model -> camera transforms, or None when a view lacks them.
-        points, normals: (N, P, 3) camera-frame surface samples, or None.
-        voxels: (N, V, V, V) float occupancy targets, or None.
-        meshes: list of N (verts, faces) camera-frame meshes, or None.
-    """
-
-    image_size: tuple[int, int]
-    K: torch.Tensor
-    R: torch.Tensor | None = None
-    t: torch.Tensor | None = None
-    points: torch.Tensor | None = None
-    normals: torch.Tensor | None = None
-    voxels: torch.Tensor | None = None
-    meshes: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None)
-
-    def __len__(self) -> int:
-        return self.K.shape[0]
 
 
 def _stack_optional(inputs: Sequence[dict], key: str, device: torch.device) -> torch.Tensor | None:
@@ -76,12 +48,8 @@ def _stack_optional(inputs: Sequence[dict], key: str, device: torch.device) -> t
     return torch.stack(values).to(device=device, dtype=torch.float32)
 
 
-def _resolve_head(registry, name: str, cfg, input_shape, cfg_key: str) -> nn.Module:
-    return registry.get(name, cfg_key=cfg_key)(cfg, input_shape)
-
-
 @META_ARCH_REGISTRY.register()
-class SingleViewReconstructor(nn.Module):
+class SingleViewReconstructor(PixelNormalization, nn.Module):
     """Backbone + whole-image heads: voxel head, mesh head and / or point head.
 
     Attribute names follow Mesh R-CNN's ShapeNet models (``K``, ``backbone``, ``voxel_head``,
@@ -119,22 +87,13 @@ class SingleViewReconstructor(nn.Module):
         super().__init__()
         if voxel_head is None and mesh_head is None and point_head is None:
             raise ValueError("SingleViewReconstructor needs a voxel, mesh or point head")
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(
-                f"pixel_mean and pixel_std differ in length: {len(pixel_mean)} vs {len(pixel_std)}"
-            )
         # Mesh R-CNN's ShapeNet models keep Blender's 4x4 projection matrix as buffer "K".
         self.register_buffer("K", blender_projection_matrix())
         self.backbone = backbone
         self.voxel_head = voxel_head
         self.mesh_head = mesh_head
         self.point_head = point_head
-        self.register_buffer(
-            "pixel_mean", torch.tensor(list(pixel_mean)).view(-1, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "pixel_std", torch.tensor(list(pixel_std)).view(-1, 1, 1), persistent=False
-        )
+        self.register_pixel_normalization(pixel_mean, pixel_std)
         self.in_features = list(in_features) if in_features else None
         self.voxel_only_iters = int(voxel_only_iters)
 
@@ -145,19 +104,12 @@ class SingleViewReconstructor(nn.Module):
         heads: dict[str, nn.Module | None] = {"voxel_head": None, "mesh_head": None}
         if cfg.MODEL.VOXEL_ON:
             # Mesh R-CNN's ShapeNet YAMLs name no voxel head: theirs is the only one.
-            name = cfg.MODEL.VOXEL_HEAD.NAME or "VoxelHead"
-            heads["voxel_head"] = _resolve_head(
-                VOXEL_HEAD_REGISTRY, name, cfg, shapes, "MODEL.VOXEL_HEAD.NAME"
-            )
+            heads["voxel_head"] = build_head(cfg, "voxel", shapes, default_name="VoxelHead")
         if cfg.MODEL.MESH_ON:
-            heads["mesh_head"] = _resolve_head(
-                MESH_HEAD_REGISTRY, cfg.MODEL.MESH_HEAD.NAME, cfg, shapes, "MODEL.MESH_HEAD.NAME"
-            )
+            heads["mesh_head"] = build_head(cfg, "mesh", shapes)
         point_head = None
         if cfg.MODEL.POINT_HEAD.NAME:
-            point_head = _resolve_head(
-                POINT_HEAD_REGISTRY, cfg.MODEL.POINT_HEAD.NAME, cfg, shapes, "MODEL.POINT_HEAD.NAME"
-            )
+            point_head = build_head(cfg, "point", shapes)
         return {
             "backbone": backbone,
             **heads,
@@ -175,16 +127,12 @@ class SingleViewReconstructor(nn.Module):
     def preprocess_image(self, inputs: Sequence[dict]) -> torch.Tensor:
         """Stack and normalize the images: (N, C, H, W) ``(image - mean) / std``."""
         images = [torch.as_tensor(x["image"]) for x in inputs]
+        for i, image in enumerate(images):
+            self.check_image(image, f"inputs[{i}]['image']")
         shapes = {tuple(im.shape) for im in images}
         if len(shapes) != 1:
             raise ValueError(f"inputs[*]['image'] must share one size to batch, got {shapes}")
-        images = torch.stack(images).to(device=self.device, dtype=torch.float32)
-        if images.shape[1] != self.pixel_mean.shape[0]:
-            raise ValueError(
-                f"images have {images.shape[1]} channels but MODEL.PIXEL_MEAN has "
-                f"{self.pixel_mean.shape[0]}"
-            )
-        return (images - self.pixel_mean) / self.pixel_std
+        return self.normalize_pixels(torch.stack(images))
 
     def default_K(self, image_size: tuple[int, int]) -> torch.Tensor:
         """(4,) intrinsics that the ``K`` projection buffer gives an image of ``image_size``."""

@@ -1,8 +1,11 @@
-"""ROI-head registries (one per head kind) and their builders.
+"""ROI-head registries (one per head kind) and Detectron2's names for building them.
 
 ``ROI_HEADS_REGISTRY`` holds the whole per-region stage (StandardROIHeads, MeshRCNNROIHeads);
 each kind of per-region head it runs has its own registry, chosen by ``MODEL.ROI_<KIND>_HEAD.NAME``.
-Every registered class is called as ``cls(cfg, input_shape)``.
+Every registered class is called as ``cls(cfg, input_shape)``. The kinds join the whole-image
+ones in :data:`~meshrecon.modeling.heads.build.HEAD_REGISTRIES`, so that
+:func:`~meshrecon.modeling.heads.build.build_head` builds them all; ``build_roi_heads``,
+``build_box_head``, ... are Detectron2's names for those calls.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from meshrecon.modeling.heads.build import build_head, register_head_kind
 from meshrecon.utils.registry import Registry
 
 __all__ = [
@@ -42,38 +46,42 @@ ROI_Z_HEAD_REGISTRY = Registry("ROI_Z_HEAD")
 ROI_Z_HEAD_REGISTRY.__doc__ = "Depth-extent (z) heads; ``cls(cfg, input_shape: ShapeSpec)``."
 
 
-def _build(registry: Registry, cfg_key: str, cfg, input_shape: Any) -> nn.Module:
-    node = cfg
-    for part in cfg_key.split("."):
-        node = node[part]
-    return registry.get(node, cfg_key=cfg_key)(cfg, input_shape)
+for _kind, _registry, _node in (
+    ("roi_heads", ROI_HEADS_REGISTRY, "ROI_HEADS"),
+    ("roi_box", ROI_BOX_HEAD_REGISTRY, "ROI_BOX_HEAD"),
+    ("roi_mask", ROI_MASK_HEAD_REGISTRY, "ROI_MASK_HEAD"),
+    ("roi_voxel", ROI_VOXEL_HEAD_REGISTRY, "ROI_VOXEL_HEAD"),
+    ("roi_mesh", ROI_MESH_HEAD_REGISTRY, "ROI_MESH_HEAD"),
+    ("roi_z", ROI_Z_HEAD_REGISTRY, "ROI_Z_HEAD"),
+):
+    register_head_kind(_kind, _registry, _node)
 
 
 def build_roi_heads(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_HEADS.NAME``."""
-    return _build(ROI_HEADS_REGISTRY, "MODEL.ROI_HEADS.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_HEADS.NAME``: ``build_head(cfg, "roi_heads", input_shape)``."""
+    return build_head(cfg, "roi_heads", input_shape)
 
 
 def build_box_head(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_BOX_HEAD.NAME``."""
-    return _build(ROI_BOX_HEAD_REGISTRY, "MODEL.ROI_BOX_HEAD.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_BOX_HEAD.NAME``: ``build_head(cfg, "roi_box", input_shape)``."""
+    return build_head(cfg, "roi_box", input_shape)
 
 
 def build_mask_head(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_MASK_HEAD.NAME``."""
-    return _build(ROI_MASK_HEAD_REGISTRY, "MODEL.ROI_MASK_HEAD.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_MASK_HEAD.NAME``: ``build_head(cfg, "roi_mask", input_shape)``."""
+    return build_head(cfg, "roi_mask", input_shape)
 
 
 def build_voxel_head(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_VOXEL_HEAD.NAME``."""
-    return _build(ROI_VOXEL_HEAD_REGISTRY, "MODEL.ROI_VOXEL_HEAD.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_VOXEL_HEAD.NAME``: ``build_head(cfg, "roi_voxel", input_shape)``."""
+    return build_head(cfg, "roi_voxel", input_shape)
 
 
 def build_mesh_head(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_MESH_HEAD.NAME``."""
-    return _build(ROI_MESH_HEAD_REGISTRY, "MODEL.ROI_MESH_HEAD.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_MESH_HEAD.NAME``: ``build_head(cfg, "roi_mesh", input_shape)``."""
+    return build_head(cfg, "roi_mesh", input_shape)
 
 
 def build_z_head(cfg, input_shape: Any) -> nn.Module:
-    """Build ``cfg.MODEL.ROI_Z_HEAD.NAME``."""
-    return _build(ROI_Z_HEAD_REGISTRY, "MODEL.ROI_Z_HEAD.NAME", cfg, input_shape)
+    """Build ``cfg.MODEL.ROI_Z_HEAD.NAME``: ``build_head(cfg, "roi_z", input_shape)``."""
+    return build_head(cfg, "roi_z", input_shape)
