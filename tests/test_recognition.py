@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from meshrecon.data.shape_statistics import build_shape_database
 from meshrecon.io import save_mesh
 from meshrecon.modeling.heads.recognition import ClusteringHead, OracleNNHead, RetrievalHead
 from meshrecon.modeling.heads.recognition_multiview import (
@@ -17,15 +18,9 @@ from meshrecon.modeling.heads.recognition_multiview import (
     MultiViewOracleNNHead,
     MultiViewRetrievalHead,
 )
-from meshrecon.modeling.heads.shape_database import (
-    build_shape_database,
-    cluster_medoids,
-    descriptor_lattice,
-    distance_field_descriptors,
-    fit_pca,
-    kmeans,
-)
+from meshrecon.modeling.heads.shape_database import cluster_medoids, fit_pca, kmeans
 from meshrecon.modeling.meta_arch.single_view import ViewBatch
+from meshrecon.ops import descriptor_lattice, distance_field_descriptors
 from meshrecon.structures import Meshes
 
 # ----------------------------------------------------------------------------- database parts

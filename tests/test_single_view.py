@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from meshrecon.config import get_cfg
+from meshrecon.data.shape_statistics import compute_mean_shape
 from meshrecon.data.shape_targets import voxelize_in_frustum
 from meshrecon.modeling import build_model
-from meshrecon.modeling.heads.mean_shape import MeanShapeHead, compute_mean_shape
+from meshrecon.modeling.heads.mean_shape import MeanShapeHead
 from meshrecon.modeling.heads.shapenet_geometry import voxel_to_world
 from meshrecon.modeling.heads.sphere_init import Pixel2MeshHead, SphereInitHead
 from meshrecon.modeling.heads.voxmesh import VoxelHead, VoxMeshHead

@@ -81,6 +81,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve a global the pickle names, if it is one a weight file may hold.
+
+        Raises:
+            UnsafePickleError: ``module.name`` is not among the allowed numpy arrays, dtypes,
+                scalars and plain containers.
+        """
         if (module, name) in _ALLOWED_GLOBALS:
             return _resolve(module, name)
         raise UnsafePickleError(
@@ -91,6 +97,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid: Any) -> Any:
+        """Refuse every persistent id (a torch.save file uses them, a weight pickle does not).
+
+        Raises:
+            UnsafePickleError: always, naming the file and suggesting ``torch.load``.
+        """
         raise UnsafePickleError(
             f"Refusing to load {self.source}: it uses persistent ids ({pid!r}); it is probably "
             "a torch.save file, load it with torch.load(weights_only=True) instead."

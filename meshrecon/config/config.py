@@ -145,8 +145,18 @@ def _has_nested(tree: dict, parts: list[str]) -> bool:
 
 
 def _upgrade_renamed_keys(tree: dict, source: str) -> dict:
-    """``tree`` (a loaded YAML mapping) with every key of :data:`RENAMED_KEYS` moved to its new
-    name; ValueError when both names are set."""
+    """Move every key of :data:`RENAMED_KEYS` that ``tree`` sets to its new name.
+
+    Args:
+        tree: a loaded YAML mapping (changed in place).
+        source: the file it was read from, for the messages.
+
+    Returns:
+        ``tree``, every renamed key under its new name (a warning logged for each).
+
+    Raises:
+        ValueError: ``tree`` sets both the old and the new name of a key.
+    """
     for old, (new, version) in RENAMED_KEYS.items():
         found, value = _pop_nested(tree, old.split("."))
         if not found:

@@ -70,8 +70,12 @@ class MeshAppearance:
         return "none"
 
     def select(self, face_mask: torch.Tensor, vert_index: torch.Tensor) -> MeshAppearance:
-        """The appearance of a sub-mesh: faces ``face_mask`` (F,) bool, vertices re-indexed
-        by ``vert_index`` (V',) (the old index of each kept vertex)."""
+        """The appearance of a sub-mesh.
+
+        Args:
+            face_mask: (F,) bool, the faces kept.
+            vert_index: (V',) int64, the old index of each kept vertex (their new order).
+        """
         return MeshAppearance(
             face_colors=None if self.face_colors is None else self.face_colors[face_mask],
             vertex_colors=None if self.vertex_colors is None else self.vertex_colors[vert_index],
@@ -177,9 +181,11 @@ def _piece_appearance(geom, faces: np.ndarray, size: int) -> MeshAppearance:
 
 
 def _gltf_colors_to_srgb(name, ext, loaded, pieces, appearances) -> list[MeshAppearance]:
-    """glTF vertex colours (``COLOR_0``, linear light) as sRGB. trimesh keeps them as 8-bit
-    values; a GLB's float ``COLOR_0`` is read again from trimesh's raw arrays so that dark tones
-    keep their precision."""
+    """Turn the glTF vertex colours (``COLOR_0``, linear light) of ``appearances`` into sRGB.
+
+    trimesh keeps them as 8-bit values; a GLB's float ``COLOR_0`` is read again from trimesh's
+    raw arrays so that dark tones keep their precision.
+    """
     raw: dict = {}
     if ext == ".glb" and any(a.kind == "vertex" for a in appearances):
         import trimesh

@@ -116,7 +116,7 @@ def _trimesh_to_arrays(loaded, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_with_trimesh(name: str, ext: str):
-    """trimesh's object for a non-OBJ file (glTF references checked first), unprocessed."""
+    """Load a non-OBJ file with trimesh, unprocessed (glTF references checked first)."""
     local = g_pathmgr.get_local_path(name)
     if ext in (".gltf", ".glb"):
         from meshrecon.io.gltf_refs import check_gltf_references

@@ -218,7 +218,8 @@ def load_objs_as_meshes(
         load_textures: read the materials, so that a texture image is detected (see above).
         create_texture_atlas: must be False (a texture atlas cannot be stored on Meshes; use
             :func:`load_obj` for ``aux.texture_atlas``).
-        texture_atlas_size, texture_wrap: passed to :func:`load_obj`.
+        texture_atlas_size: passed to :func:`load_obj`.
+        texture_wrap: passed to :func:`load_obj`.
         path_manager: iopath PathManager for every path.
 
     Returns:

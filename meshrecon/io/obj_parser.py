@@ -80,12 +80,12 @@ def _face_line_error(lines: list[str], linenos: list[int], name: str) -> MeshIOE
 def _parse_obj_faces(
     lines: list[str], linenos: list[int], counts: tuple[int, int, int], name: str
 ) -> tuple[list, np.ndarray]:
-    """Face lines (without the leading 'f') -> ([faces, faces_tex, faces_norm], line of each
-    triangle), triangulated.
+    """Parse and triangulate face lines (without the leading 'f').
 
-    ``counts`` holds the number of v, vt and vn entries, to resolve negative (relative)
-    indices and check ranges. A layer no line has is None; lines lacking a layer that others
-    have get -1 there, as PyTorch3D does.
+    Returns ``([faces, faces_tex, faces_norm], line of each triangle)``. ``counts`` holds the
+    number of v, vt and vn entries, to resolve negative (relative) indices and check ranges. A
+    layer no line has is None; lines lacking a layer that others have get -1 there, as PyTorch3D
+    does.
     """
     for line, lineno in zip(lines, linenos):
         if _ZERO_INDEX.search(line):

@@ -106,8 +106,16 @@ def _colors_to_unit(colors: torch.Tensor, count: int, name: str = "verts_colors"
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values in [0, 1] (images, PLY/OBJ colours) to linear light (glTF's
-    ``COLOR_0``), by the sRGB transfer function (IEC 61966-2-1)."""
+    """Decode sRGB values in [0, 1] to linear light, by the transfer function of IEC 61966-2-1.
+
+    Images and PLY / OBJ colours are sRGB-encoded; glTF's ``COLOR_0`` is linear.
+
+    Args:
+        c: sRGB-encoded values in [0, 1], any shape.
+
+    Returns:
+        float64 array of ``c``'s shape, linear light in [0, 1].
+    """
     c = np.asarray(c, dtype=np.float64)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 

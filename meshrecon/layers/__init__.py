@@ -1,5 +1,8 @@
-"""Layers shared by the models: Detectron2-compatible normalization, convolution wrappers,
-``ShapeSpec``, ``ROIAlign`` and the models' input ``PixelNormalization``."""
+"""Layers shared by the models.
+
+Detectron2-compatible normalization, convolution wrappers, ``ShapeSpec``, ``ROIAlign`` and the
+models' input ``PixelNormalization``.
+"""
 
 from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm
 from meshrecon.layers.mask_ops import paste_masks_in_image

@@ -1,5 +1,8 @@
-"""Normalization layers: ``FrozenBatchNorm2d`` (Detectron2-compatible), ``LayerNorm`` over
-channels, and ``get_norm`` which maps a config string (``"FrozenBN"``, ``"GN"``, ...) to one."""
+"""Normalization layers.
+
+``FrozenBatchNorm2d`` (Detectron2-compatible), ``LayerNorm`` over channels, and ``get_norm``,
+which maps a config string (``"FrozenBN"``, ``"GN"``, ...) to one.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize ``x`` (N, C, H, W) or (N, C) with the frozen statistics; same shape."""
         # One fused op, differentiable w.r.t. x; the buffers never receive gradients.
         return F.batch_norm(
             x,
@@ -78,6 +82,7 @@ class FrozenBatchNorm2d(nn.Module):
         )
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr: ``num_features`` and ``eps``."""
         return f"num_features={self.num_features}, eps={self.eps}"
 
     @classmethod
@@ -122,6 +127,7 @@ class LayerNorm(nn.Module):
         self.normalized_shape = (normalized_shape,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize ``x`` (N, C, H, W) over C at every pixel, then scale and shift; same shape."""
         mean = x.mean(1, keepdim=True)
         var = (x - mean).pow(2).mean(1, keepdim=True)
         x = (x - mean) * torch.rsqrt(var + self.eps)

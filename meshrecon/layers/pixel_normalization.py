@@ -42,7 +42,8 @@ class PixelNormalization:
         """Register the ``pixel_mean`` / ``pixel_std`` buffers.
 
         Args:
-            pixel_mean, pixel_std: C values each (``MODEL.PIXEL_MEAN``, ``MODEL.PIXEL_STD``).
+            pixel_mean: C per-channel means (``MODEL.PIXEL_MEAN``).
+            pixel_std: C per-channel standard deviations, each > 0 (``MODEL.PIXEL_STD``).
 
         Raises:
             ValueError: the two differ in length, are empty, or a std is not > 0.

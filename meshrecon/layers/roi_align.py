@@ -26,8 +26,11 @@ def _axis_samples(
     """Bilinear taps along one axis of every ROI's samples, as torchvision computes them.
 
     Args:
-        start, size: (R,) ROI start and extent along the axis, in map cells.
-        bins: output bins along the axis; grid: samples per bin; limit: the map's length.
+        start: (R,) ROI start along the axis, in map cells.
+        size: (R,) ROI extent along the axis, in map cells.
+        bins: output bins along the axis.
+        grid: samples per bin.
+        limit: the map's length along the axis.
 
     Returns:
         (low, high) (R, bins, grid) cell indices, (w_low, w_high) their weights, and
@@ -73,8 +76,13 @@ def roi_align_backward_matrix(
         rois: (R, 5) ``(batch_index, x0, y0, x1, y1)`` in input-image pixels.
         input_shape: (N, H, W) of the feature map.
         output_size: (h, w) of each pooled window.
-        spatial_scale, sampling_ratio, aligned: as for :class:`ROIAlign` (``sampling_ratio``
-            > 0).
+        spatial_scale: feature-map pixels per input pixel, as for :class:`ROIAlign`.
+        sampling_ratio: bilinear samples per bin along each axis, > 0 (as for
+            :class:`ROIAlign`, without its adaptive 0).
+        aligned: shift box corners by -0.5 pixel, as for :class:`ROIAlign`.
+
+    Returns:
+        (N H W, R h w) sparse CSR tensor in the dtype of ``rois``.
     """
     if sampling_ratio <= 0:
         raise ValueError(f"sampling_ratio must be > 0 here, got {sampling_ratio}")
@@ -191,6 +199,18 @@ class ROIAlign(nn.Module):
         self.aligned = bool(aligned)
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """Pool one window per ROI.
+
+        Args:
+            input: (N, C, H, W) feature map (a quantized one is dequantized first).
+            rois: (R, 5) ``(batch_index, x0, y0, x1, y1)`` in input-image pixels.
+
+        Returns:
+            (R, C, h, w) pooled features in the dtype of ``input``.
+
+        Raises:
+            ValueError: ``input`` is not 4-d or ``rois`` not (R, 5).
+        """
         if input.dim() != 4:
             raise ValueError(f"input must be (N, C, H, W), got shape {tuple(input.shape)}")
         if rois.dim() != 2 or rois.shape[1] != 5:
@@ -210,6 +230,7 @@ class ROIAlign(nn.Module):
         return roi_align(input, rois, *args)
 
     def extra_repr(self) -> str:
+        """The settings shown in the module's repr."""
         return (
             f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"

@@ -15,16 +15,21 @@ __all__ = ["c2_msra_fill", "c2_xavier_fill"]
 
 
 def c2_xavier_fill(module: nn.Module) -> None:
-    """Caffe2's "XavierFill" of ``module.weight`` (PyTorch's ``kaiming_uniform_`` with
-    ``a=1``: uniform, bound ``sqrt(3 / fan_in)``); ``module.bias``, if any, set to 0."""
+    """Initialize ``module`` as Caffe2's "XavierFill", in place.
+
+    ``module.weight`` uniform with bound ``sqrt(3 / fan_in)`` (PyTorch's ``kaiming_uniform_``
+    with ``a=1``); ``module.bias``, if any, 0.
+    """
     nn.init.kaiming_uniform_(module.weight, a=1)
     if module.bias is not None:
         nn.init.constant_(module.bias, 0)
 
 
 def c2_msra_fill(module: nn.Module) -> None:
-    """Caffe2's "MSRAFill" of ``module.weight`` (normal, std ``sqrt(2 / fan_out)``);
-    ``module.bias``, if any, set to 0."""
+    """Initialize ``module`` as Caffe2's "MSRAFill", in place.
+
+    ``module.weight`` normal with std ``sqrt(2 / fan_out)``; ``module.bias``, if any, 0.
+    """
     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
     if module.bias is not None:
         nn.init.constant_(module.bias, 0)

@@ -46,6 +46,7 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` (N, C_in, H, W), then normalize and activate: (N, C_out, H', W')."""
         if isinstance(self.norm, FrozenBatchNorm2d):
             scale, shift = self.norm.scale_and_shift()
             weight = self.weight * scale.to(self.weight.dtype).reshape(-1, 1, 1, 1)
@@ -89,8 +90,15 @@ def nonzero_tuple(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def shapes_to_tensor(x: Sequence[int | torch.Tensor], device: torch.device | None = None):
-    """Turn a list of sizes (Python ints or 0-d tensors, as shapes are while tracing) into a
-    1-d int64 tensor on ``device``."""
+    """Turn a list of sizes into a 1-d int64 tensor on ``device``.
+
+    Args:
+        x: Python ints or 0-d tensors (shapes are tensors while tracing).
+        device: where the result lives.
+
+    Returns:
+        (len(x),) int64 tensor.
+    """
     if all(isinstance(t, torch.Tensor) for t in x) and len(x) > 0:
         return torch.stack([t.to(device=device, dtype=torch.int64) for t in x])
     return torch.as_tensor([int(t) for t in x], dtype=torch.int64, device=device)

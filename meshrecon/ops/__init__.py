@@ -3,6 +3,8 @@
 # --- section: knn/chamfer/emd (owner: B) ---
 # isort: split
 from .chamfer import chamfer_distance as chamfer_distance
+from .distance_field import descriptor_lattice as descriptor_lattice
+from .distance_field import distance_field_descriptors as distance_field_descriptors
 from .emd import earth_movers_distance as earth_movers_distance
 from .emd import emd_assignment as emd_assignment
 from .knn import KNN as KNN

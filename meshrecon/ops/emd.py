@@ -61,8 +61,11 @@ def _auction_phase(
     eps: torch.Tensor,
     max_rounds: int,
 ) -> int:
-    """Run bidding rounds until everyone is assigned; returns the rounds it took, or -1 if
-    ``max_rounds`` ran out first."""
+    """Run bidding rounds until every point is assigned (updates ``assign`` and ``owner``).
+
+    Returns:
+        The number of rounds it took, or -1 if ``max_rounds`` ran out first.
+    """
     N, P, _ = benefit.shape
     for rounds in range(max_rounds):
         b, i = (assign < 0).nonzero(as_tuple=True)

@@ -34,6 +34,19 @@ class GraphConv(nn.Module):
 
     The parameter names ``w0`` and ``w1`` are part of the checkpoint format of PyTorch3D and
     Mesh R-CNN (``w0.weight``, ``w0.bias``, ``w1.weight``, ``w1.bias``) and must not change.
+
+    Args:
+        input_dim: number of input features per vertex.
+        output_dim: number of output features per vertex.
+        init: weight initialisation, ``"normal"`` (weights ~ N(0, 0.01^2), zero biases) or
+            ``"zero"`` (zero weights, biases keep ``nn.Linear``'s default initialisation, as in
+            PyTorch3D).
+        directed: if True, edge ``(i, j)`` only carries features from ``j`` to ``i``; otherwise
+            features flow both ways.
+
+    Raises:
+        ValueError: if ``input_dim`` or ``output_dim`` is not a positive integer, or ``init`` is
+            not one of ``"normal"``, ``"zero"``.
     """
 
     def __init__(
@@ -43,20 +56,6 @@ class GraphConv(nn.Module):
         init: str = "normal",
         directed: bool = False,
     ) -> None:
-        """
-        Args:
-            input_dim: number of input features per vertex.
-            output_dim: number of output features per vertex.
-            init: weight initialisation, ``"normal"`` (weights ~ N(0, 0.01^2), zero biases) or
-                ``"zero"`` (zero weights, biases keep ``nn.Linear``'s default initialisation,
-                as in PyTorch3D).
-            directed: if True, edge ``(i, j)`` only carries features from ``j`` to ``i``;
-                otherwise features flow both ways.
-
-        Raises:
-            ValueError: if ``input_dim`` or ``output_dim`` is not a positive integer, or ``init``
-                is not one of ``"normal"``, ``"zero"``.
-        """
         super().__init__()
         for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -178,17 +177,23 @@ def _adjacency_csr(
 def adjacency_pair(
     edges: torch.Tensor, num_vertices: int, directed: bool = False, dtype=torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A, A^T) of the message graph of ``edges``: sparse CSR (V, V) matrices with
-    ``A[i, j]`` = the number of edges carrying ``j``'s features to ``i``; A^T is A itself for
-    undirected graphs. :meth:`Meshes.adjacency_packed` caches them per mesh.
+    """The adjacency matrix A of the message graph of ``edges``, and its transpose.
 
-    Autograd-free: the matrices are constants of the graph.
+    ``A[i, j]`` is the number of edges carrying ``j``'s features to ``i``; A^T is A itself for
+    undirected graphs. :meth:`Meshes.adjacency_packed` caches them per mesh. Autograd-free: the
+    matrices are constants of the graph.
 
     Args:
         edges: (E, 2) integer vertex indices in ``[0, num_vertices)``.
         num_vertices: V.
         directed: whether the edges are directed (see :func:`gather_scatter`).
         dtype: the features' dtype (float32 or float64).
+
+    Returns:
+        ``(A, A^T)``, sparse CSR (V, V) tensors of ``dtype``.
+
+    Raises:
+        ValueError: ``edges`` is not (E, 2), or an index is outside ``[0, num_vertices)``.
     """
     if edges.dim() != 2 or edges.shape[1] != 2:
         raise ValueError(f"edges must have shape (E, 2), got {tuple(edges.shape)}")
@@ -201,14 +206,17 @@ def adjacency_pair(
 
 
 def graph_adjacency(meshes, input: torch.Tensor, directed: bool = False):
-    """The adjacency pair that ``gather_scatter(input, meshes.edges_packed(), directed)`` uses,
-    from the mesh's cache; None where gather_scatter uses none (torch.export tracing, dtypes
-    without sparse products, no vertices), so that nothing is built there.
+    """The adjacency pair that ``gather_scatter(input, meshes.edges_packed(), directed)`` uses.
 
     Args:
         meshes: a :class:`~meshrecon.structures.Meshes`.
         input: (sum(V_i), D) per-vertex features.
         directed: as for :func:`gather_scatter`.
+
+    Returns:
+        ``(A, A^T)`` from the mesh's cache (:func:`adjacency_pair`), or None where
+        ``gather_scatter`` uses none (torch.export tracing, dtypes without sparse products, no
+        vertices), so that nothing is built there.
     """
     if torch.compiler.is_exporting() or input.dtype not in _CSR_DTYPES or input.shape[0] == 0:
         return None

@@ -1,8 +1,8 @@
-"""Differentiable graph and mesh Laplacians as sparse matrices (PyTorch3D's
-``laplacian``, ``cot_laplacian`` and ``norm_laplacian``).
+"""Differentiable graph and mesh Laplacians as sparse matrices.
 
-All three return coalesced sparse COO tensors of shape (V, V) in the dtype of ``verts``;
-``cot_laplacian`` and ``norm_laplacian`` are differentiable with respect to ``verts``.
+PyTorch3D's ``laplacian``, ``cot_laplacian`` and ``norm_laplacian``. All three return coalesced
+sparse COO tensors of shape (V, V) in the dtype of ``verts``; ``cot_laplacian`` and
+``norm_laplacian`` are differentiable with respect to ``verts``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Areas and unit normals of the faces of a packed mesh (PyTorch3D's
-``mesh_face_areas_normals``)."""
+"""Face areas and unit normals of a packed mesh (PyTorch3D's ``mesh_face_areas_normals``)."""
 
 from __future__ import annotations
 

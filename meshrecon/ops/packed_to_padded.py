@@ -1,9 +1,9 @@
-"""Packed <-> padded conversion of per-element values with first-index bookkeeping
-(PyTorch3D's ``ops.packed_to_padded`` and ``ops.padded_to_packed``).
+"""Packed <-> padded conversion of per-element values with first-index bookkeeping.
 
-These take the ``first_idxs`` that ``Meshes``/``Pointclouds`` provide
-(``mesh_to_faces_packed_first_idx()``, ``cloud_to_packed_first_idx()``, ...); the list-based
-helpers of the same purpose are in :mod:`meshrecon.structures.utils`.
+PyTorch3D's ``ops.packed_to_padded`` and ``ops.padded_to_packed``. These take the ``first_idxs``
+that ``Meshes``/``Pointclouds`` provide (``mesh_to_faces_packed_first_idx()``,
+``cloud_to_packed_first_idx()``, ...); the list-based helpers of the same purpose are in
+:mod:`meshrecon.structures.utils`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Distances between batches of point sets: Chamfer or Earth Mover's (OptimizeMVS's losses and
-its evaluator's metric)."""
+"""Distances between batches of point sets: Chamfer or Earth Mover's.
+
+OptimizeMVS's losses and its evaluator's metric.
+"""
 
 from __future__ import annotations
 
@@ -40,9 +42,19 @@ def set_distance(
     are first resampled to ``emd_points`` points each, with replacement (uses the global RNG).
 
     Args:
-        x, y: padded point sets; x_lengths, y_lengths: (N,) points of each set (default all).
+        x: (N, P1, 3) padded point sets.
+        y: (N, P2, 3) padded point sets.
         distance: ``"chamfer"`` or ``"emd"``.
+        x_lengths: (N,) points of each set of ``x`` (default: all P1).
+        y_lengths: (N,) points of each set of ``y`` (default: all P2).
         emd_points: points per set after resampling, for EMD.
+
+    Returns:
+        (N,) distances in the dtype of ``x``.
+
+    Raises:
+        ValueError: an unknown ``distance``; and what :func:`chamfer_distance` or
+            :func:`earth_movers_distance` raise for malformed sets.
     """
     if distance not in SET_DISTANCES:
         raise ValueError(f"distance must be one of {SET_DISTANCES}, got {distance!r}")

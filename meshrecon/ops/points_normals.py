@@ -1,5 +1,7 @@
-"""Normals and local frames of point clouds from neighbourhood covariances (PyTorch3D's
-``estimate_pointcloud_normals`` and ``estimate_pointcloud_local_coord_frames``)."""
+"""Normals and local frames of point clouds from neighbourhood covariances.
+
+PyTorch3D's ``estimate_pointcloud_normals`` and ``estimate_pointcloud_local_coord_frames``.
+"""
 
 from __future__ import annotations
 

@@ -13,10 +13,10 @@ def sample_farthest_points(
     K: int | list[int] | torch.Tensor = 50,
     random_start_point: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy farthest-point sampling: each step adds the point whose distance to the nearest
-    point chosen so far is largest (PointNet++'s sampling), starting from the first point of
-    each cloud or, with ``random_start_point``, a random one.
+    """Greedy farthest-point sampling (PointNet++'s), PyTorch3D's ``sample_farthest_points``.
 
+    Each step adds the point whose distance to the nearest point chosen so far is largest,
+    starting from the first point of each cloud or, with ``random_start_point``, a random one.
     PyTorch3D's arguments and outputs; the points keep their dtype (PyTorch3D casts to float32).
     Ties go to the lowest index.
 

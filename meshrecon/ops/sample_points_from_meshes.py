@@ -231,8 +231,11 @@ def _scaled_face_areas(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> 
 
 
 def _scaled_face_normals(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-    """``(v1 - v0) x (v2 - v1)`` up to a positive factor per face, computed in float64 from
-    edges scaled by their face's largest component (finite for any finite vertices)."""
+    """Face normals ``(v1 - v0) x (v2 - v1)``, each up to a positive factor.
+
+    Computed in float64 from edges scaled by their face's largest component, so that they are
+    finite for any finite vertices.
+    """
     e1, e2 = v1.double() - v0.double(), v2.double() - v1.double()
     scale = torch.maximum(e1.abs().amax(1), e2.abs().amax(1)).clamp_min(1e-300).detach()
     normals = torch.linalg.cross(e1 / scale[:, None], e2 / scale[:, None], dim=1)
@@ -250,6 +253,7 @@ def _guided_search(cdf: torch.Tensor, draws: torch.Tensor, max_steps: int = 6) -
     Args:
         cdf: (M, F) non-decreasing rows ending in exactly 1.
         draws: (M, S) values in [0, 1).
+        max_steps: forward steps from the guide before a row falls back to the binary search.
 
     Returns:
         (M, S) int64 tensor, equal to ``torch.searchsorted(cdf, draws, right=True)``.

@@ -1,5 +1,8 @@
-"""Small helpers of ``pytorch3d.ops.utils``: weighted means, batched identities, point clouds
-given as tensors or ``Pointclouds``, per-point neighbourhood covariances and masked gathers."""
+"""Small helpers of ``pytorch3d.ops.utils``.
+
+Weighted means, batched identities, point clouds given as tensors or ``Pointclouds``, per-point
+neighbourhood covariances and masked gathers.
+"""
 
 from __future__ import annotations
 
@@ -64,8 +67,11 @@ def eyes(
 
 
 def is_pointclouds(pcl: Any) -> bool:
-    """True if ``pcl`` behaves like a ``Pointclouds`` (has ``points_padded`` and
-    ``num_points_per_cloud``); PyTorch3D's own Pointclouds qualify too."""
+    """Whether ``pcl`` behaves like a ``Pointclouds``.
+
+    True when it has ``points_padded`` and ``num_points_per_cloud``: PyTorch3D's own
+    Pointclouds qualify too.
+    """
     return hasattr(pcl, "points_padded") and hasattr(pcl, "num_points_per_cloud")
 
 

@@ -1,5 +1,8 @@
-"""meshrecon.render: cameras (K, R, t and every frame conversion), a batched z-buffer
-rasterizer, and Lambertian shading with procedural textures."""
+"""Cameras, a rasterizer and shading.
+
+Cameras (K, R, t and every frame conversion), a batched z-buffer rasterizer, and Lambertian
+shading with procedural textures.
+"""
 
 from .cameras import (
     BLENDER_F_NDC,

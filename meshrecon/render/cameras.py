@@ -210,8 +210,17 @@ def K_from_fov(fov_deg: float, width: int, height: int, *, axis: str = "x") -> t
     """Return ``K = [f, f, W/2, H/2]`` of a pinhole camera with square pixels.
 
     Args:
-        fov_deg: full field of view in degrees, across the image width (``axis="x"``) or its
-            height (``axis="y"``).
+        fov_deg: full field of view in degrees, in (0, 180), across the image width
+            (``axis="x"``) or its height (``axis="y"``).
+        width: image width W in pixels.
+        height: image height H in pixels.
+        axis: ``"x"`` or ``"y"``, the image axis ``fov_deg`` spans.
+
+    Returns:
+        (4,) ``[f, f, W/2, H/2]`` in the default dtype.
+
+    Raises:
+        ValueError: ``fov_deg`` outside (0, 180) or ``axis`` not ``"x"`` / ``"y"``.
     """
     if not 0.0 < float(fov_deg) < 180.0:
         raise ValueError(f"fov_deg must lie in (0, 180), got {fov_deg}")
@@ -223,8 +232,22 @@ def K_from_fov(fov_deg: float, width: int, height: int, *, axis: str = "x") -> t
 
 
 def pix3d_K(focal_length_mm: float, width: int, height: int) -> torch.Tensor:
-    """Return Pix3D's intrinsics: ``f_px = focal_length * W / 32`` (32 mm sensor width),
-    principal point at the image centre, as ``[f, f, W/2, H/2]``."""
+    """Return Pix3D's intrinsics ``[f, f, W/2, H/2]``, with ``f = focal_length * W / 32``.
+
+    Pix3D's focal lengths are in mm on a 32 mm wide sensor; the principal point is the image
+    centre.
+
+    Args:
+        focal_length_mm: the annotation's ``focal_length``, > 0.
+        width: image width W in pixels.
+        height: image height H in pixels.
+
+    Returns:
+        (4,) intrinsics in the default dtype.
+
+    Raises:
+        ValueError: ``focal_length_mm`` is not positive.
+    """
     if float(focal_length_mm) <= 0:
         raise ValueError(f"focal_length_mm must be positive, got {focal_length_mm}")
     f = float(focal_length_mm) * width / 32.0
@@ -232,8 +255,14 @@ def pix3d_K(focal_length_mm: float, width: int, height: int) -> torch.Tensor:
 
 
 def K_to_opencv_matrix(K: torch.Tensor) -> torch.Tensor:
-    """Return the 3x3 matrix ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` (..., 3, 3) that projects
-    OpenCV-frame points (see :func:`camera_to_opencv`)."""
+    """Return the matrix ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` of intrinsics ``K``.
+
+    Args:
+        K: (..., 4) ``[fx, fy, cx, cy]``.
+
+    Returns:
+        (..., 3, 3) matrices that project OpenCV-frame points (see :func:`camera_to_opencv`).
+    """
     K = _tensor(K, "K")
     _check_K(K)
     M = torch.zeros(*K.shape[:-1], 3, 3, dtype=K.dtype, device=K.device)
@@ -329,7 +358,9 @@ def look_at_view_transform(
     orientation it has just off the pole at that azimuth.
 
     Args:
-        dist, elev, azim: numbers or tensors broadcast to (N,).
+        dist: distance of the cameras from ``at``: a number or a tensor broadcast to (N,).
+        elev: elevation angles, broadcast to (N,).
+        azim: azimuth angles, broadcast to (N,).
         at: (3,) or (N, 3) target point in the model frame.
         degrees: angles in degrees (else radians).
         up: (3,) or (N, 3) model-frame up direction.
@@ -379,12 +410,12 @@ def blender_projection_matrix(
 
 
 def r2n2_extrinsic_opengl(azimuth_deg, elevation_deg, distance) -> torch.Tensor:
-    """Return the 4x4 model->OpenGL-camera matrix of an R2N2 view (Mesh R-CNN's
-    ``compute_extrinsic_matrix``), (..., 4, 4) for angles broadcast to (...).
+    """Return the 4x4 model->OpenGL-camera matrix of an R2N2 view, as Mesh R-CNN computes it.
 
-    Built as: Blender's OBJ import (model +Y up becomes world +Z up), a turn by the azimuth
-    about world Z and by the elevation about world Y that brings the camera onto world +X, a
-    permutation of axes (x, y, z) -> (y, z, x) into the OpenGL camera frame, and a shift of
+    Mesh R-CNN's ``compute_extrinsic_matrix``: (..., 4, 4) for the arguments broadcast to (...), in
+    the default dtype. Built as: Blender's OBJ import (model +Y up becomes world +Z up), a turn by
+    the azimuth about world Z and by the elevation about world Y that brings the camera onto world
+    +X, a permutation of axes (x, y, z) -> (y, z, x) into the OpenGL camera frame, and a shift of
     ``distance`` along the view axis.
     """
     a = torch.deg2rad(torch.as_tensor(azimuth_deg, dtype=torch.float64))
@@ -496,7 +527,8 @@ def r2n2_camera(
     model's +X axis).
 
     Args:
-        azimuth_deg, elevation_deg: R2N2's angles in degrees (rendering_metadata.txt columns 1-2).
+        azimuth_deg: R2N2's azimuth in degrees (rendering_metadata.txt column 1).
+        elevation_deg: R2N2's elevation in degrees (column 2).
         distance: camera distance in model units (``R2N2_MAX_CAMERA_DISTANCE`` times the file's
             distance ratio).
         image_size: (H, W) or an int; R2N2 renders are 137 x 137.

@@ -77,9 +77,18 @@ R2N2_IMAGE_SIZE = 137
 def blender_ndc_depth_coefficients(
     near_far: Sequence[float] = BLENDER_NEAR_FAR,
 ) -> tuple[float, float]:
-    """(A, B) of Blender's projection: NDC depth ``z_ndc = (A Z_gl + B) / -Z_gl`` for OpenGL
-    camera depth ``Z_gl < 0``: ``A = -(far + near) / (far - near)``,
-    ``B = -2 far near / (far - near)`` (rows 3, 4 of ``blender_projection_matrix``)."""
+    """Return the coefficients (A, B) of the NDC depth of Blender's projection.
+
+    NDC depth ``z_ndc = (A Z_gl + B) / -Z_gl`` for OpenGL camera depth ``Z_gl < 0``, with
+    ``A = -(far + near) / (far - near)`` and ``B = -2 far near / (far - near)`` (rows 3, 4 of
+    ``blender_projection_matrix``).
+
+    Args:
+        near_far: (near, far) clip planes, 0 < near < far.
+
+    Raises:
+        ValueError: ``near_far`` is not 0 < near < far.
+    """
     n, f = float(near_far[0]), float(near_far[1])
     if not 0 < n < f:
         raise ValueError(f"near_far must satisfy 0 < near < far, got {tuple(near_far)}")
@@ -115,10 +124,10 @@ def blender_ndc_to_camera(verts: torch.Tensor) -> torch.Tensor:
 
 
 def voxel_to_camera(verts: torch.Tensor) -> torch.Tensor:
-    """(V, 3) points in the ShapeNet voxel space [-1, 1]^3 -> (V, 3) points in Blender's
-    (OpenGL) camera frame, Mesh R-CNN's (x right, y up, looking down -z).
+    """Map (V, 3) points of the ShapeNet voxel space [-1, 1]^3 to Blender's camera frame.
 
-    The voxel space is Blender's NDC with y flipped to image orientation and the NDC depth
+    Blender's (OpenGL) camera frame is Mesh R-CNN's: x right, y up, looking down -z. The voxel
+    space is Blender's NDC with y flipped to image orientation and the NDC depth
     range :data:`SHAPENET_ZRANGE` rescaled to [-1, 1].
     """
     if verts.dim() != 2 or verts.shape[1] != 3:
@@ -180,8 +189,20 @@ def frustum_voxel_coords_to_camera(
     zrange: Sequence[float] = SHAPENET_ZRANGE,
     near_far: Sequence[float] = BLENDER_NEAR_FAR,
 ) -> torch.Tensor:
-    """Inverse of :func:`voxelize_in_frustum` for voxel coordinates (..., 3) as (x, y, z)
-    index units (fractional allowed, e.g. cubified vertices); returns camera points."""
+    """Map voxel coordinates of :func:`voxelize_in_frustum`'s grid back to camera points.
+
+    Args:
+        coords: (..., 3) (x, y, z) in voxel index units (fractional allowed, e.g. cubified
+            vertices).
+        K: (4,) ``[fx, fy, cx, cy]`` of the image.
+        image_size: (H, W) of the image.
+        voxel_size: V, the grid's side.
+        zrange: Blender-NDC depth range mapped to the grid's depth extent.
+        near_far: Blender's clip planes, defining NDC depth.
+
+    Returns:
+        (..., 3) camera-frame points, in the dtype of ``coords`` (float32 for integer ones).
+    """
     K = torch.as_tensor(K, dtype=coords.dtype if coords.is_floating_point() else torch.float32)
     c = coords.to(K.dtype) * (2.0 / (voxel_size - 1)) - 1.0
     H, W = image_size
@@ -250,8 +271,10 @@ def camera_to_box_frustum(
 
     Args:
         points: (N, P, 3) camera-frame points, one set per box.
-        boxes, Ks, image_sizes: see :func:`box_ray_bounds`.
+        boxes: (N, 4) XYXY pixel boxes (see :func:`box_ray_bounds`).
+        Ks: (N, 3) ``[f, px, py]`` or (N, 4) ``[fx, fy, cx, cy]`` (see :func:`box_ray_bounds`).
         zranges: (N, 2) ``(zmin, zmax)`` depth range mapped to z = -1, +1.
+        image_sizes: (N, 2) ``(W, H)`` for 3-entry Ks (see :func:`box_ray_bounds`).
 
     Returns:
         (N, P, 3) frustum coordinates.

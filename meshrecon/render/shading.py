@@ -90,7 +90,9 @@ def render_meshes(
         ambient: ambient share; a pixel's shade is ``ambient + (1 - ambient) max(0, n . l)``.
         background: RGB (3,) in [0, 1], or an image (H, W, 3) / (N, H, W, 3).
         smooth_normals: shade and report interpolated vertex normals instead of face normals.
-        cull_backfaces, znear: passed to :func:`~meshrecon.render.rasterizer.rasterize`.
+        cull_backfaces: drop faces seen from behind; passed to
+            :func:`~meshrecon.render.rasterizer.rasterize`.
+        znear: nearest camera Z drawn; passed to :func:`~meshrecon.render.rasterizer.rasterize`.
 
     Returns:
         dict with ``rgb`` (N, H, W, 3) in [0, 1]; ``mask`` (N, H, W) bool; ``depth`` (N, H, W)
@@ -254,8 +256,21 @@ def stripes_texture(
     color_b: Sequence[float] = (0.95, 0.9, 0.8),
     duty: float = 0.5,
 ) -> TextureFn:
-    """Return parallel stripes across ``direction``: within each ``period`` the first
-    ``duty`` share is ``color_a``, the rest ``color_b``."""
+    """Return a texture of parallel stripes across ``direction``.
+
+    Args:
+        period: length of one stripe pair along ``direction``, > 0.
+        direction: (3,) the axis the stripes alternate along (normalized here).
+        color_a: RGB in [0, 1] of the first ``duty`` share of each period.
+        color_b: RGB in [0, 1] of the rest.
+        duty: share of each period in ``color_a``, in (0, 1).
+
+    Returns:
+        A texture function ``(points (P, 3), face_idx (P,)) -> (P, 3)`` colours.
+
+    Raises:
+        ValueError: ``period`` is not positive or ``duty`` not in (0, 1).
+    """
     if period <= 0:
         raise ValueError(f"period must be positive, got {period}")
     if not 0.0 < duty < 1.0:
@@ -336,8 +351,16 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def save_image(path: str | Path, rgb) -> None:
-    """Write an image file (format from the suffix) from (H, W), (H, W, 3) or (H, W, 4) data:
-    floats in [0, 1] (clipped) or uint8."""
+    """Write an image file, its format chosen by the suffix of ``path``.
+
+    Args:
+        path: the file to write.
+        rgb: (H, W), (H, W, 3) or (H, W, 4) array or tensor: floats in [0, 1] (clipped) or
+            uint8.
+
+    Raises:
+        ValueError: ``rgb`` has another shape.
+    """
     from PIL import Image
 
     arr = _to_numpy(rgb)

@@ -34,10 +34,11 @@ __all__ += ["Boxes", "ImageList", "Instances", "pairwise_intersection", "pairwis
 # --- end section ---
 # --- section: masks and per-instance shapes (owner: data) ---
 from .masks import BitMasks  # noqa: E402
+from .shape_database import ShapeDatabase  # noqa: E402
 from .shape_instances import MeshInstances, VoxelInstances  # noqa: E402
 from .voxels import Voxels  # noqa: E402
 
-__all__ += ["BitMasks", "MeshInstances", "VoxelInstances", "Voxels"]
+__all__ += ["BitMasks", "MeshInstances", "ShapeDatabase", "VoxelInstances", "Voxels"]
 # --- end section ---
 # --- section: single-view cameras and targets (owner: modeling) ---
 from .view_batch import ViewBatch  # noqa: E402

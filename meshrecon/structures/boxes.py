@@ -36,6 +36,7 @@ class Boxes:
 
     @property
     def device(self) -> torch.device:
+        """The device of the held tensor."""
         return self.tensor.device
 
     def area(self) -> torch.Tensor:

@@ -34,6 +34,7 @@ class ImageList:
 
     @property
     def device(self) -> torch.device:
+        """The device of the held tensor."""
         return self.tensor.device
 
     @staticmethod

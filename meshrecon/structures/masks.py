@@ -28,6 +28,7 @@ class BitMasks:
 
     @property
     def device(self) -> torch.device:
+        """The device of the held tensor."""
         return self.tensor.device
 
     def to(self, *args, **kwargs) -> BitMasks:

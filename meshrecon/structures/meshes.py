@@ -345,8 +345,7 @@ class Meshes(_BatchStructure):
         return self._mesh_to_faces_packed_first_idx
 
     def verts_padded_to_packed_idx(self) -> torch.Tensor:
-        """Int64 tensor (sum(V_i),): for each packed vertex, its row in
-        ``verts_padded().view(-1, 3)``."""
+        """Int64 tensor (sum(V_i),): each packed vertex's row in ``verts_padded().view(-1, 3)``."""
         if self._verts_padded_to_packed_idx is None:
             counts = self._num_verts_per_mesh
             owner = torch.repeat_interleave(torch.arange(self._N, device=self.device), counts)
@@ -376,8 +375,10 @@ class Meshes(_BatchStructure):
         self._mesh_to_edges_packed_first_idx = torch.cumsum(counts, 0) - counts
 
     def edges_packed(self) -> torch.Tensor:
-        """Int64 tensor (E, 2) of unique undirected edges into ``verts_packed()``, each row
-        sorted (v0 < v1), rows sorted lexicographically (hence grouped by mesh)."""
+        """Int64 tensor (E, 2) of the unique undirected edges, indices into ``verts_packed()``.
+
+        Each row is sorted (v0 < v1) and the rows lexicographically (hence grouped by mesh).
+        """
         self._compute_edges_packed()
         return self._edges_packed
 
@@ -397,8 +398,10 @@ class Meshes(_BatchStructure):
         return self._num_edges_per_mesh
 
     def faces_packed_to_edges_packed(self) -> torch.Tensor:
-        """Int64 tensor (sum(F_i), 3): column k is the index in ``edges_packed()`` of the edge
-        opposite vertex k of the face (edges (v1, v2), (v2, v0), (v0, v1))."""
+        """Int64 tensor (sum(F_i), 3) of each face's edges, indices into ``edges_packed()``.
+
+        Column k is the edge opposite vertex k of the face: (v1, v2), (v2, v0), (v0, v1).
+        """
         self._compute_edges_packed()
         return self._faces_packed_to_edges_packed
 
@@ -419,8 +422,7 @@ class Meshes(_BatchStructure):
         return self._faces_areas_packed
 
     def faces_normals_packed(self) -> torch.Tensor:
-        """Tensor (sum(F_i), 3) of unit face normals (v1 - v0) x (v2 - v0); zero for
-        degenerate faces."""
+        """Tensor (sum(F_i), 3) of unit face normals (v1 - v0) x (v2 - v0), zero if degenerate."""
         self._compute_face_areas_normals()
         return self._faces_normals_packed
 
@@ -447,8 +449,11 @@ class Meshes(_BatchStructure):
         return self._verts_normals_packed is not None
 
     def verts_normals_packed(self) -> torch.Tensor:
-        """Tensor (sum(V_i), 3) of unit vertex normals: the normalized area-weighted sum of the
-        normals of the faces around each vertex (zero for isolated vertices)."""
+        """Tensor (sum(V_i), 3) of unit vertex normals.
+
+        Each is the normalized area-weighted sum of the normals of the faces around the vertex
+        (zero for isolated vertices).
+        """
         self._compute_vertex_normals()
         return self._verts_normals_packed
 
@@ -464,14 +469,13 @@ class Meshes(_BatchStructure):
     def adjacency_packed(
         self, directed: bool = False, dtype: torch.dtype = torch.float32
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """GraphConv's message matrices of ``edges_packed()``: ``(A, A^T)``, sparse CSR
-        (sum(V_i), sum(V_i)) of ``dtype``, ``A[i, j]`` the number of edges carrying vertex j's
-        features to vertex i (both directions unless ``directed``); see
-        :func:`meshrecon.ops.graph_conv.adjacency_pair`.
+        """GraphConv's message matrices ``(A, A^T)`` of ``edges_packed()``.
 
-        Cached on the mesh like ``edges_packed()``: topology only, so the meshes that
-        ``offset_verts`` / ``scale_verts`` / ``update_padded`` return keep it; a new Meshes
-        (other faces) builds its own.
+        Sparse CSR (sum(V_i), sum(V_i)) of ``dtype``, ``A[i, j]`` the number of edges carrying
+        vertex j's features to vertex i (both directions unless ``directed``); see
+        :func:`meshrecon.ops.graph_conv.adjacency_pair`. Cached on the mesh like ``edges_packed()``:
+        topology only, so the meshes that ``offset_verts`` / ``scale_verts`` / ``update_padded``
+        return keep it; a new Meshes (other faces) builds its own.
         """
         key = (bool(directed), dtype)
         if key not in self._adjacency_packed:
@@ -505,8 +509,11 @@ class Meshes(_BatchStructure):
         return self._laplacian_packed
 
     def get_bounding_boxes(self) -> torch.Tensor:
-        """Tensor (N, 3, 2) of per-mesh axis-aligned boxes: ``[:, :, 0]`` the min and
-        ``[:, :, 1]`` the max coordinates. Meshes without vertices get zeros."""
+        """Tensor (N, 3, 2) of per-mesh axis-aligned boxes.
+
+        ``[:, :, 0]`` holds the min and ``[:, :, 1]`` the max coordinates; meshes without
+        vertices get zeros.
+        """
         verts = self.verts_packed()
         idx = self.verts_packed_to_mesh_idx().unsqueeze(1).expand(-1, 3)
         base = verts.new_zeros((self._N, 3))

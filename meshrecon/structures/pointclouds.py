@@ -261,8 +261,7 @@ class Pointclouds(_BatchStructure):
         return self._packed_to_cloud_idx
 
     def padded_to_packed_idx(self) -> torch.Tensor:
-        """Int64 tensor (sum(P_i),): for each packed point, its row in
-        ``points_padded().view(-1, 3)``."""
+        """Int64 tensor (sum(P_i),): each packed point's row in ``points_padded().view(-1, 3)``."""
         if self._padded_to_packed_idx is None:
             owner = self.packed_to_cloud_idx()
             local = torch.arange(owner.shape[0], device=self.device)
@@ -271,8 +270,7 @@ class Pointclouds(_BatchStructure):
         return self._padded_to_packed_idx
 
     def get_bounding_boxes(self) -> torch.Tensor:
-        """Tensor (N, 3, 2) of per-cloud boxes: ``[:, :, 0]`` min, ``[:, :, 1]`` max
-        coordinates. Empty clouds get zeros."""
+        """Tensor (N, 3, 2) of per-cloud boxes: ``[:, :, 0]`` min, ``[:, :, 1]`` max; 0 if empty."""
         points = self.points_packed()
         idx = self.packed_to_cloud_idx().unsqueeze(1).expand(-1, 3)
         base = points.new_zeros((self._N, 3))

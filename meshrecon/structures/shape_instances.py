@@ -94,6 +94,7 @@ class VoxelInstances:
         self.data: list[torch.Tensor] = voxels
 
     def to(self, *args: Any, **kwargs: Any) -> VoxelInstances:
+        """Return the grids moved or cast by ``Tensor.to(*args, **kwargs)``."""
         return VoxelInstances([v.to(*args, **kwargs) for v in self.data])
 
     def __getitem__(self, item: Any) -> VoxelInstances:

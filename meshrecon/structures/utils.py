@@ -217,8 +217,10 @@ def padded_to_packed(
 
 
 def _padded_rows(sizes: torch.Tensor, max_size: int) -> torch.Tensor:
-    """Indices into the flattened (N * max_size) padded rows of the first ``sizes[i]`` rows of
-    each item i, in packed order."""
+    """Rows of the packed items in the flattened (N * max_size) padded rows, in packed order.
+
+    Item i's rows are the first ``sizes[i]`` of its ``max_size``.
+    """
     total = int(sizes.sum())
     item = torch.repeat_interleave(torch.arange(len(sizes), device=sizes.device), sizes)
     first = torch.cumsum(sizes, 0) - sizes
@@ -227,9 +229,9 @@ def _padded_rows(sizes: torch.Tensor, max_size: int) -> torch.Tensor:
 
 
 class _BatchStructure:
-    """Batch bookkeeping shared by Meshes and Pointclouds: indexing helpers, splitting, and
-    copying every held tensor (clone / detach / device moves).
+    """Batch bookkeeping shared by Meshes and Pointclouds.
 
+    Indexing helpers, splitting, and copying every held tensor (clone / detach / device moves).
     Subclasses set ``_N`` and ``device`` and implement ``_select(indices)``, which builds a new
     batch from a list of item indices.
     """

@@ -114,6 +114,7 @@ class Voxels:
 
     @property
     def device(self) -> torch.device:
+        """The device of the grids and boxes."""
         return self._boxes.device
 
     def to(self, device: torch.device | str) -> Voxels:
@@ -124,6 +125,7 @@ class Voxels:
         return Voxels([g.to(device) for g in self._grids], self._boxes.to(device), self.align)
 
     def cpu(self) -> Voxels:
+        """The same grids and boxes on the CPU (self when already there)."""
         return self.to("cpu")
 
     def __repr__(self) -> str:
@@ -135,11 +137,13 @@ class Voxels:
         return grid if grid.dtype == torch.bool else grid >= thresh
 
     def to_points(self, thresh: float = 0.5) -> list[torch.Tensor]:
-        """Centres of the occupied voxels of each grid in its box: N tensors (M_n, 3), float32
-        (the box's dtype when floating point wider), voxels in ``[z, y, x]`` raster order.
+        """Centres of the occupied voxels of each grid, in its box.
 
         Args:
             thresh: a voxel of a floating-point grid is occupied when ``>= thresh``.
+
+        Returns:
+            N tensors (M_n, 3), float32, the voxels in ``[z, y, x]`` raster order.
         """
         # Imported here: the ops build on the structures (PyTorch3D's Pointclouds reaches its
         # normal-estimation op the same way).
@@ -153,9 +157,16 @@ class Voxels:
         return points
 
     def cubify(self, thresh: float = 0.5):
-        """Meshes of the occupied voxels' cubes (:func:`meshrecon.ops.cubify` with this
-        ``align``), placed in each grid's box. Returns a :class:`Meshes` of N meshes (a grid
-        with no occupied voxel gives an empty mesh)."""
+        """Meshes of the occupied voxels' cubes, placed in each grid's box.
+
+        Args:
+            thresh: a voxel of a floating-point grid is occupied when ``>= thresh`` (a bool
+                grid's True voxels are, whatever ``thresh``).
+
+        Returns:
+            :class:`Meshes` of N meshes, cubified by :func:`meshrecon.ops.cubify` with this
+            ``align`` (a grid with no occupied voxel gives an empty mesh).
+        """
         from meshrecon.ops.cubify import cubify
 
         verts, faces = [], []

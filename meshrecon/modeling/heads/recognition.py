@@ -21,14 +21,21 @@ without any pose from the test input (the viewer-centred setting of the paper). 
 view's ``R``, ``t`` (as the mean-shape baseline is), or stays in the model frame for the
 multi-view task, which is scored there.
 
-The database depends only on the training set and the config and is rebuilt identically when
-a model is built; its checkpoint keeps what the weights depend on (PCA basis, entries'
-coordinates, cluster centres and medoids) and a fingerprint of the entries, and loading a
-checkpoint of another training set raises.
+The database is data: :func:`meshrecon.data.shape_statistics.build_shape_database` computes it
+from the training split, once per content and parameters (cached on disk), and a head built
+from a config gets it through
+:func:`~meshrecon.modeling.heads.train_statistics.training_statistics`. The head keeps all of
+it that it uses in its ``state_dict``: the entries (names, poses, the files of their models),
+the PCA basis, the entries' coordinates, the cluster centres and medoids, the oracle's
+descriptors, and a fingerprint of the entries. A checkpoint therefore evaluates without the
+training split (built from a config whose ``DATASETS.TRAIN`` is not registered, the head takes
+everything from the checkpoint; its answers are read from the model files the checkpoint
+names); built with a database, loading a checkpoint of another training split raises.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -41,14 +48,19 @@ from meshrecon.config import configurable
 from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.modeling.heads.shape_database import (
-    ShapeDatabase,
-    build_shape_database,
     cluster_medoids,
-    distance_field_descriptors,
     fit_pca,
     kmeans,
 )
+from meshrecon.modeling.heads.train_statistics import (
+    adopt_statistics,
+    has_statistic,
+    register_statistic,
+    training_statistics,
+)
+from meshrecon.ops import descriptor_lattice, distance_field_descriptors
 from meshrecon.structures import ViewBatch
+from meshrecon.structures.shape_database import FRAMES, ShapeDatabase
 from meshrecon.utils.stage_timer import stage
 
 __all__ = [
@@ -56,46 +68,49 @@ __all__ = [
     "OracleNNHead",
     "RecognitionBase",
     "RetrievalHead",
-    "database_from_config",
 ]
 
 logger = logging.getLogger(__name__)
 MODES = ("retrieval", "clustering", "oracle")
-_DB_CACHE: dict[tuple, ShapeDatabase] = {}
+# The statistic buffers (meshrecon.modeling.heads.train_statistics) of each mode, and dtypes.
+_DATABASE = {
+    "db_digest": torch.int64,
+    "db_files": torch.uint8,
+    "db_box": torch.float32,
+    "entry_model": torch.int64,
+    "entry_R": torch.float32,
+    "entry_t": torch.float32,
+}
+_PCA = {
+    "pca_mean": torch.float32,
+    "pca_basis": torch.float32,
+    "pca_scale": torch.float32,
+    "embeddings": torch.float32,
+}
+_STATISTICS = {
+    "oracle": {**_DATABASE, "descriptors": torch.float32},
+    "retrieval": {**_DATABASE, **_PCA},
+    "clustering": {**_DATABASE, **_PCA, "centres": torch.float32, "medoids": torch.int64},
+}
 
 
-def database_from_config(cfg) -> ShapeDatabase:
-    """The :class:`ShapeDatabase` of ``cfg.DATASETS.TRAIN`` per ``cfg.MODEL.RECOGNITION``
-    (built once per process and training set)."""
-    from meshrecon.data.build import get_dataset_dicts
-
-    r = cfg.MODEL.RECOGNITION
-    records = get_dataset_dicts(cfg.DATASETS.TRAIN)
-    first = records[0] if records else {}
-    key = (
-        tuple(cfg.DATASETS.TRAIN),
-        len(records),
-        str(first.get("mesh") or (first.get("views") or [{}])[0].get("mesh")),
-        r.FRAME,
-        r.DESCRIPTOR_SIZE,
-        r.DESCRIPTOR_POINTS,
-        r.VIEWS_PER_MODEL,
-        r.MAX_MODELS,
-        tuple(r.BOUNDS),
-        r.SEED,
+def _encode_files(database: ShapeDatabase) -> torch.Tensor:
+    """The entries' names, their models' files and the lattice size as UTF-8 JSON bytes (a
+    uint8 tensor, so that a ``state_dict`` of tensors can carry them)."""
+    text = json.dumps(
+        {
+            "frame": database.frame,
+            "resolution": int(database.resolution),
+            "keys": list(database.keys),
+            "mesh_paths": list(database.mesh_paths),
+            "voxel_paths": list(database.voxel_paths),
+        }
     )
-    if key not in _DB_CACHE:
-        _DB_CACHE[key] = build_shape_database(
-            records,
-            frame=r.FRAME,
-            resolution=r.DESCRIPTOR_SIZE,
-            num_points=r.DESCRIPTOR_POINTS,
-            views_per_model=r.VIEWS_PER_MODEL,
-            max_models=r.MAX_MODELS,
-            box=list(r.BOUNDS) or None,
-            seed=r.SEED,
-        )
-    return _DB_CACHE[key]
+    return torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8).clone()
+
+
+def _decode_files(data: torch.Tensor) -> dict[str, Any]:
+    return json.loads(bytes(data.cpu().numpy()).decode())
 
 
 class RecognitionBase(nn.Module):
@@ -103,8 +118,11 @@ class RecognitionBase(nn.Module):
     recognition heads share.
 
     Args:
-        database: the training shapes.
+        database: the training shapes; None: built without them (with ``frame``), for a
+            checkpoint to provide them (see the module docstring).
         mode: ``"retrieval"``, ``"clustering"`` or ``"oracle"``.
+        frame: the database's frame (``"object"`` or ``"viewer"``); needed without a
+            database, and if given with one, must be its frame.
         in_channels: channels of the image features the predictor reads (0 for the oracle).
         embed_dim: PCA dimensions of the retrieval / clustering space.
         num_clusters: k of k-means (clustering).
@@ -118,8 +136,9 @@ class RecognitionBase(nn.Module):
     def __init__(
         self,
         *,
-        database: ShapeDatabase,
+        database: ShapeDatabase | None = None,
         mode: str,
+        frame: str | None = None,
         in_channels: int = 0,
         embed_dim: int = 64,
         num_clusters: int = 0,
@@ -132,34 +151,49 @@ class RecognitionBase(nn.Module):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if len(database) < 2:
+        if database is None and frame is None:
+            raise ValueError("give the database, or its frame to build without one")
+        if database is not None and frame is not None and frame != database.frame:
+            raise ValueError(f"frame {frame!r} is not the database's ({database.frame!r})")
+        if database is not None and len(database) < 2:
             raise ValueError(f"the shape database needs at least 2 entries, got {len(database)}")
-        self.mode, self.frame = mode, database.frame
-        self.loss_weight, self.num_points = float(loss_weight), int(num_points)
-        self.resolution = database.resolution
-        self.mesh_paths = list(database.mesh_paths)
-        self.voxel_paths = list(database.voxel_paths)
-        self.entry_keys = list(database.keys)
-        self._meshes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.register_buffer("db_digest", torch.tensor([database.digest()], dtype=torch.long))
-        self.register_buffer("db_box", database.box.float().clone())
-        self.register_buffer("entry_model", database.entry_model.clone())
-        self.register_buffer("entry_R", database.entry_R.float().clone())
-        self.register_buffer("entry_t", database.entry_t.float().clone())
-        self.register_buffer("lattice", database.lattice(), persistent=False)
-        if mode == "oracle":
-            self.register_buffer("descriptors", database.descriptors.float(), persistent=False)
-            self.predictor = None
-            return
-        if in_channels < 1:
+        self.mode = mode
+        self.frame = database.frame if database is not None else str(frame)
+        if self.frame not in FRAMES:
+            raise ValueError(f"frame must be one of {FRAMES}, got {self.frame!r}")
+        if mode != "oracle" and in_channels < 1:
             raise ValueError(f"{mode} needs the image features' in_channels, got {in_channels}")
+        self.loss_weight, self.num_points = float(loss_weight), int(num_points)
+        self.in_channels, self.hidden_dim = int(in_channels), int(hidden_dim)
+        self._meshes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.predictor: nn.Sequential | None = None
+        if database is None:
+            for name, dtype in _STATISTICS[mode].items():
+                register_statistic(self, name, None, dtype)
+            self.register_buffer("lattice", torch.empty(0, 3), persistent=False)
+            self._set_files({"resolution": 0, "keys": [], "mesh_paths": [], "voxel_paths": []})
+            return
+        self._set_files(_decode_files(_encode_files(database)))
+        register_statistic(self, "db_digest", torch.tensor([database.digest()]), torch.int64)
+        register_statistic(self, "db_files", _encode_files(database), torch.uint8)
+        register_statistic(self, "db_box", database.box.clone(), torch.float32)
+        register_statistic(self, "entry_model", database.entry_model.clone(), torch.int64)
+        register_statistic(self, "entry_R", database.entry_R.clone(), torch.float32)
+        register_statistic(self, "entry_t", database.entry_t.clone(), torch.float32)
+        self.register_buffer(
+            "lattice", descriptor_lattice(database.box, database.resolution), persistent=False
+        )
+        if mode == "oracle":
+            register_statistic(self, "descriptors", database.descriptors, torch.float32)
+            return
         mean, basis, variance = fit_pca(database.descriptors, embed_dim, seed)
         embeddings = (database.descriptors.float() - mean) @ basis.T
-        self.register_buffer("pca_mean", mean)
-        self.register_buffer("pca_basis", basis)
+        register_statistic(self, "pca_mean", mean, torch.float32)
+        register_statistic(self, "pca_basis", basis, torch.float32)
         # Regression targets are divided by the root of the total variance: loss ~1 at start.
-        self.register_buffer("pca_scale", variance.sum().sqrt().clamp(min=1e-8).reshape(1))
-        self.register_buffer("embeddings", embeddings)
+        scale = variance.sum().sqrt().clamp(min=1e-8).reshape(1)
+        register_statistic(self, "pca_scale", scale, torch.float32)
+        register_statistic(self, "embeddings", embeddings, torch.float32)
         out_dim = basis.shape[0]
         if mode == "clustering":
             if not 1 <= num_clusters <= len(database):
@@ -167,8 +201,9 @@ class RecognitionBase(nn.Module):
                     f"num_clusters must be in 1..{len(database)} (the entries), got {num_clusters}"
                 )
             centres, labels = kmeans(embeddings, num_clusters, seed, kmeans_iters)
-            self.register_buffer("centres", centres)
-            self.register_buffer("medoids", cluster_medoids(embeddings, labels, num_clusters))
+            register_statistic(self, "centres", centres, torch.float32)
+            medoids = cluster_medoids(embeddings, labels, num_clusters)
+            register_statistic(self, "medoids", medoids, torch.int64)
             sizes = torch.bincount(labels, minlength=num_clusters)
             logger.info(
                 "Clustering: %d clusters of %d entries (sizes %d..%d, median %d)",
@@ -185,26 +220,76 @@ class RecognitionBase(nn.Module):
             basis.shape[0],
             100.0 * float(variance.sum() / database.descriptors.var(0).sum().clamp(min=1e-12)),
         )
-        self.predictor = nn.Sequential(
-            nn.Linear(in_channels, hidden_dim),
+        self.predictor = self._make_predictor(out_dim)
+
+    def _make_predictor(self, out_dim: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Linear(self.in_channels, self.hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden_dim, out_dim),
+            nn.Linear(self.hidden_dim, out_dim),
         )
+
+    def _set_files(self, files: dict[str, Any]) -> None:
+        self.resolution = int(files["resolution"])
+        self.entry_keys = list(files["keys"])
+        self.mesh_paths = list(files["mesh_paths"])
+        self.voxel_paths = list(files["voxel_paths"])
+
+    @property
+    def has_database(self) -> bool:
+        """Whether the head holds its database (built with it, or loaded from a checkpoint)."""
+        return all(has_statistic(self, name) for name in _STATISTICS[self.mode])
+
+    def _check_database(self) -> None:
+        """Raise unless the head holds its database (and, but for the oracle, its predictor)."""
+        if not self.has_database:
+            raise RuntimeError(
+                f"{type(self).__name__} has no shape database: it was built without a "
+                "registered training split (DATASETS.TRAIN) and no checkpoint holding one was "
+                "loaded (MODEL.WEIGHTS)"
+            )
+        if self.mode != "oracle" and self.predictor is None:
+            raise RuntimeError(
+                f"{type(self).__name__} was built without a database and the checkpoint it "
+                "loaded holds no predictor weights (predictor.*) to go with its database"
+            )
 
     # ------------------------------------------------------------------ checkpoints
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ):
-        saved = state_dict.get(prefix + "db_digest")
-        if saved is not None and not torch.equal(saved.to(self.db_digest), self.db_digest):
-            raise ValueError(
-                f"this checkpoint's {self.mode} database ({prefix}db_digest) was built from "
-                "another training set or descriptor setup than this config's "
-                "(DATASETS.TRAIN, MODEL.RECOGNITION)"
-            )
+        built_with_database = has_statistic(self, "db_digest")
+        if built_with_database:
+            saved = state_dict.get(prefix + "db_digest")
+            if saved is not None and not torch.equal(saved.to(self.db_digest), self.db_digest):
+                raise ValueError(
+                    f"this checkpoint's {self.mode} database ({prefix}db_digest) was built from "
+                    "another training set or descriptor setup than this config's "
+                    "(DATASETS.TRAIN, MODEL.RECOGNITION)"
+                )
+            if prefix + "db_files" in state_dict:
+                # The same entries (same digest): keep the files as this machine's split names
+                # them, not as they were where the checkpoint was made.
+                state_dict[prefix + "db_files"] = self.db_files
+        adopted = adopt_statistics(self, state_dict, prefix, _STATISTICS[self.mode])
+        weight = state_dict.get(prefix + "predictor.2.weight")
+        if self.predictor is None and self.mode != "oracle" and weight is not None:
+            # Sized by the checkpoint: the PCA keeps min(EMBED_DIM, entries - 1) dimensions.
+            self.predictor = self._make_predictor(int(weight.shape[0])).to(self.db_box.device)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, errors
         )
+        if "db_files" in adopted:
+            files = _decode_files(self.db_files)
+            if files["frame"] != self.frame:
+                raise ValueError(
+                    f"this checkpoint's {self.mode} database is in the {files['frame']!r} frame, "
+                    f"this config's MODEL.RECOGNITION.FRAME is {self.frame!r}"
+                )
+            self._set_files(files)
+            self._meshes.clear()
+            box = self.db_box.detach().cpu()
+            self.lattice = descriptor_lattice(box, self.resolution).to(self.db_box.device)
 
     # ------------------------------------------------------------------ descriptors
     def describe(self, points: torch.Tensor) -> torch.Tensor:
@@ -264,7 +349,8 @@ class RecognitionBase(nn.Module):
 def _config_args(cfg, mode: str, in_channels: int) -> dict[str, Any]:
     r = cfg.MODEL.RECOGNITION
     return {
-        "database": database_from_config(cfg),
+        **(training_statistics(cfg, "shape_database") or {}),
+        "frame": r.FRAME,
         "mode": mode,
         "in_channels": in_channels,
         "embed_dim": r.EMBED_DIM,
@@ -309,6 +395,7 @@ class _SingleViewRecognitionHead(RecognitionBase):
         views.require("R", "t", for_=f"{type(self).__name__} with frame 'object'")
 
     def forward(self, features: Sequence[torch.Tensor], views: ViewBatch, **unused: Any):
+        self._check_database()
         pooled = features[-1].mean(dim=(2, 3))
         if self.training:
             if self.predictor is None:  # the oracle learns nothing

@@ -102,6 +102,7 @@ class _MultiViewRecognitionHead(RecognitionBase):
         return out
 
     def forward(self, images, num_views, targets=None, views=None):
+        self._check_database()
         if self.training:
             if self.mode == "oracle":
                 return {"loss_oracle_nn": images.sum() * 0.0}
