@@ -109,6 +109,18 @@ def test_best_checkpoint_keeps_the_peak_and_the_curve_is_logged(tmp_path, curve)
     assert saved["final_evaluation"] == "final"
 
 
+def test_a_tie_keeps_the_later_model(tmp_path, curve):
+    # 5.0 at 19, 29 and 49: the best is the last of them; a curve stuck at 0 (a detector's
+    # AP^mesh before it learns) keeps the last validation's model, not the first one's.
+    curve.update({9: 3.0, 19: 5.0, 29: 5.0, 39: 4.0, 49: 5.0})
+    _train(_cfg(tmp_path))
+    assert _best(tmp_path)["best_iteration"] == 49
+    curve.clear()
+    _train(_cfg(tmp_path / "flat"))
+    best = _best(tmp_path / "flat")
+    assert best["best_iteration"] == 49 and best["best_value"] == 0.0
+
+
 def test_resume_keeps_a_better_best(tmp_path, curve):
     def crash(trainer):
         if trainer.iter == 35:

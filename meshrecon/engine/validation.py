@@ -12,8 +12,8 @@ test split) every ``TEST.EVAL_PERIOD`` iterations and after the last one, and
   (direction ``TEST.BEST_MODE``), written atomically with the metric's name, value and the
   iteration inside. A kill while it is written leaves the previous best file as it was. With
   ``--resume`` the best value so far is read back from that file, so the resumed run replaces
-  it only with a better one. A best file written after the checkpoint a run resumes from stays
-  (it is a model this run produced);
+  it only with one at least as good (a tie goes to the later model). A best file written
+  after the checkpoint a run resumes from stays (it is a model this run produced);
 * with ``SOLVER.STOP_ON_PLATEAU``, ends training early once the curve has plateaued
   (:func:`meshrecon.engine.plateau.detect_plateau`); the model of that iteration becomes
   ``model_final.pth`` and the test split is evaluated on it as usual;
@@ -361,11 +361,14 @@ class ValidationHook(HookBase):
         return stop
 
     def _is_better(self, value: float) -> bool:
+        # A tie goes to the later, longer-trained model: a metric stuck at its floor (a
+        # detector's AP^mesh of 0 before its boxes are good) would otherwise keep, and with
+        # TEST.EVAL_BEST test, the first validation's model.
         if not math.isfinite(value):
             return False
         if self.best_value is None:
             return True
-        return value > self.best_value if self.best_mode == "max" else value < self.best_value
+        return value >= self.best_value if self.best_mode == "max" else value <= self.best_value
 
     def _save_best(self, iteration: int, value: float) -> None:
         data = {
