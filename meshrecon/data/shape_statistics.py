@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 
 from meshrecon.checkpoint.catalog import get_cache_dir
+from meshrecon.checkpoint.checkpointer import _atomic_write
 from meshrecon.ops import (
     cubify,
     descriptor_lattice,
@@ -365,20 +365,10 @@ def _read_entry(path: str, key: str) -> dict[str, Any] | None:
 
 
 def _write_entry(path: str, entry: dict[str, Any]) -> None:
-    """Write ``entry`` to a temporary sibling of ``path``, then rename it into place."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(entry, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``entry`` atomically (the checkpointer's temporary file, fsync and rename),
+    readable by every user of a shared cache."""
+    _atomic_write(path, lambda f: torch.save(entry, f))
+    os.chmod(path, 0o644)
 
 
 def _cached(
@@ -463,7 +453,9 @@ def cached_shape_database(
     digest.
     """
     box_list = [] if box is None else [float(b) for b in torch.as_tensor(box).flatten().tolist()]
-    params = {
+    # The parameters key the entry and are what build_shape_database is called with (an empty
+    # box means "the samples' bounding box", as None does).
+    params: dict[str, Any] = {
         "frame": frame,
         "resolution": int(resolution),
         "num_points": int(num_points),
@@ -482,17 +474,7 @@ def cached_shape_database(
         inputs.append([key, files, fields])
 
     def compute() -> dict[str, Any]:
-        db = build_shape_database(
-            records,
-            frame=frame,
-            resolution=resolution,
-            num_points=num_points,
-            views_per_model=views_per_model,
-            max_models=max_models,
-            box=box,
-            seed=seed,
-        )
-        return db.to_dict()
+        return build_shape_database(records, **params).to_dict()
 
     return ShapeDatabase.from_dict(_cached("shape_database", params, inputs, compute))
 

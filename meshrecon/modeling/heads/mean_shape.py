@@ -21,6 +21,7 @@ from meshrecon.layers import ShapeSpec
 from meshrecon.modeling.heads.build import MESH_HEAD_REGISTRY
 from meshrecon.modeling.heads.train_statistics import (
     adopt_statistics,
+    differs_from_checkpoint,
     has_statistic,
     register_statistic,
     training_statistics,
@@ -84,12 +85,7 @@ class MeanShapeHead(nn.Module):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ):
-        saved = state_dict.get(prefix + "mean_shape_digest")
-        if (
-            saved is not None
-            and has_statistic(self, "mean_shape_digest")
-            and not torch.equal(saved.to(self.mean_shape_digest), self.mean_shape_digest)
-        ):
+        if differs_from_checkpoint(self, state_dict, prefix, "mean_shape_digest"):
             raise ValueError(
                 f"this checkpoint's mean shape ({prefix}mean_shape_digest) was computed from "
                 "another training split or MODEL.MEAN_SHAPE than this config's; build the model "

@@ -54,6 +54,7 @@ from meshrecon.modeling.heads.shape_database import (
 )
 from meshrecon.modeling.heads.train_statistics import (
     adopt_statistics,
+    differs_from_checkpoint,
     has_statistic,
     register_statistic,
     training_statistics,
@@ -173,9 +174,10 @@ class RecognitionBase(nn.Module):
             self.register_buffer("lattice", torch.empty(0, 3), persistent=False)
             self._set_files({"resolution": 0, "keys": [], "mesh_paths": [], "voxel_paths": []})
             return
-        self._set_files(_decode_files(_encode_files(database)))
+        files = _encode_files(database)
+        self._set_files(_decode_files(files))
         register_statistic(self, "db_digest", torch.tensor([database.digest()]), torch.int64)
-        register_statistic(self, "db_files", _encode_files(database), torch.uint8)
+        register_statistic(self, "db_files", files, torch.uint8)
         register_statistic(self, "db_box", database.box.clone(), torch.float32)
         register_statistic(self, "entry_model", database.entry_model.clone(), torch.int64)
         register_statistic(self, "entry_R", database.entry_R.clone(), torch.float32)
@@ -258,19 +260,16 @@ class RecognitionBase(nn.Module):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ):
-        built_with_database = has_statistic(self, "db_digest")
-        if built_with_database:
-            saved = state_dict.get(prefix + "db_digest")
-            if saved is not None and not torch.equal(saved.to(self.db_digest), self.db_digest):
-                raise ValueError(
-                    f"this checkpoint's {self.mode} database ({prefix}db_digest) was built from "
-                    "another training set or descriptor setup than this config's "
-                    "(DATASETS.TRAIN, MODEL.RECOGNITION)"
-                )
-            if prefix + "db_files" in state_dict:
-                # The same entries (same digest): keep the files as this machine's split names
-                # them, not as they were where the checkpoint was made.
-                state_dict[prefix + "db_files"] = self.db_files
+        if differs_from_checkpoint(self, state_dict, prefix, "db_digest"):
+            raise ValueError(
+                f"this checkpoint's {self.mode} database ({prefix}db_digest) was built from "
+                "another training set or descriptor setup than this config's "
+                "(DATASETS.TRAIN, MODEL.RECOGNITION)"
+            )
+        if has_statistic(self, "db_digest") and prefix + "db_files" in state_dict:
+            # The same entries (same digest): keep the files as this machine's split names
+            # them, not as they were where the checkpoint was made.
+            state_dict[prefix + "db_files"] = self.db_files
         adopted = adopt_statistics(self, state_dict, prefix, _STATISTICS[self.mode])
         weight = state_dict.get(prefix + "predictor.2.weight")
         if self.predictor is None and self.mode != "oracle" and weight is not None:

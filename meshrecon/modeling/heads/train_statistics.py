@@ -28,6 +28,7 @@ from torch import nn
 
 __all__ = [
     "adopt_statistics",
+    "differs_from_checkpoint",
     "has_statistic",
     "register_statistic",
     "training_statistics",
@@ -63,6 +64,23 @@ def register_statistic(
 def has_statistic(module: nn.Module, name: str) -> bool:
     """Whether the statistic buffer ``name`` holds a value (is not a placeholder)."""
     return name in module._buffers and name not in module._non_persistent_buffers_set
+
+
+def differs_from_checkpoint(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str, name: str
+) -> bool:
+    """Whether ``module`` holds the statistic ``name`` and ``state_dict`` holds a different one.
+
+    For a fingerprint of the statistics (a digest buffer): True means the checkpoint was made
+    from another training split or setup than the one the head was built with. A placeholder
+    (built without it) or a checkpoint without it never differs.
+    """
+    saved = state_dict.get(prefix + name)
+    if saved is None or not has_statistic(module, name):
+        return False
+    mine = module._buffers[name]
+    assert mine is not None  # a statistic, registered by register_statistic
+    return not torch.equal(saved.to(mine), mine)
 
 
 def adopt_statistics(
