@@ -60,7 +60,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ),
     (
         "applications",
-        ["meshrecon.apps.method_benchmark", "meshrecon.apps.demo.single_view"],
+        [
+            "meshrecon.apps.method_benchmark",
+            "meshrecon.apps.demo.single_view",
+            "meshrecon.apps.voxel_ceiling",
+        ],
     ),
     # The detector demo reuses the single-view demo's camera note.
     ("applications built on applications", ["meshrecon.apps.demo.detector"]),
