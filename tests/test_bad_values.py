@@ -123,3 +123,32 @@ def test_demo_without_weights_refuses_unless_told(tmp_path, capsys):
     assert demo.main([*argv, "--allow-random-weights"]) == 0
     assert "random weights" in capsys.readouterr().err
     assert (out / "object_mesh.obj").exists()
+
+
+@pytest.mark.parametrize(
+    "max_iter, voxel_only, warned", [(200, 400, True), (400, 400, True), (600, 400, False)]
+)
+def test_a_run_shorter_than_its_voxel_only_phase_is_warned_about(max_iter, voxel_only, warned):
+    import logging
+
+    from meshrecon.config import checks
+
+    cfg = get_cfg()
+    cfg.merge_from_file(get_config_file("synthetic/voxmesh.yaml"))
+    cfg.merge_from_list(
+        ["SOLVER.MAX_ITER", max_iter, "MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS", voxel_only]
+    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    checks.logger.addHandler(handler)
+    try:
+        check_config(cfg, training=True)
+        check_config(cfg, training=False)  # an evaluation trains nothing: never warned
+    finally:
+        checks.logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert len(messages) == int(warned)
+    if warned:
+        assert "VOXEL_ONLY_ITERS" in messages[0] and "never trained" in messages[0]
+        assert f"VOXEL_ONLY_ITERS {2 * max_iter // 3}" in messages[0]

@@ -8,6 +8,7 @@ means and the value given, so that the error says what to change.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 __all__ = ["check_config"]
 
 _MISSING = object()
+logger = logging.getLogger(__name__)
 
 # (key, rule, what the key means); rule is "positive", "non-negative" (integers) or a callable
 # (value) -> error text or None.
@@ -149,6 +151,8 @@ def check_config(cfg: Any, *, training: bool = True, context: str = "") -> None:
         problem = _problem(cfg, "TEST.PRECISE_BN.NUM_ITER", "positive", "batches for PreciseBN")
         if problem:
             problems.append(problem)
+    if training:
+        _warn_voxel_only_schedule(cfg)
     if problems:
         suffix = f" ({context})" if context else ""
         raise ValueError(
@@ -157,4 +161,29 @@ def check_config(cfg: Any, *, training: bool = True, context: str = "") -> None:
             + suffix
             + ":\n  "
             + "\n  ".join(problems)
+        )
+
+
+def _warn_voxel_only_schedule(cfg: Any) -> None:
+    """Warn when a voxel + mesh model would train its voxel branch alone for the whole run.
+
+    ``MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS`` counts iterations, not a fraction of the schedule: a
+    short run (``SOLVER.MAX_ITER`` at or below it) never trains the mesh head, and its meshes
+    are the untrained refinement of the cubes. Allowed (a quick voxel test is legitimate), but
+    said, with the key to change.
+    """
+    voxel_only = _get(cfg, "MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS")
+    max_iter = _get(cfg, "SOLVER.MAX_ITER")
+    both_heads = _get(cfg, "MODEL.VOXEL_ON") is True and _get(cfg, "MODEL.MESH_ON") is True
+    if not both_heads or not all(isinstance(v, int) for v in (voxel_only, max_iter)):
+        return
+    if voxel_only > 0 and voxel_only >= max_iter:
+        logger.warning(
+            "MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS=%d >= SOLVER.MAX_ITER=%d: every step trains the "
+            "voxel branch alone and the mesh head is never trained; for a short run lower it, "
+            "e.g. MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS %d (two thirds of the steps, as the "
+            "synthetic VoxMesh config)",
+            voxel_only,
+            max_iter,
+            (2 * max_iter) // 3,
         )

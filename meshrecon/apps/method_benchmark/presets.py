@@ -104,6 +104,8 @@ DEFAULT_SCHEDULE: dict[str, Budget] = {
     "psgn": Budget(180, 1.0, 3.0),  # 3.0 + 3.0 = 6.0 min
     "pixel2mesh": Budget(110, 2.7, 3.0),  # 5.0 + 3.0 = 8.0 min
     "sphereinit": Budget(190, 1.1, 3.0),  # 3.5 + 3.0 = 6.5 min
+    # VoxMesh: two thirds of its steps voxel-only; its 600 steps took 5 min 0 s (two seeds,
+    # two threads), 0.5 s a step.
     "voxmesh": Budget(480, 0.5, 3.0),  # 4.0 + 3.0 = 7.0 min
     "voxmesh_scratch": Budget(480, 0.5, 3.0),  # 7.0 min, the ablation beside it
     # The recognition yardstick and its upper bound (Clustering, at 34 min in the README's
