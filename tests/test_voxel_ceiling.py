@@ -4,6 +4,8 @@ the closer the finer the grid, and only with the alignment the targets were voxe
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -13,29 +15,38 @@ from meshrecon.data.datasets.synthetic import get_synthetic_config, set_syntheti
 from meshrecon.model_zoo import get_config_file
 
 
-@pytest.fixture(scope="module")
-def ceiling(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ceiling")
-    cfg = get_cfg()
-    cfg.merge_from_file(get_config_file("synthetic/voxmesh.yaml"))
-    cfg.merge_from_list(
-        [
-            "DATASETS.SYNTHETIC.ROOT", str(root / "datasets"),
-            "DATASETS.SYNTHETIC.SCALE", "0.02",
-            "DATASETS.SYNTHETIC.SHAPENET_VIEWS", "1",
-            "MODEL.BACKBONE.PRETRAINED", "",
-            "TEST.SHAPENET.NUM_SAMPLES", "3000",
-            "TEST.SHAPENET.ONET_PROTOCOL", "False",
-            "TEST.SHAPENET.FSCORE_PROTOCOL", "False",
-            "OUTPUT_DIR", str(root / "out"),
-        ]
-    )  # fmt: skip
+def _toy_opts(root, samples: int) -> list[str]:
+    """A one-view-per-object synthetic world under ``root``, and a light evaluation."""
+    return [
+        "DATASETS.SYNTHETIC.ROOT", str(root / "datasets"),
+        "DATASETS.SYNTHETIC.SCALE", "0.02",
+        "DATASETS.SYNTHETIC.SHAPENET_VIEWS", "1",
+        "MODEL.BACKBONE.PRETRAINED", "",
+        "TEST.SHAPENET.NUM_SAMPLES", str(samples),
+        "TEST.SHAPENET.ONET_PROTOCOL", "False",
+        "TEST.SHAPENET.FSCORE_PROTOCOL", "False",
+        "OUTPUT_DIR", str(root / "out"),
+    ]  # fmt: skip
+
+
+@contextmanager
+def _restoring_synthetic_config():
+    # voxel_ceiling applies the config's DATASETS.SYNTHETIC to the process, as a training does.
     previous = get_synthetic_config()
     try:
-        rows = voxel_ceiling(cfg, [12, 32], ["center"])
-        rows += voxel_ceiling(cfg, [32], ["topleft"])
+        yield
     finally:
         set_synthetic_config(previous)
+
+
+@pytest.fixture(scope="module")
+def ceiling(tmp_path_factory):
+    cfg = get_cfg()
+    cfg.merge_from_file(get_config_file("synthetic/voxmesh.yaml"))
+    cfg.merge_from_list(_toy_opts(tmp_path_factory.mktemp("ceiling"), 3000))
+    with _restoring_synthetic_config():
+        rows = voxel_ceiling(cfg, [12, 32], ["center"])
+        rows += voxel_ceiling(cfg, [32], ["topleft"])
     return {(r["size"], r["align"]): r["results"] for r in rows}
 
 
@@ -74,25 +85,15 @@ def test_the_tool_prints_one_row_per_grid(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("voxel_ceiling_tool", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    previous = get_synthetic_config()
-    try:
+    with _restoring_synthetic_config():
         rc = tool.main(
             [
                 "--config-file", get_config_file("synthetic/voxmesh.yaml"),
                 "--sizes", "16",
                 "--aligns", "center,topleft",
-                "DATASETS.SYNTHETIC.ROOT", str(tmp_path / "datasets"),
-                "DATASETS.SYNTHETIC.SCALE", "0.02",
-                "DATASETS.SYNTHETIC.SHAPENET_VIEWS", "1",
-                "MODEL.BACKBONE.PRETRAINED", "",
-                "TEST.SHAPENET.NUM_SAMPLES", "1000",
-                "TEST.SHAPENET.ONET_PROTOCOL", "False",
-                "TEST.SHAPENET.FSCORE_PROTOCOL", "False",
-                "OUTPUT_DIR", str(tmp_path / "out"),
+                *_toy_opts(tmp_path, 1000),
             ]
         )  # fmt: skip
-    finally:
-        set_synthetic_config(previous)
     assert rc == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 16^3")]
     assert [row.split("|")[2].strip() for row in rows] == ["center", "topleft"]

@@ -10,7 +10,7 @@ size", and they also check the voxel targets and the cubify mapping against each
 voxel of offset between them shows as a lower score (``CUBIFY_ALIGN topleft`` on targets voxelized
 at cell centres).
 
-    python tools/voxel_ceiling.py --config-file configs/synthetic/voxmesh.yaml --sizes 24 32 48
+    python tools/voxel_ceiling.py --config-file configs/synthetic/voxmesh.yaml --sizes 24,32,48
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from torch import nn
 from meshrecon.data.datasets.synthetic import configure_synthetic
 from meshrecon.engine.defaults import DefaultTrainer
 from meshrecon.modeling import build_model
-
-CUBIFY_ALIGNS = ("topleft", "corner", "center")
+from meshrecon.ops.cubify import ALIGN_MODES
 
 __all__ = ["GroundTruthVoxelMeshes", "voxel_ceiling"]
 
@@ -78,7 +77,9 @@ def voxel_ceiling(
     """Score the cubified ground-truth voxels of ``dataset`` at each grid size and alignment.
 
     Args:
-        cfg: a VoxMesh config (``MODEL.MESH_HEAD.NAME VoxMeshHead``); it is not modified.
+        cfg: a VoxMesh config (``MODEL.MESH_HEAD.NAME VoxMeshHead``); it is not modified, but
+            its ``DATASETS.SYNTHETIC`` becomes the process's synthetic setup, as a training's
+            setup makes it.
         sizes: grid sizes (``MODEL.VOXEL_HEAD.VOXEL_SIZE`` and ``INPUT.SHAPENET.VOXEL_SIZE``).
         aligns: ``CUBIFY_ALIGN`` values; ``""`` keeps the config's.
         dataset: the split to score (default: the config's first ``DATASETS.TEST``).
@@ -88,9 +89,9 @@ def voxel_ceiling(
     """
     if not sizes:
         raise ValueError("give at least one grid size")
-    unknown = [a for a in aligns if a not in ("", *CUBIFY_ALIGNS)]
+    unknown = [a for a in aligns if a not in ("", *ALIGN_MODES)]
     if unknown:
-        raise ValueError(f"unknown CUBIFY_ALIGN {unknown}: use one of {CUBIFY_ALIGNS}")
+        raise ValueError(f"unknown CUBIFY_ALIGN {unknown}: use one of {ALIGN_MODES}")
     configure_synthetic(cfg)  # DATASETS.SYNTHETIC.*, as the trainer's setup applies them
     rows = []
     for size in sizes:

@@ -18,9 +18,10 @@ import torch
 
 from meshrecon.structures import Meshes
 
-__all__ = ["cubify", "cubify_packed"]
+__all__ = ["ALIGN_MODES", "cubify", "cubify_packed"]
 
-_ALIGN_MODES = ("topleft", "corner", "center")
+# Where a voxel's cube sits relative to its grid cell (PyTorch3D's ``align``).
+ALIGN_MODES = ("topleft", "corner", "center")
 
 # The 12 triangles of a unit cube as (x, y, z) offsets of their corners, two per face, in
 # PyTorch3D's order: -x, +y, -z, -y, +x, +z. Corners are wound counter-clockwise when seen from
@@ -42,8 +43,8 @@ _CUBE_TRIANGLES = (
 
 
 def _check_align(align: str) -> None:
-    if align not in _ALIGN_MODES:
-        raise ValueError(f"align must be one of {_ALIGN_MODES}, got {align!r}")
+    if align not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
 
 
 def _exposed_faces(occ: torch.Tensor) -> torch.Tensor:
