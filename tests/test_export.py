@@ -125,6 +125,21 @@ def _params(names):
     ]
 
 
+def test_export_computes_the_backbone_in_float32(tmp_path):
+    # A model trained with MODEL.BACKBONE.AUTOCAST bfloat16 exports a float32 program: the file
+    # must not depend on the bfloat16 hardware of the machine that made it.
+    cfg = _cfg("psgn")
+    cfg.MODEL.BACKBONE.AUTOCAST = "bfloat16"
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    assert model.backbone.autocast_dtype is torch.bfloat16
+    export_model(model, cfg, tmp_path, "torch.export", image_size=SIZE)
+    assert model.backbone.autocast_dtype is None
+    program = torch.export.load(str(tmp_path / "model.pt2"))
+    code = program.graph_module.code
+    assert "conv" in code and "bfloat16" not in code and "autocast" not in code
+
+
 @pytest.mark.parametrize("name", _params(CASES))
 def test_exported_program_matches_eager(name, out_root):
     model, cfg, spec, info, out = _exported(name, out_root)

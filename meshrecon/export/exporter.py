@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from meshrecon.modeling.backbone import Backbone
 from meshrecon.modeling.meta_arch.depth import DepthEstimator
 from meshrecon.modeling.meta_arch.rcnn import GeneralizedRCNN
 from meshrecon.modeling.meta_arch.single_view import SingleViewReconstructor
@@ -236,7 +237,9 @@ def _rcnn_specs(model: GeneralizedRCNN, cfg, image_size) -> list[ProgramSpec]:
 
 
 def export_programs(model: nn.Module, cfg, image_size: Sequence[int] | None = None):
-    """Return the :class:`ProgramSpec` list of ``model`` (put in eval mode).
+    """Return the :class:`ProgramSpec` list of ``model`` (put in eval mode, its backbones in
+    float32: ``MODEL.BACKBONE.AUTOCAST`` is for training and eager inference on this machine,
+    and an exported file should not depend on the bfloat16 hardware of the one that made it).
 
     Args:
         model: a ``SingleViewReconstructor``, ``DepthEstimator`` or ``GeneralizedRCNN``.
@@ -247,6 +250,9 @@ def export_programs(model: nn.Module, cfg, image_size: Sequence[int] | None = No
         ValueError: for another meta-architecture (named in the message).
     """
     model.eval()
+    for module in model.modules():
+        if isinstance(module, Backbone):
+            module.autocast_dtype = None
     if isinstance(model, SingleViewReconstructor):
         return [_single_view_spec(model, image_size)]
     if isinstance(model, DepthEstimator):

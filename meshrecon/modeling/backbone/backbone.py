@@ -23,6 +23,19 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     _out_features: list[str]
     _out_feature_channels: dict[str, int]
     _out_feature_strides: dict[str, int]
+    #: Run ``forward`` under ``torch.autocast`` with this dtype (``None``: in the input's dtype).
+    #: Features computed in that dtype come back as float32, so the heads, the losses and the
+    #: weights stay float32 (``MODEL.BACKBONE.AUTOCAST``). Autocast leaves float64 inputs alone.
+    autocast_dtype: torch.dtype | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.autocast_dtype is None:
+            return super().__call__(*args, **kwargs)
+        x = args[0] if args else next(iter(kwargs.values()))
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            out = super().__call__(*args, **kwargs)
+        low = self.autocast_dtype
+        return {name: feat.float() if feat.dtype == low else feat for name, feat in out.items()}
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
