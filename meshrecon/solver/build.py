@@ -74,6 +74,22 @@ def get_default_optimizer_params(
     return [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
 
 
+def _can_fuse(groups: list[dict[str, Any]]) -> bool:
+    """Whether torch's fused SGD / Adam take these parameters: floats on one CPU or CUDA device."""
+    params = []
+    for g in groups:
+        if isinstance(g["params"], torch.Tensor):
+            g["params"] = [g["params"]]
+        g["params"] = list(g["params"])  # a generator would be spent here
+        params += g["params"]
+    devices = {p.device for p in params}
+    return (
+        len(devices) == 1
+        and next(iter(devices)).type in ("cpu", "cuda")
+        and all(p.is_floating_point() for p in params)
+    )
+
+
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     """Build the optimizer named by ``cfg.SOLVER.OPTIMIZER`` (``"SGD"`` or ``"ADAM"``).
 
@@ -98,15 +114,17 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     if not params:
         raise ValueError("the model has no trainable parameters: nothing to optimize")
     name = str(solver.get("OPTIMIZER", "SGD")).upper()
+    fused = {"fused": True} if solver.get("FUSED", True) and _can_fuse(params) else {}
     if name == "SGD":
         return torch.optim.SGD(
             params,
             lr=solver.BASE_LR,
             momentum=solver.MOMENTUM,
             nesterov=bool(solver.get("NESTEROV", False)),
+            **fused,
         )
     if name == "ADAM":
-        return torch.optim.Adam(params, lr=solver.BASE_LR)
+        return torch.optim.Adam(params, lr=solver.BASE_LR, **fused)
     raise ValueError(f"unknown SOLVER.OPTIMIZER {solver.OPTIMIZER!r}; expected 'SGD' or 'ADAM'")
 
 
