@@ -139,7 +139,7 @@ def test_default_preset_fits_its_budget_and_keeps_the_best_where_validation_is_c
     assert plans["voxmesh"].output_dir == os.path.join("output/benchmark/runs", "voxmesh")
     # --iter-scale asks for the configs' schedules instead of the preset's counts.
     scaled = {p.spec.name: p.cfg for p in _setup("default", "--iter-scale", "1").plans}
-    assert scaled["voxmesh"].SOLVER.MAX_ITER == 600
+    assert scaled["voxmesh"].SOLVER.MAX_ITER == 800
 
 
 # ----------------------------------------------------------------------------- ablation
