@@ -126,7 +126,7 @@ def test_default_preset_fits_its_budget_and_keeps_the_best_where_validation_is_c
     assert set(P.DEFAULT_SCHEDULE) == set(plans) == set(P.DEFAULT_METHODS)
     estimate = P.estimate_default_minutes(M.METHODS, pretraining=False)
     assert 80 <= sum(estimate.values()) <= 95  # "about 90 minutes" of runs
-    assert 10 <= P.estimate_default_minutes([])["pretraining"] <= 20  # once, on a clean cache
+    assert 2 <= P.estimate_default_minutes([])["pretraining"] <= 20  # once, on a clean cache
     for name, plan in plans.items():
         budget = P.DEFAULT_SCHEDULE[name]
         if plan.spec.train:

@@ -238,6 +238,32 @@ def test_the_cache_is_reused_and_a_changed_recipe_makes_a_new_entry(cache_dir, m
     assert not glob.glob(os.path.join(os.path.dirname(pretrained_dir(TOY_R18, other)), ".tmp-*"))
 
 
+def test_the_encoder_trains_in_the_dtype_the_hardware_has_and_the_key_says_which(monkeypatch):
+    from meshrecon.modeling.backbone import build as backbone_build
+    from meshrecon.pretrain.net import PretrainNet
+
+    keys = {}
+    for native in (True, False):
+        monkeypatch.setattr(backbone_build, "has_native_bfloat16", lambda device, n=native: n)
+        assert TOY.encoder_dtype() is (torch.bfloat16 if native else None)
+        keys[native] = pretrain_cache.recipe_key(TOY)
+        # An explicit choice does not depend on the machine.
+        assert dataclasses.replace(TOY, encoder_autocast="").encoder_dtype() is None
+        assert (
+            dataclasses.replace(TOY, encoder_autocast="bfloat16").encoder_dtype() is torch.bfloat16
+        )
+    assert keys[True] != keys[False]  # weights made in bfloat16 are not float32's
+    # In bfloat16 the encoder's convolutions compute in it; the heads get float32 maps.
+    net = PretrainNet("resnet18", 9, 8)
+    net.encoder_dtype = torch.bfloat16
+    seen = []
+    net.encoder.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    logits, dense = net(torch.randn(2, 3, 32, 32))
+    assert seen == [torch.bfloat16] and logits.dtype == dense.dtype == torch.float32
+    with pytest.raises(ValueError, match="encoder_autocast"):
+        dataclasses.replace(TOY, encoder_autocast="float16")
+
+
 def test_unknown_names_and_bad_recipes_are_clear_errors(cache_dir):
     with pytest.raises(ValueError, match="synthetic://resnet18_pretrained.pth"):
         PathManager.get_local_path("synthetic://resnet50_pretrained.pth")

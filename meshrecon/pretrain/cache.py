@@ -95,6 +95,7 @@ def recipe_key(recipe: PretrainRecipe) -> str:
             "generator_version": GENERATOR_VERSION,
             "pretrain_version": PRETRAIN_VERSION,
             "recipe": recipe.to_dict(),
+            "encoder_dtype": str(recipe.encoder_dtype()),
             "code": _code_digest(),
         },
         sort_keys=True,

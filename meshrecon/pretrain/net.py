@@ -87,8 +87,17 @@ class PretrainNet(nn.Module):
         self.fuse = nn.Conv2d(_DECODER_DIM, _DECODER_DIM, 3, padding=1)
         self.predict = nn.Conv2d(_DECODER_DIM, 5, 1)
 
+    #: Compute the encoder under ``torch.autocast`` in this dtype (``None``: float32); its maps
+    #: come back as float32 for the heads and the losses (the recipe's ``encoder_autocast``).
+    encoder_dtype: torch.dtype | None = None
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.encoder(images)
+        low = self.encoder_dtype
+        with torch.autocast(
+            images.device.type, dtype=low or torch.bfloat16, enabled=low is not None
+        ):
+            feats = self.encoder(images)
+        feats = [f.float() if f.dtype == low else f for f in feats]
         logits = self.classifier(F.adaptive_avg_pool2d(feats[-1], 1).flatten(1))
         size = (self.target_size, self.target_size)
         x = sum(

@@ -43,6 +43,10 @@ class PretrainRecipe:
         steps, batch_size: training length and batch.
         base_lr, weight_decay, warmup_steps: AdamW with a linear warm-up then a cosine decay.
         loss_weights: weights of the classification, silhouette, depth and normal losses.
+        encoder_autocast: "auto" (bfloat16 where the CPU computes it in hardware, float32
+            elsewhere; as ``MODEL.BACKBONE.AUTOCAST``), "bfloat16" or "" (float32). The cache key
+            holds the dtype it resolves to, so machines with and without bfloat16 hardware keep
+            separate weights.
     """
 
     arch: str = "resnet18"
@@ -59,6 +63,7 @@ class PretrainRecipe:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     loss_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    encoder_autocast: str = "auto"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -74,6 +79,11 @@ class PretrainRecipe:
         if self.arch == "eigen_alexnet" and self.image_size < 64:
             # Its stride-4 11x11 convolution and three pools leave nothing of smaller images.
             raise ValueError(f"eigen_alexnet needs image_size >= 64, got {self.image_size}")
+        if self.encoder_autocast not in ("auto", "bfloat16", ""):
+            raise ValueError(
+                "PretrainRecipe.encoder_autocast must be 'auto', 'bfloat16' or '', got "
+                f"{self.encoder_autocast!r}"
+            )
         if len(self.loss_weights) != 4:
             raise ValueError(
                 f"PretrainRecipe.loss_weights needs 4 weights, got {self.loss_weights}"
@@ -82,6 +92,14 @@ class PretrainRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def encoder_dtype(self) -> torch.dtype | None:
+        """The dtype the encoder trains in on this machine's CPU (``None``: float32)."""
+        from meshrecon.modeling.backbone.build import has_native_bfloat16
+
+        if self.encoder_autocast == "auto":
+            return torch.bfloat16 if has_native_bfloat16("cpu") else None
+        return torch.bfloat16 if self.encoder_autocast == "bfloat16" else None
 
 
 def _normalize(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -176,8 +194,11 @@ def pretrain(recipe: PretrainRecipe, progress: bool = True) -> tuple[dict[str, t
     cut = recipe.models_per_category - recipe.holdout_per_category
     train, held = data.subset(data.object_index < cut), data.subset(data.object_index >= cut)
     net = PretrainNet(recipe.arch, int(data.labels.max()) + 1, recipe.target_size)
+    net.encoder_dtype = recipe.encoder_dtype()
     before = _evaluate(net, held, recipe.batch_size) if len(held) else {}
-    opt = torch.optim.AdamW(net.parameters(), lr=recipe.base_lr, weight_decay=recipe.weight_decay)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=recipe.base_lr, weight_decay=recipe.weight_decay, fused=True
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, recipe))
     weights = dict(zip(("cls", "silhouette", "depth", "normals"), recipe.loss_weights))
     smoothed: dict[str, float] = {}
@@ -207,6 +228,7 @@ def pretrain(recipe: PretrainRecipe, progress: bool = True) -> tuple[dict[str, t
     after = _evaluate(net, held, recipe.batch_size) if len(held) else {}
     info = {
         "recipe": recipe.to_dict(),
+        "encoder_dtype": str(net.encoder_dtype or torch.float32),
         "pixel_mean": list(IMAGENET_PIXEL_MEAN),
         "pixel_std": list(IMAGENET_PIXEL_STD),
         "input_format": "RGB",

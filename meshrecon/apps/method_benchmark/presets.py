@@ -63,9 +63,10 @@ TOY_RECOGNITION_OPTS = [
 EIGEN_PRETRAINED = ["MODEL.DEPTH.PRETRAINED", "synthetic://eigen_alexnet_pretrained.pth"]
 
 # Minutes of making each synthetic:// weights once, paid by the first run that needs them and
-# then cached (measured with two threads while another training shared the cores: ResNet-18
-# 11.5 min, 30 s of rendering and 653 s of training; the AlexNet-width stack 7.2 min).
-PRETRAIN_MINUTES = {"resnet18_pretrained.pth": 11.5, "eigen_alexnet_pretrained.pth": 7.2}
+# then cached. ResNet-18: 4.1 min with two threads on an idle 2-core CPU with bfloat16 hardware
+# (28 s of rendering, 216 s of training; in float32 5.7 min). The AlexNet-width stack: 7.2 min,
+# measured beside another training before its encoder trained in bfloat16.
+PRETRAIN_MINUTES = {"resnet18_pretrained.pth": 4.1, "eigen_alexnet_pretrained.pth": 7.2}
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ DEFAULT_SCHEDULE: dict[str, Budget] = {
     "eigen_coarse": Budget(800, 0.25, 1.1, validate=True),  # 3.3 + 1.1 = 4.4 min
     "eigen_fine": Budget(600, 0.25, 1.1, validate=True),  # 2.5 + 1.1 = 3.6 min
 }
-# Sum: 91 min of runs, plus ~12 min making the pretrained ResNet-18 on a clean cache.
+# Sum: 91 min of runs, plus ~4 min making the pretrained ResNet-18 on a clean cache.
 DEFAULT_VALIDATIONS = 4
 
 # The full preset: the cap on each schedule (times the config's) and the validations up to it.
