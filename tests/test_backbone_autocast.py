@@ -87,16 +87,16 @@ def test_unknown_autocast_dtype_is_named():
 
 
 def test_auto_picks_bfloat16_only_where_the_hardware_has_it(monkeypatch):
-    from meshrecon.modeling.backbone import build as build_mod
+    from meshrecon.utils import precision
 
     for native, expected in ((True, torch.bfloat16), (False, None)):
-        monkeypatch.setattr(build_mod, "has_native_bfloat16", lambda device, n=native: n)
+        monkeypatch.setattr(precision, "has_native_bfloat16", lambda device, n=native: n)
         assert build_backbone(_cfg("resnet18", "auto")).autocast_dtype is expected
     assert build_backbone(_cfg("resnet18", "")).autocast_dtype is None
 
 
 def test_has_native_bfloat16_reads_the_cpu_flags(monkeypatch):
-    from meshrecon.modeling.backbone.build import has_native_bfloat16
+    from meshrecon.utils.precision import has_native_bfloat16
 
     for bf16, amx in ((True, False), (False, True), (False, False)):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v, raising=False)

@@ -239,12 +239,12 @@ def test_the_cache_is_reused_and_a_changed_recipe_makes_a_new_entry(cache_dir, m
 
 
 def test_the_encoder_trains_in_the_dtype_the_hardware_has_and_the_key_says_which(monkeypatch):
-    from meshrecon.modeling.backbone import build as backbone_build
     from meshrecon.pretrain.net import PretrainNet
+    from meshrecon.utils import precision
 
     keys = {}
     for native in (True, False):
-        monkeypatch.setattr(backbone_build, "has_native_bfloat16", lambda device, n=native: n)
+        monkeypatch.setattr(precision, "has_native_bfloat16", lambda device, n=native: n)
         assert TOY.encoder_dtype() is (torch.bfloat16 if native else None)
         keys[native] = pretrain_cache.recipe_key(TOY)
         # An explicit choice does not depend on the machine.

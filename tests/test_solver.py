@@ -163,6 +163,21 @@ def test_optimizer_is_not_fused_where_torch_cannot():
     assert not build_optimizer(_cfg(OPTIMIZER="ADAM"), meta).param_groups[0].get("fused")
 
 
+def test_custom_groups_given_as_generators_reach_the_optimizer_whole():
+    # torch takes a group's tensors as any iterable; the fused-kernel check reads them first,
+    # which must not leave the optimizer an empty (spent) generator.
+    class Custom(_Net):
+        def optimizer_param_groups(self, cfg):
+            return (
+                {"params": (p for p in m.parameters()), "lr": 0.1} for m in (self.conv, self.fc)
+            )
+
+    net = Custom()
+    opt = build_optimizer(_cfg(OPTIMIZER="ADAM"), net)
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    assert opt.param_groups[0]["fused"] and opt.param_groups[0]["lr"] == 0.1
+
+
 def _grads(values):
     params = [nn.Parameter(torch.zeros(len(v))) for v in values]
     for p, v in zip(params, values):

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from meshrecon.utils.precision import resolve_autocast
+
 from .data import PretrainSet, render_pretraining_set
 from .net import ARCHS, PretrainNet, pretrain_losses
 
@@ -79,11 +81,7 @@ class PretrainRecipe:
         if self.arch == "eigen_alexnet" and self.image_size < 64:
             # Its stride-4 11x11 convolution and three pools leave nothing of smaller images.
             raise ValueError(f"eigen_alexnet needs image_size >= 64, got {self.image_size}")
-        if self.encoder_autocast not in ("auto", "bfloat16", ""):
-            raise ValueError(
-                "PretrainRecipe.encoder_autocast must be 'auto', 'bfloat16' or '', got "
-                f"{self.encoder_autocast!r}"
-            )
+        self.encoder_dtype()  # an unknown encoder_autocast is named here, not at training
         if len(self.loss_weights) != 4:
             raise ValueError(
                 f"PretrainRecipe.loss_weights needs 4 weights, got {self.loss_weights}"
@@ -95,11 +93,7 @@ class PretrainRecipe:
 
     def encoder_dtype(self) -> torch.dtype | None:
         """The dtype the encoder trains in on this machine's CPU (``None``: float32)."""
-        from meshrecon.modeling.backbone.build import has_native_bfloat16
-
-        if self.encoder_autocast == "auto":
-            return torch.bfloat16 if has_native_bfloat16("cpu") else None
-        return torch.bfloat16 if self.encoder_autocast == "bfloat16" else None
+        return resolve_autocast(self.encoder_autocast, "cpu", key="PretrainRecipe.encoder_autocast")
 
 
 def _normalize(images_uint8: torch.Tensor) -> torch.Tensor:

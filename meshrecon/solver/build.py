@@ -74,14 +74,28 @@ def get_default_optimizer_params(
     return [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
 
 
+def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
+    """Parameter groups as dicts whose ``"params"`` are lists.
+
+    torch also takes a bare iterable of tensors, and a group's tensors as any iterable (or one
+    tensor); :func:`_can_fuse` reads them before the optimizer does, which would spend a
+    generator.
+    """
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    return [
+        {
+            **g,
+            "params": [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"]),
+        }
+        for g in groups
+    ]
+
+
 def _can_fuse(groups: list[dict[str, Any]]) -> bool:
     """Whether torch's fused SGD / Adam take these parameters: floats on one CPU or CUDA device."""
-    params = []
-    for g in groups:
-        if isinstance(g["params"], torch.Tensor):
-            g["params"] = [g["params"]]
-        g["params"] = list(g["params"])  # a generator would be spent here
-        params += g["params"]
+    params = [p for g in groups for p in g["params"]]
     devices = {p.device for p in params}
     return (
         len(devices) == 1
@@ -111,6 +125,7 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
             bias_lr_factor=solver.BIAS_LR_FACTOR,
             weight_decay_bias=solver.get("WEIGHT_DECAY_BIAS", None),
         )
+    params = _as_groups(params)
     if not params:
         raise ValueError("the model has no trainable parameters: nothing to optimize")
     name = str(solver.get("OPTIMIZER", "SGD")).upper()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from meshrecon.layers import ShapeSpec
+from meshrecon.utils.precision import resolve_autocast
 from meshrecon.utils.registry import Registry
 
 __all__ = ["BACKBONE_REGISTRY", "build_backbone"]
@@ -43,40 +44,6 @@ def build_backbone(cfg, input_shape: Any = None) -> nn.Module:
     return backbone
 
 
-_AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16}
-
-
-def has_native_bfloat16(device: torch.device | str) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products in hardware.
-
-    CPUs: AVX512-BF16 or AMX (where bfloat16 convolutions are ~1.5x faster than float32; on
-    other CPUs oneDNN emulates them, slower than float32). CUDA: compute capability 8.0+.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            return False
-        try:
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # torch before the including_emulation argument
-            return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-    return False
-
-
 def autocast_dtype(cfg) -> torch.dtype | None:
-    """``cfg.MODEL.BACKBONE.AUTOCAST`` as a dtype (``None``: float32), or a clear error.
-
-    ``"auto"`` is bfloat16 where ``cfg.MODEL.DEVICE`` has it in hardware, float32 elsewhere.
-    """
-    name = cfg.MODEL.BACKBONE.AUTOCAST
-    if name == "auto":
-        return torch.bfloat16 if has_native_bfloat16(cfg.MODEL.DEVICE) else None
-    if name not in _AUTOCAST_DTYPES:
-        raise ValueError(
-            f"MODEL.BACKBONE.AUTOCAST={name!r}: expected one of "
-            f"{sorted(_AUTOCAST_DTYPES) + ['auto']} ('' computes the backbone in float32)"
-        )
-    return _AUTOCAST_DTYPES[name]
+    """``cfg.MODEL.BACKBONE.AUTOCAST`` on ``cfg.MODEL.DEVICE`` as a dtype (``None``: float32)."""
+    return resolve_autocast(cfg.MODEL.BACKBONE.AUTOCAST, cfg.MODEL.DEVICE)
