@@ -133,6 +133,7 @@ def _run_train_one(config: str, device: str, args: argparse.Namespace) -> None:
         warmup=args.warmup,
         opts=args.opts or [],
         toy=args.toy,
+        start_iter=args.start_iter,
         label=args.label,
     )
     print("RESULT " + json.dumps(result.to_dict()))
@@ -147,6 +148,8 @@ def _spawn_train(tree: Path, name: str, device: str, args: argparse.Namespace, l
         cmd += ["--threads", str(args.threads)]
     if args.toy:
         cmd.append("--toy")
+    if args.start_iter is not None:
+        cmd += ["--start-iter", str(args.start_iter)]
     if args.opts:
         cmd += ["--opts", *args.opts]
     # The checkout measured comes first on the path, whatever meshrecon is installed.
@@ -240,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=20, help="timed training steps per config")
     train.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     train.add_argument("--toy", action="store_true", help="tiny data and batches (tests)")
+    train.add_argument(
+        "--start-iter",
+        type=int,
+        default=None,
+        help="the iteration the steps start at (default: each config's SOLVER.MAX_ITER // 2); "
+        "e.g. 0 times VoxMesh's voxel-only steps, 100000 its full steps, whatever the schedule",
+    )
     train.add_argument("--baseline", default="", help="also measure this meshrecon checkout")
     train.add_argument("--rounds", type=int, default=1, help="with --baseline: rounds of both")
     train.add_argument("--json", default="", help="also write every measurement to this file")

@@ -84,6 +84,9 @@ class TrainThroughput:
     per record), None when the records need no mapper. ``cpu_s`` is the CPU time of the
     training process per step (all its threads; not the data-loader workers'): on a machine
     that other jobs share, it moves far less with their load than the wall time does.
+    ``start_iter`` is the iteration the first warm-up step reported to the model, ``losses``
+    the names of the losses of the last timed step (what the step trained: VoxMesh's
+    voxel-only steps have no mesh losses).
     """
 
     config: str
@@ -97,6 +100,8 @@ class TrainThroughput:
     map_s_per_image: float | None
     cpu_s: float = float("nan")
     label: str = ""
+    start_iter: int = -1
+    losses: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -221,9 +226,10 @@ def measure_config(
             data-loader workers' start).
         opts: config overrides (``KEY VALUE`` pairs), applied last.
         toy: run at toy size (:data:`TOY_OPTS`).
-        start_iter: the iteration the steps report to the model (``EventStorage.iter``);
-            default ``SOLVER.MAX_ITER // 2``, past warm-ups such as ``VOXEL_ONLY_ITERS`` so that
-            every head trains.
+        start_iter: the iteration the first (warm-up) step reports to the model
+            (``EventStorage.iter``); default ``SOLVER.MAX_ITER // 2``, meant to be past warm-ups
+            such as ``VOXEL_ONLY_ITERS`` so that every head trains. Pass it to compare the same
+            kind of step between checkouts whose schedules differ.
         warm_cache: first map one record of every model (:func:`warm_shape_cache`), so that
             the steps see the mappers' steady state.
         label: a name for the checkout measured (comparisons).
@@ -262,6 +268,8 @@ def measure_config(
     batches = iter(loader)
     if start_iter is None:
         start_iter = cfg.SOLVER.MAX_ITER // 2
+    if start_iter < 0:
+        raise ValueError(f"start_iter must be >= 0, got {start_iter}")
 
     timer = _stage_timer_class()(dev)
     step_total = cpu_total = 0.0
@@ -310,6 +318,8 @@ def measure_config(
         map_s_per_image=map_s,
         cpu_s=cpu_total / steps,
         label=label,
+        start_iter=int(start_iter),
+        losses=sorted(loss_dict),
     )
 
 
