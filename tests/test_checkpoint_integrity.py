@@ -250,6 +250,29 @@ def test_resume_after_a_killed_save_falls_back_to_the_last_intact_checkpoint(tmp
         assert torch.equal(actual[key], expected[key]), key  # as if never interrupted
 
 
+def test_checkpoint_max_keep_deletes_older_periodic_checkpoints_and_resume_still_works(tmp_path):
+    straight = _train(_toy(tmp_path / "straight"))  # keeps all: 0 is Detectron2's behaviour
+    names = sorted(p.name for p in (tmp_path / "straight").glob("model_*.pth"))
+    assert names == [f"model_{i:07d}.pth" for i in (9, 19, 29)] + ["model_final.pth"]
+
+    run = tmp_path / "keep1"
+    keep1 = {"SOLVER.CHECKPOINT_MAX_KEEP": 1}
+    _train(_toy(run, **keep1), crash_at=25)  # saved after 9, then after 19 (9 deleted)
+    assert sorted(p.name for p in run.glob("model_*.pth")) == ["model_0000019.pth"]
+    resumed = _train(_toy(run, **keep1), resume=True)
+    assert resumed.start_iter == 20
+    # The resumed process counts the earlier process's model_0000019.pth (deleted once 29 is
+    # saved); the final model is never counted among the periodic ones, nor deleted.
+    assert sorted(p.name for p in run.glob("model_*.pth")) == [
+        "model_0000029.pth",
+        "model_final.pth",
+    ]
+    expected = straight.checkpointer.model.state_dict()
+    actual = resumed.checkpointer.model.state_dict()
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key
+
+
 def test_resume_never_skips_to_a_later_leftover_nor_past_an_unsafe_file(tmp_path):
     model = _net(0)
     ckpt = Checkpointer(model, str(tmp_path))

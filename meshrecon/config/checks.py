@@ -48,6 +48,11 @@ _TRAINING_RULES: list[_Rule] = [
         "positive",
         "save every this many iterations; a value >= SOLVER.MAX_ITER saves the final model only",
     ),
+    (
+        "SOLVER.CHECKPOINT_MAX_KEEP",
+        "non-negative",
+        "periodic checkpoints kept, the most recent; 0 keeps them all",
+    ),
     ("SOLVER.IMS_PER_BATCH", "positive", "images per batch, summed over all processes"),
     ("SOLVER.WARMUP_ITERS", "non-negative", "iterations of learning-rate warm-up"),
     ("SOLVER.STEPS", _positive_iterations, "iterations at which the learning rate decays"),

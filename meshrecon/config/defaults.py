@@ -532,6 +532,10 @@ _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.RESCALE_INTERVAL = False
 # Save a checkpoint every this many iterations.
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
+# How many of those periodic checkpoints to keep, the most recent (older ones are deleted as
+# new ones are written; model_final.pth and model_best.pth are never deleted); 0 keeps them
+# all, as Detectron2 does.
+_C.SOLVER.CHECKPOINT_MAX_KEEP = 0
 # Images per batch summed over all processes (so 16 on 8 GPUs is 2 per GPU).
 _C.SOLVER.IMS_PER_BATCH = 16
 # If > 0, scale IMS_PER_BATCH, BASE_LR, MAX_ITER, STEPS linearly from this world size to the

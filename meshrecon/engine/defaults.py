@@ -526,8 +526,12 @@ class DefaultTrainer(TrainerBase):
         # Before the checkpointer and the test evaluation (see ValidationHook).
         result.append(self.build_validation_hook())
         if comm.is_main_process():
+            # Checked by check_config: >= 0; 0 (fvcore's None) keeps every periodic checkpoint.
+            keep = int(cfg.SOLVER.CHECKPOINT_MAX_KEEP)
             result.append(
-                hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD)
+                hooks.PeriodicCheckpointer(
+                    self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=keep or None
+                )
             )
         # A weak reference: the hook must not keep the trainer alive.
         trainer_ref = weakref.ref(self)

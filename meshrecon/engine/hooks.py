@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -158,6 +160,22 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer, HookBase):
 
     def before_train(self) -> None:
         self.max_iter = self.trainer.max_iter
+        if self.max_to_keep is not None:
+            # A resumed run counts the periodic checkpoints its earlier process saved (those
+            # before the iteration it resumes at), so that max_to_keep holds across resumes.
+            self.recent_checkpoints = self._earlier_checkpoints(self.trainer.start_iter)
+
+    def _earlier_checkpoints(self, start_iter: int) -> list[str]:
+        folder = self.checkpointer.save_dir
+        if not folder or not os.path.isdir(folder):
+            return []
+        pattern = re.compile(rf"{re.escape(self.file_prefix)}_(\d{{7}})\.pth")
+        found = []
+        for name in os.listdir(folder):
+            match = pattern.fullmatch(name)
+            if match and int(match.group(1)) < start_iter:
+                found.append((int(match.group(1)), os.path.join(folder, name)))
+        return [path for _, path in sorted(found)]
 
     def after_step(self) -> None:
         # Follow the trainer's max_iter: a hook that stops training early lowers it, and the
