@@ -93,7 +93,7 @@ _TOY_DETECTOR_OPTS = [
 # "method_opts" is a dict, or a function (methods, iter_scale=, iters=) -> dict.
 PRESETS: dict[str, dict] = {
     # Every method but the Clustering baselines, each for the iterations that make the runs fit
-    # about 90 minutes on an idle 2-core CPU (plus ~12 min making the pretrained ResNet-18
+    # about 90 minutes on an idle 2-core CPU (plus ~4 min making the pretrained ResNet-18
     # once, on a clean cache; presets.DEFAULT_SCHEDULE has each method's count and estimate); the
     # detectors, depth networks and R2N2 (cheap validation splits) are validated 4 times and
     # tested with their best checkpoint. Runs go one at a time, two threads each, into their
