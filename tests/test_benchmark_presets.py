@@ -318,3 +318,12 @@ def test_report_carries_the_curves_or_says_how_to_get_them(tmp_path):
     assert json.loads((tmp_path / "bare" / "report.json").read_text())["validation"] == {
         "curves": {}
     }
+
+
+def test_the_time_estimate_counts_only_the_pretrained_encoders_the_runs_name():
+    from meshrecon.cli.benchmark_methods import synthetic_weights_named
+
+    assert synthetic_weights_named(_setup("default").plans) == {"resnet18_pretrained.pth"}
+    assert synthetic_weights_named(_setup("quickstart").plans) == set()
+    eigen = _setup("default", "--methods", "eigen_coarse", "--opts", *P.EIGEN_PRETRAINED)
+    assert synthetic_weights_named(eigen.plans) == {"eigen_alexnet_pretrained.pth"}

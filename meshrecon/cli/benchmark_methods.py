@@ -344,6 +344,16 @@ def plan_invocation(args: argparse.Namespace) -> Setup:
     return Setup(plans, skipped, methods, tasks, output, samples, threads, missing_real)
 
 
+def synthetic_weights_named(plans) -> set[str]:
+    """The ``synthetic://`` weights that the plans' configs name (made once when not cached)."""
+    from meshrecon.pretrain import SCHEME
+
+    urls = [
+        u for p in plans for u in (p.cfg.MODEL.BACKBONE.PRETRAINED, p.cfg.MODEL.DEPTH.PRETRAINED)
+    ]
+    return {u[len(SCHEME) :] for u in urls if u.startswith(SCHEME)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
@@ -354,10 +364,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[benchmark] skipping {r.name}: {r.reason}")
     if args.preset == "default" and args.iter_scale is None and not args.iters:
         runs = sum(estimate_default_minutes([p.spec for p in plans], pretraining=False).values())
+        encoders = synthetic_weights_named(plans)
+        making = sum(PRETRAIN_MINUTES.get(name, 0.0) for name in encoders)
         print(
-            f"[benchmark] estimated time on an idle 2-core CPU: ~{runs:.0f} min of runs, plus "
-            f"~{sum(PRETRAIN_MINUTES.values()):.0f} min making the pretrained encoders if they "
-            "are not cached"
+            f"[benchmark] estimated time on an idle 2-core CPU: ~{runs:.0f} min of runs"
+            + (
+                f", plus ~{making:.0f} min making {', '.join(sorted(encoders))} if not cached"
+                if encoders
+                else ""
+            )
         )
     print(f"[benchmark] {len(plans)} method(s): {', '.join(p.spec.name for p in plans)}")
     print("[benchmark] preparing the datasets (generated once, then cached)")
