@@ -47,6 +47,7 @@ from meshrecon.apps.method_benchmark.runner import (
     prepare_pretrained,
     pretrained_weights_needed,
     run_plan,
+    synthetic_weights_named,
 )
 from meshrecon.utils.logger import setup_logger
 
@@ -342,16 +343,6 @@ def plan_invocation(args: argparse.Namespace) -> Setup:
         tasks=tasks,
     )
     return Setup(plans, skipped, methods, tasks, output, samples, threads, missing_real)
-
-
-def synthetic_weights_named(plans) -> set[str]:
-    """The ``synthetic://`` weights that the plans' configs name (made once when not cached)."""
-    from meshrecon.pretrain import SCHEME
-
-    urls = [
-        u for p in plans for u in (p.cfg.MODEL.BACKBONE.PRETRAINED, p.cfg.MODEL.DEPTH.PRETRAINED)
-    ]
-    return {u[len(SCHEME) :] for u in urls if u.startswith(SCHEME)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ __all__ = [
     "prepare_pretrained",
     "pretrained_weights_needed",
     "run_plan",
+    "synthetic_weights_named",
 ]
 
 RUN_INFO = "benchmark_run.json"
@@ -96,9 +97,10 @@ class RunRecord:
 
 
 def _get(cfg, dotted: str) -> Any:
+    """The value at a dotted key of a config (or of its YAML loaded as dicts); None if absent."""
     node = cfg
     for part in dotted.split("."):
-        if part not in node:
+        if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
     return node
@@ -146,10 +148,8 @@ def config_fingerprint(cfg_or_yaml: Any) -> str:
     text = cfg_or_yaml if isinstance(cfg_or_yaml, str) else cfg_or_yaml.dump()
     data = yaml.safe_load(text) or {}
     for dotted in _NOT_FINGERPRINTED:
-        *parents, leaf = dotted.split(".")
-        node = data
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
+        parent, _, leaf = dotted.rpartition(".")
+        node = _get(data, parent) if parent else data
         if isinstance(node, dict):
             node.pop(leaf, None)
     blob = json.dumps(data, sort_keys=True, default=str)
@@ -265,8 +265,6 @@ def pretrained_weights_needed(
     :func:`reusable`, unless ``retrain``), ``MODEL.DEPTH.PRETRAINED`` for every trained method
     (the depth head loads it whenever the model is built, also to evaluate a reused run).
     """
-    from meshrecon.pretrain import SCHEME
-
     needed: dict[str, list[str]] = {}
     will_train: set[str] = set()
     for plan in plans:
@@ -276,11 +274,25 @@ def pretrained_weights_needed(
         trains = retrain or spec.init_from in will_train or not reusable(plan)[0]
         if trains:
             will_train.add(spec.name)
-        urls = [cfg.MODEL.DEPTH.PRETRAINED] + ([cfg.MODEL.BACKBONE.PRETRAINED] if trains else [])
-        for url in urls:
-            if url.startswith(SCHEME):
-                needed.setdefault(url[len(SCHEME) :], []).append(spec.name)
+        for name in _synthetic_weights(cfg, backbone=trains):
+            needed.setdefault(name, []).append(spec.name)
     return needed
+
+
+def synthetic_weights_named(plans: Sequence[MethodPlan]) -> set[str]:
+    """The ``synthetic://`` weights that the plans' configs name, whether or not their runs
+    will be reused (the upper bound of what a first run makes)."""
+    return {name for plan in plans for name in _synthetic_weights(plan.cfg)}
+
+
+def _synthetic_weights(cfg, backbone: bool = True) -> list[str]:
+    """Names of the ``synthetic://`` weights a config loads: ``MODEL.DEPTH.PRETRAINED`` (when
+    the model is built) and, unless ``backbone`` is False, ``MODEL.BACKBONE.PRETRAINED`` (when
+    training starts)."""
+    from meshrecon.pretrain import SCHEME
+
+    urls = [cfg.MODEL.DEPTH.PRETRAINED] + ([cfg.MODEL.BACKBONE.PRETRAINED] if backbone else [])
+    return [url[len(SCHEME) :] for url in urls if url.startswith(SCHEME)]
 
 
 def prepare_pretrained(
