@@ -214,6 +214,25 @@ def test_stop_on_plateau_ends_training_and_saves_the_final_model(tmp_path):
     assert "flat at the end" in summary["text"] and "stopped at iteration 129" in summary["text"]
 
 
+def test_summary_names_a_curve_that_never_moved(tmp_path):
+    # An all-zero curve (a detector's AP^mesh early in training) is flat by the plateau rule;
+    # the report must not read it as a plateau reached by learning.
+    def write(values):
+        curve = [
+            {"iteration": 10 * (k + 1) - 1, "metrics": {"m": v}} for k, v in enumerate(values)
+        ]
+        saved = {"metric": "m", "mode": "max", "curve": curve}
+        saved["plateau_rule"] = {"window_frac": 0.2, "min_delta": 1.0}
+        (tmp_path / "validation.json").write_text(json.dumps(saved))
+        return validation_module.summarize_validation(str(tmp_path))
+
+    summary = write([0.0] * 6)
+    assert summary["flat"] is True
+    assert summary["text"] == "curve never moved (0 at all 6 validations)"
+    moving = write([0.0, 2.0, 2.5, 2.6, 2.6, 2.6])
+    assert moving["flat"] is True and moving["text"].startswith("curve flat at the end (")
+
+
 def test_eval_best_tests_the_best_model(tmp_path, curve):
     trainer, results = _train(_cfg(tmp_path, **{"TEST.EVAL_BEST": True}))
     best = _best(tmp_path)

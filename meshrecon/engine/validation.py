@@ -91,7 +91,8 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
 
     Returns ``{"metric", "flat", "text", "evaluated", "best"}``: ``flat`` is the plateau rule
     applied to the whole curve (True, False, or None when undecided or without a metric),
-    ``text`` a short phrase such as ``"curve flat at the end (+0.3 in the last 20%)"``, and
+    ``text`` a short phrase such as ``"curve flat at the end (+0.3 in the last 20%)"`` (``"curve
+    never moved (0 at all 4 validations)"`` when every validation gave the same value), and
     ``evaluated`` which model the final test evaluation used ("final" or "best (iteration N)").
     """
     saved = read_validation_file(output_dir)
@@ -118,8 +119,13 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             text = f"curve undecided ({len(its)} validations)"
         else:
             flat = r.plateaued
-            state = "flat at the end" if flat else "still improving"
-            text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
+            finite = [v for v in vals if math.isfinite(v)]
+            if len(set(finite)) == 1:
+                # flat by the rule, but it never moved: not a plateau reached by learning
+                text = f"curve never moved ({finite[0]:.3g} at all {len(finite)} validations)"
+            else:
+                state = "flat at the end" if flat else "still improving"
+                text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
         if saved.get("stopped_early_at") is not None:
             text += f", stopped at iteration {saved['stopped_early_at']}"
     return {
