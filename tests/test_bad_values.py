@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
         ("DATASETS.TRAIN", (), "is empty"),
         ("SOLVER.IMS_PER_BATCH", 0, "positive integer"),
         ("TEST.EVAL_PERIOD", -1, "integer >= 0"),
+        ("TEST.PLATEAU_START_ITER", -1, "integer >= 0"),
         ("SOLVER.CHECKPOINT_MAX_KEEP", -1, "integer >= 0"),
         ("DATALOADER.NUM_WORKERS", -2, "integer >= 0"),
         ("SOLVER.BASE_LR", float("nan"), "finite number"),

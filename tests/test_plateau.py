@@ -71,6 +71,30 @@ def test_last_iter_widens_the_window_to_the_planned_end():
     assert not r.decided
 
 
+def test_start_iter_leaves_a_first_phase_out():
+    # Flat at 30 through a first phase (iterations 99-999: the voxel-only steps), then rising
+    # 2 points per evaluation, then flat at 48 from 1899 on.
+    its = _its(25)
+    values = [30.0] * 10 + [30 + 2 * k for k in range(1, 10)] + [48.0] * 6
+    # Judged at iteration 999 on the whole curve: flat, although the model has not trained yet.
+    r = detect_plateau(its[:10], values[:10], window_frac=0.2, min_delta=1.0)
+    assert r.decided and r.plateaued
+    # From the end of the phase on: undecided at 999 (nothing after 999) ...
+    r = detect_plateau(its[:10], values[:10], window_frac=0.2, min_delta=1.0, start_iter=999)
+    assert not r.decided and not r.plateaued and "after iteration 999" in r.reason
+    # ... then rising (1599: the window holds 1299-1599, the earlier best is 34 at 1199) ...
+    r = detect_plateau(its[:16], values[:16], window_frac=0.2, min_delta=1.0, start_iter=999)
+    assert r.decided and not r.plateaued and r.improvement == pytest.approx(42 - 34)
+    # ... and flat once the rise is over (2499: window 2099-2499 at 48, 48 at 1999 before).
+    r = detect_plateau(its, values, window_frac=0.2, min_delta=1.0, start_iter=999)
+    assert r.decided and r.plateaued and r.improvement == 0.0
+    # Points at or before start_iter are not in "before" either: a high first phase (a
+    # curve that dips when the second phase begins) does not count against the second.
+    dip = [60.0] * 10 + values[10:]
+    assert detect_plateau(its, dip, start_iter=0).improvement < 0
+    assert detect_plateau(its, dip, start_iter=999).improvement == 0.0
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -78,6 +102,7 @@ def test_last_iter_widens_the_window_to_the_planned_end():
         ({"window_frac": 0.0}, "PLATEAU_WINDOW_FRAC"),
         ({"window_frac": 1.0}, "PLATEAU_WINDOW_FRAC"),
         ({"min_delta": -1.0}, "PLATEAU_MIN_DELTA"),
+        ({"start_iter": -1}, "PLATEAU_START_ITER"),
     ],
 )
 def test_bad_arguments_name_the_key(kwargs, match):

@@ -214,13 +214,39 @@ def test_stop_on_plateau_ends_training_and_saves_the_final_model(tmp_path):
     assert "flat at the end" in summary["text"] and "stopped at iteration 129" in summary["text"]
 
 
+def test_plateau_start_iter_keeps_training_through_a_flat_first_phase(tmp_path):
+    # Flat at 1.0 up to iteration 99 (a voxel-only phase), then rising 1.0 per validation to
+    # 5.0 at 139, then flat; threshold 0.5. Judged on the whole curve, training stops at 59
+    # (the window > 47.2 holds 49 and 59 at 1.0, as before it). With TEST.PLATEAU_START_ITER
+    # 99 only 109 on is judged: at 169 the window (> 135.2: 5.0) still beats 4.0 (129) by 1.0;
+    # at 179 (> 143.2) it holds 5.0 against 5.0 at 139: flat, the stop.
+    CURVE.clear()
+    CURVE.update(
+        {it: 1.0 if it <= 99 else min(5.0, (it - 99) / 10.0 + 1.0) for it in range(9, 400, 10)}
+    )
+    opts = {
+        "SOLVER.MAX_ITER": 400,
+        "SOLVER.STOP_ON_PLATEAU": True,
+        "TEST.PLATEAU_MIN_DELTA": 0.5,
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+    }
+    _train(_cfg(tmp_path / "whole", **opts))
+    whole = json.loads((tmp_path / "whole" / "validation.json").read_text())
+    assert whole["stopped_early_at"] == 59
+    _train(_cfg(tmp_path / "phase", **opts, **{"TEST.PLATEAU_START_ITER": 99}))
+    CURVE.clear()
+    saved = json.loads((tmp_path / "phase" / "validation.json").read_text())
+    assert saved["plateau_rule"]["start_iter"] == 99
+    assert saved["stopped_early_at"] == 179
+    summary = validation_module.summarize_validation(str(tmp_path / "phase"))
+    assert summary["flat"] is True and "stopped at iteration 179" in summary["text"]
+
+
 def test_summary_names_a_curve_that_never_moved(tmp_path):
     # An all-zero curve (a detector's AP^mesh early in training) is flat by the plateau rule;
     # the report must not read it as a plateau reached by learning.
     def write(values):
-        curve = [
-            {"iteration": 10 * (k + 1) - 1, "metrics": {"m": v}} for k, v in enumerate(values)
-        ]
+        curve = [{"iteration": 10 * (k + 1) - 1, "metrics": {"m": v}} for k, v in enumerate(values)]
         saved = {"metric": "m", "mode": "max", "curve": curve}
         saved["plateau_rule"] = {"window_frac": 0.2, "min_delta": 1.0}
         (tmp_path / "validation.json").write_text(json.dumps(saved))

@@ -60,6 +60,11 @@ _TRAINING_RULES: list[_Rule] = [
     ("SOLVER.GAMMA", _finite_number(0.0, strict=True), "the factor of each learning-rate step"),
     ("SOLVER.WEIGHT_DECAY", _finite_number(0.0, strict=False), "the weight decay"),
     ("TEST.EVAL_PERIOD", "non-negative", "evaluate every this many iterations; 0: at the end"),
+    (
+        "TEST.PLATEAU_START_ITER",
+        "non-negative",
+        "the plateau rule judges the validations after this iteration",
+    ),
     ("VIS_PERIOD", "non-negative", "visualize every this many iterations; 0: never"),
     ("DATALOADER.NUM_WORKERS", "non-negative", "loader processes; 0 loads in the main process"),
     ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "positive", "anchors sampled per image for the RPN loss"),

@@ -859,6 +859,10 @@ _C.TEST.EVAL_BEST = False
 # the metric's units (F1 in %: 1.0 is a point; IoU, AP, delta<1.25 are fractions: use 0.01).
 _C.TEST.PLATEAU_WINDOW_FRAC = 0.2
 _C.TEST.PLATEAU_MIN_DELTA = 1.0
+# Judge only the validations after this iteration: a first phase of the schedule that trains
+# part of the model (VoxMesh's MODEL.VOXEL_HEAD.VOXEL_ONLY_ITERS) may be flat before the rest
+# trains. Scaled with the schedule by the benchmark's iteration overrides.
+_C.TEST.PLATEAU_START_ITER = 0
 # End training at the first validation that finds the curve flat (SOLVER.MAX_ITER: the bound).
 _C.SOLVER.STOP_ON_PLATEAU = False
 # Weights of the model's ResNet image encoder (torchvision layout, e.g. torchvision's), loaded

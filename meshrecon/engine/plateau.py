@@ -7,6 +7,10 @@ window by less than ``min_delta``, in the metric's own units (F1 in %: one point
 AP or delta < 1.25 as fractions: one point is 0.01). Comparing best values, not the last one
 with the first, keeps a noisy flat curve flat and lets a curve that rose and then fell
 (overfitting) count as finished: its window does not beat its earlier best.
+
+A schedule whose first phase trains part of the model (VoxMesh's voxel-only iterations) can be
+flat there and rise once the rest trains: ``start_iter`` (``TEST.PLATEAU_START_ITER``) leaves the
+evaluations up to that iteration out, so that only the curve after it is judged.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ def detect_plateau(
     min_delta: float = 1.0,
     min_points: int = 2,
     last_iter: int | None = None,
+    start_iter: int = 0,
 ) -> PlateauResult:
     """Decide whether a validation curve has plateaued (see the module docstring).
 
@@ -72,6 +77,8 @@ def detect_plateau(
         min_points: evaluations the window must hold (and at least one before it) for a
             verdict; with fewer the curve is "undecided" and not plateaued.
         last_iter: the end of training (default: the last evaluation's iteration).
+        start_iter: evaluations at iterations <= this are left out (a first phase of the
+            schedule that is not judged); 0: none.
 
     Returns:
         A :class:`PlateauResult`.
@@ -81,11 +88,17 @@ def detect_plateau(
         raise ValueError(
             f"iterations ({len(iterations)}) and values ({len(values)}) differ in length"
         )
+    if start_iter < 0:
+        raise ValueError(f"start_iter (TEST.PLATEAU_START_ITER) must be >= 0, got {start_iter}")
     points = [(int(i), float(v)) for i, v in zip(iterations, values) if math.isfinite(float(v))]
     if any(b[0] <= a[0] for a, b in zip(points, points[1:])):
         raise ValueError("iterations must be strictly increasing")
+    points = [(i, v) for i, v in points if i > start_iter]
     if not points:
-        return PlateauResult(False, False, math.nan, math.nan, "no finite evaluation yet")
+        reason = "no finite evaluation yet"
+        if start_iter:
+            reason = f"undecided: no finite evaluation after iteration {start_iter} yet"
+        return PlateauResult(False, False, math.nan, math.nan, reason)
     end = points[-1][0] if last_iter is None else int(last_iter)
     start = (1.0 - window_frac) * end
     before = [v for i, v in points if i <= start]
@@ -97,7 +110,8 @@ def detect_plateau(
             math.nan,
             start,
             f"undecided: {len(before)} evaluation(s) before iteration {start:.0f} and "
-            f"{len(inside)} after it (need 1 and {min_points})",
+            f"{len(inside)} after it (need 1 and {min_points})"
+            + (f", counting those after iteration {start_iter}" if start_iter else ""),
         )
     best = max if mode == "max" else min
     sign = 1.0 if mode == "max" else -1.0

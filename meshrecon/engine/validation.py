@@ -114,6 +114,7 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             mode=saved.get("mode", "max"),
             window_frac=frac,
             min_delta=float(rule.get("min_delta", 1.0)),
+            start_iter=int(rule.get("start_iter", 0)),
         )
         if not r.decided:
             text = f"curve undecided ({len(its)} validations)"
@@ -171,6 +172,7 @@ class ValidationHook(HookBase):
         best_mode: str = "max",
         plateau_window_frac: float = 0.2,
         plateau_min_delta: float = 1.0,
+        plateau_start_iter: int = 0,
         stop_on_plateau: bool = False,
         eval_best: bool = False,
     ) -> None:
@@ -186,6 +188,7 @@ class ValidationHook(HookBase):
                 ``"shapenet/F1@0.300000"``; "" keeps no best model.
             best_mode: "max" (higher is better) or "min".
             plateau_window_frac, plateau_min_delta: the plateau rule's window and threshold.
+            plateau_start_iter: the rule judges only the validations after this iteration.
             stop_on_plateau: end training once the curve of ``best_metric`` has plateaued.
             eval_best: after training, load the best weights into the model for the final
                 (test) evaluation.
@@ -198,7 +201,13 @@ class ValidationHook(HookBase):
                 "the validation metric to follow, e.g. 'shapenet/F1@0.300000'"
             )
         # Checked here, not at the first plateau test hours later.
-        detect_plateau([], [], window_frac=plateau_window_frac, min_delta=plateau_min_delta)
+        detect_plateau(
+            [],
+            [],
+            window_frac=plateau_window_frac,
+            min_delta=plateau_min_delta,
+            start_iter=plateau_start_iter,
+        )
         self._period = int(eval_period)
         self._func = eval_function
         self._model = model
@@ -207,6 +216,7 @@ class ValidationHook(HookBase):
         self.best_mode = best_mode
         self._window_frac = float(plateau_window_frac)
         self._min_delta = float(plateau_min_delta)
+        self._start_iter = int(plateau_start_iter)
         self._stop_on_plateau = bool(stop_on_plateau)
         self._eval_best = bool(eval_best)
         self.best_value: float | None = None
@@ -234,6 +244,7 @@ class ValidationHook(HookBase):
             best_mode=cfg.TEST.BEST_MODE,
             plateau_window_frac=cfg.TEST.PLATEAU_WINDOW_FRAC,
             plateau_min_delta=cfg.TEST.PLATEAU_MIN_DELTA,
+            plateau_start_iter=cfg.TEST.PLATEAU_START_ITER,
             stop_on_plateau=cfg.SOLVER.STOP_ON_PLATEAU,
             eval_best=cfg.TEST.EVAL_BEST,
         )
@@ -418,6 +429,7 @@ class ValidationHook(HookBase):
             window_frac=self._window_frac,
             min_delta=self._min_delta,
             last_iter=iteration,
+            start_iter=self._start_iter,
         )
 
     def _write_file(self, stopped: int | None = None) -> None:
@@ -429,7 +441,11 @@ class ValidationHook(HookBase):
             "best": None
             if self.best_iteration is None
             else {"iteration": self.best_iteration, "value": self.best_value},
-            "plateau_rule": {"window_frac": self._window_frac, "min_delta": self._min_delta},
+            "plateau_rule": {
+                "window_frac": self._window_frac,
+                "min_delta": self._min_delta,
+                "start_iter": self._start_iter,
+            },
             "plateau": None if self.plateau is None else dict(self.plateau.__dict__),
             "stopped_early_at": stopped if stopped is not None else self.stopped_early_at,
             "final_evaluation": self.final_evaluation,
