@@ -105,3 +105,40 @@ def test_has_native_bfloat16_reads_the_cpu_flags(monkeypatch):
     assert has_native_bfloat16("meta") is False
     if not torch.cuda.is_available():
         assert has_native_bfloat16("cuda") is False
+
+
+def test_call_in_dtype_computes_low_and_returns_float32_through_containers():
+    from collections import OrderedDict
+
+    from meshrecon.utils.precision import call_in_dtype
+
+    seen = {}
+    weight = torch.randn(8, 8)
+    index = torch.arange(3)
+
+    def fn(x, *, scale):
+        y = (x @ weight) * scale  # a matmul: autocast computes it in the low dtype
+        seen["dtype"] = y.dtype
+        return OrderedDict(a=y, nested=[y, (y, index)], n=7)
+
+    x = torch.randn(4, 8)
+    out = call_in_dtype(fn, torch.bfloat16, "cpu", x, scale=2.0)
+    assert seen["dtype"] == torch.bfloat16
+    assert isinstance(out, OrderedDict) and list(out) == ["a", "nested", "n"]
+    assert out["a"].dtype == torch.float32
+    assert isinstance(out["nested"], list) and isinstance(out["nested"][1], tuple)
+    assert out["nested"][0].dtype == out["nested"][1][0].dtype == torch.float32
+    assert out["nested"][1][1] is index  # tensors of other dtypes pass through untouched
+    assert out["n"] == 7
+    expected = (x @ weight) * 2.0
+    torch.testing.assert_close(out["a"], expected, atol=0.1, rtol=0.05)
+    assert not torch.equal(out["a"], expected)  # really computed in bfloat16
+
+    plain = call_in_dtype(fn, None, "cpu", x, scale=2.0)  # no dtype: a plain float32 call
+    assert seen["dtype"] == torch.float32
+    assert torch.equal(plain["a"], expected)
+
+    x64 = x.double()  # autocast leaves float64 alone: bit-equal to the plain call
+    weight64 = weight.double()
+    out64 = call_in_dtype(lambda t: t @ weight64, torch.bfloat16, "cpu", x64)
+    assert out64.dtype == torch.float64 and torch.equal(out64, x64 @ weight64)

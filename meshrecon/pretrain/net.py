@@ -21,6 +21,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from meshrecon.utils.precision import call_in_dtype
+
 __all__ = ["ARCHS", "PretrainNet", "pretrain_losses"]
 
 ARCHS = ("resnet18", "eigen_alexnet")
@@ -92,12 +94,7 @@ class PretrainNet(nn.Module):
     encoder_dtype: torch.dtype | None = None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = self.encoder_dtype
-        with torch.autocast(
-            images.device.type, dtype=low or torch.bfloat16, enabled=low is not None
-        ):
-            feats = self.encoder(images)
-        feats = [f.float() if f.dtype == low else f for f in feats]
+        feats = call_in_dtype(self.encoder, self.encoder_dtype, images.device.type, images)
         logits = self.classifier(F.adaptive_avg_pool2d(feats[-1], 1).flatten(1))
         size = (self.target_size, self.target_size)
         x = sum(

@@ -2,14 +2,18 @@
 
 Shared by ``MODEL.BACKBONE.AUTOCAST`` (``meshrecon.modeling.backbone``) and the pretraining
 recipes' ``encoder_autocast`` (``meshrecon.pretrain``); it imports nothing of meshrecon, so a
-recipe can check its setting without importing the models.
+recipe can check its setting without importing the models. :func:`call_in_dtype` is how both
+run their encoder in the low dtype and hand float32 to what follows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
-__all__ = ["has_native_bfloat16", "resolve_autocast"]
+__all__ = ["call_in_dtype", "has_native_bfloat16", "resolve_autocast"]
 
 _AUTOCAST_DTYPES = {"": None, "bfloat16": torch.bfloat16}
 
@@ -51,3 +55,30 @@ def resolve_autocast(
             f"{sorted(_AUTOCAST_DTYPES) + ['auto']} ('' computes in float32)"
         )
     return _AUTOCAST_DTYPES[name]
+
+
+def _to_float32(value: Any, low: torch.dtype) -> Any:
+    """``value`` with every tensor of dtype ``low`` cast to float32, through dicts, lists and
+    tuples (other values, and tensors of other dtypes, returned as they are)."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype == low else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_float32(v, low)) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_to_float32(v, low) for v in value)
+    return value
+
+
+def call_in_dtype(
+    fn: Callable[..., Any], dtype: torch.dtype | None, device_type: str, *args: Any, **kwargs: Any
+) -> Any:
+    """``fn(*args, **kwargs)`` computed under ``torch.autocast(device_type, dtype)``, its
+    outputs that came back in ``dtype`` cast to float32 (tensors, or dicts / lists / tuples of
+    them), so that what runs after it (heads, losses) stays float32. ``dtype`` None: a plain
+    call. Autocast leaves float64 inputs alone, so their outputs are bit-equal to a plain call.
+    """
+    if dtype is None:
+        return fn(*args, **kwargs)
+    with torch.autocast(device_type, dtype=dtype):
+        out = fn(*args, **kwargs)
+    return _to_float32(out, dtype)

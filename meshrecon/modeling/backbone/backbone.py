@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from meshrecon.layers import ShapeSpec
+from meshrecon.utils.precision import call_in_dtype
 
 __all__ = ["Backbone"]
 
@@ -32,10 +33,8 @@ class Backbone(nn.Module, metaclass=ABCMeta):
         if self.autocast_dtype is None:
             return super().__call__(*args, **kwargs)
         x = args[0] if args else next(iter(kwargs.values()))
-        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
-            out = super().__call__(*args, **kwargs)
-        low = self.autocast_dtype
-        return {name: feat.float() if feat.dtype == low else feat for name, feat in out.items()}
+        call = super().__call__
+        return call_in_dtype(call, self.autocast_dtype, x.device.type, *args, **kwargs)
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
