@@ -238,6 +238,21 @@ def test_the_cache_is_reused_and_a_changed_recipe_makes_a_new_entry(cache_dir, m
     assert not glob.glob(os.path.join(os.path.dirname(pretrained_dir(TOY_R18, other)), ".tmp-*"))
 
 
+def test_the_key_follows_the_low_dtype_call_the_encoder_runs_in(tmp_path, monkeypatch):
+    # The pretraining network runs its encoder through meshrecon.utils.precision: a change
+    # there can change the weights, so it is part of the cache key like meshrecon/pretrain.
+    from meshrecon.utils import precision
+
+    base = pretrain_cache.recipe_key(TOY)
+    copy = tmp_path / "precision.py"
+    with open(precision.__file__, "rb") as f:
+        copy.write_bytes(f.read())
+    monkeypatch.setattr(precision, "__file__", str(copy))
+    assert pretrain_cache.recipe_key(TOY) == base
+    copy.write_bytes(copy.read_bytes() + b"\n# edited\n")
+    assert pretrain_cache.recipe_key(TOY) != base
+
+
 def test_the_encoder_trains_in_the_dtype_the_hardware_has_and_the_key_says_which(monkeypatch):
     from meshrecon.pretrain.net import PretrainNet
     from meshrecon.utils import precision

@@ -75,11 +75,14 @@ def _recipe_for(name: str) -> PretrainRecipe:
 
 
 def _code_digest() -> str:
-    """Hash of the code that decides the weights: the synthetic world's and this package's."""
+    """Hash of the code that decides the weights: the synthetic world's, this package's and
+    the low-dtype call its network runs its encoder with (``meshrecon.utils.precision``)."""
     from meshrecon.data.datasets.synthetic.generator import _source_digest
+    from meshrecon.utils import precision
 
     digest = hashlib.sha256(_source_digest().encode())
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*.py"))):
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in [*sorted(glob.glob(os.path.join(here, "*.py"))), precision.__file__]:
         digest.update(os.path.basename(path).encode())
         with open(path, "rb") as f:
             digest.update(f.read())
