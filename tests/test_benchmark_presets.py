@@ -53,6 +53,7 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         o = _pairs(opts[spec.name])
         assert o["DATASETS.VAL"] == repr((spec.val_dataset,))
         assert o["SOLVER.STOP_ON_PLATEAU"] == "True" and o["TEST.EVAL_BEST"] == "True"
+        assert o["SOLVER.PLATEAU_LR_STEP"] == "True"  # a plateau first brings the LR step on
         assert o["TEST.BEST_METRIC"] == spec.val_metric and o["TEST.BEST_MODE"] == "max"
         # The merged config: the cap is 8x the config's schedule, 15-30 validations before it.
         cfg = plans[spec.name].cfg
@@ -134,6 +135,7 @@ def test_default_preset_fits_its_budget_and_keeps_the_best_where_validation_is_c
         assert bool(len(plan.cfg.DATASETS.VAL)) == budget.validate
         if budget.validate:
             assert plan.cfg.TEST.EVAL_BEST and not plan.cfg.SOLVER.STOP_ON_PLATEAU
+            assert not plan.cfg.SOLVER.PLATEAU_LR_STEP
             assert plan.cfg.TEST.EVAL_PERIOD == budget.iters // 4
     # The runs go to the preset's folder, not the configs' OUTPUT_DIRs.
     assert plans["voxmesh"].output_dir == os.path.join("output/benchmark/runs", "voxmesh")

@@ -242,6 +242,82 @@ def test_plateau_start_iter_keeps_training_through_a_flat_first_phase(tmp_path):
     assert summary["flat"] is True and "stopped at iteration 179" in summary["text"]
 
 
+def _rates(store):
+    """A hook that records the LR each step trains with."""
+    return CallbackHook(
+        before_step=lambda t: store.__setitem__(t.iter, t.optimizer.param_groups[0]["lr"])
+    )
+
+
+def test_plateau_lr_step_brings_the_step_forward_then_stops(tmp_path):
+    # Rising to 9.9 at 99, then flat; threshold 0.5; one LR step at 300 of 400. Without
+    # SOLVER.PLATEAU_LR_STEP training stops at 129 (see the test above). With it the plateau
+    # at 129 brings the step forward to 130 and the curve is judged again from 129 on: at 179
+    # (window > 143.2) it holds 9.9 against 9.9 at 139 before it: flat, no step left: the stop.
+    CURVE.clear()
+    CURVE.update({it: min(it, 99) / 10.0 for it in range(9, 400, 10)})
+    opts = {
+        "SOLVER.MAX_ITER": 400,
+        "SOLVER.STEPS": (300,),
+        "SOLVER.STOP_ON_PLATEAU": True,
+        "SOLVER.PLATEAU_LR_STEP": True,
+        "TEST.PLATEAU_MIN_DELTA": 0.5,
+        "SOLVER.CHECKPOINT_PERIOD": 10,
+    }
+    rates = {}
+    trainer, _ = _train(_cfg(tmp_path / "run", **opts), extra_hooks=[_rates(rates)])
+    saved = json.loads((tmp_path / "run" / "validation.json").read_text())
+    assert saved["lr_steps_moved"] == [{"iteration": 129, "moved_from": 300}]
+    assert saved["stopped_early_at"] == 179 and trainer.iter == 180 == trainer.max_iter
+    assert rates[129] == pytest.approx(0.01) and rates[130] == pytest.approx(0.001)
+    assert rates[179] == pytest.approx(0.001)
+    # The checkpoint of the plateau's iteration carries the moved step.
+    at_129 = torch.load(tmp_path / "run" / "model_0000129.pth", weights_only=False)
+    assert at_129["scheduler"]["milestones"] == [130]
+    summary = validation_module.summarize_validation(str(tmp_path / "run"))
+    assert summary["flat"] is True
+    assert "LR step brought forward to iteration 129, stopped at iteration 179" in summary["text"]
+
+    # Killed at 150 and resumed from a checkpoint saved before the move (its scheduler holds
+    # the config's step at 300): the move recorded in validation.json is made again, and the
+    # run ends as the uninterrupted one did.
+    def crash(t):
+        if t.iter == 150:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        _train(_cfg(tmp_path / "resumed", **opts), extra_hooks=[CallbackHook(after_step=crash)])
+    ckpt = tmp_path / "resumed" / "model_0000149.pth"
+    state = torch.load(ckpt, weights_only=False)
+    state["scheduler"]["milestones"] = [300]
+    torch.save(state, ckpt)
+    rates = {}
+    trainer, _ = _train(
+        _cfg(tmp_path / "resumed", **opts), resume=True, extra_hooks=[_rates(rates)]
+    )
+    assert trainer.start_iter == 150 and trainer.iter == 180
+    assert min(rates) == 150 and rates[150] == pytest.approx(0.001)
+    again = json.loads((tmp_path / "resumed" / "validation.json").read_text())
+    assert again["lr_steps_moved"] == saved["lr_steps_moved"]
+    assert again["stopped_early_at"] == 179
+    CURVE.clear()
+
+
+def test_plateau_lr_step_needs_the_stop_and_a_step_schedule(tmp_path):
+    with pytest.raises(ValueError, match="SOLVER.STOP_ON_PLATEAU True"):
+        DefaultTrainer(_cfg(tmp_path, **{"SOLVER.PLATEAU_LR_STEP": True}))
+    cosine = _cfg(
+        tmp_path / "cosine",
+        **{
+            "SOLVER.PLATEAU_LR_STEP": True,
+            "SOLVER.STOP_ON_PLATEAU": True,
+            "SOLVER.LR_SCHEDULER_NAME": "WarmupCosineLR",
+        },
+    )
+    with pytest.raises(ValueError, match="WarmupMultiStepLR"):
+        _train(cosine)
+
+
 def test_summary_names_a_curve_that_never_moved(tmp_path):
     # An all-zero curve (a detector's AP^mesh early in training) is flat by the plateau rule;
     # the report must not read it as a plateau reached by learning.

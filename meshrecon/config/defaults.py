@@ -865,6 +865,9 @@ _C.TEST.PLATEAU_MIN_DELTA = 1.0
 _C.TEST.PLATEAU_START_ITER = 0
 # End training at the first validation that finds the curve flat (SOLVER.MAX_ITER: the bound).
 _C.SOLVER.STOP_ON_PLATEAU = False
+# With STOP_ON_PLATEAU: a plateau first brings the next of SOLVER.STEPS forward to it (the LR
+# drops there, and the curve is judged afresh); training stops at a plateau with no step left.
+_C.SOLVER.PLATEAU_LR_STEP = False
 # Weights of the model's ResNet image encoder (torchvision layout, e.g. torchvision's), loaded
 # before MODEL.WEIGHTS when training starts, not when resuming; the first convolution is adapted
 # to INPUT.FORMAT / MODEL.PIXEL_MEAN / PIXEL_STD. "" trains the encoder from scratch;

@@ -16,7 +16,11 @@ test split) every ``TEST.EVAL_PERIOD`` iterations and after the last one, and
   after the checkpoint a run resumes from stays (it is a model this run produced);
 * with ``SOLVER.STOP_ON_PLATEAU``, ends training early once the curve has plateaued
   (:func:`meshrecon.engine.plateau.detect_plateau`); the model of that iteration becomes
-  ``model_final.pth`` and the test split is evaluated on it as usual;
+  ``model_final.pth`` and the test split is evaluated on it as usual. With
+  ``SOLVER.PLATEAU_LR_STEP`` a plateau first brings the next learning-rate step of
+  ``SOLVER.STEPS`` forward to that iteration (the curve is then judged afresh from there), and
+  training stops only at a plateau with no step left ahead: a curve flat at the high rate gets
+  the low rate's gain before it ends;
 * with ``TEST.EVAL_BEST``, loads ``model_best.pth`` back into the model after training, so the
   final test evaluation reports the best model instead of the last one.
 """
@@ -105,6 +109,7 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
         if v is not None:
             its.append(int(e["iteration"]))
             vals.append(float(v))
+    moves = saved.get("lr_steps_moved") or []
     flat, text = None, "no validation metric named (TEST.BEST_METRIC)"
     if metric and its:
         frac = float(rule.get("window_frac", 0.2))
@@ -114,7 +119,7 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             mode=saved.get("mode", "max"),
             window_frac=frac,
             min_delta=float(rule.get("min_delta", 1.0)),
-            start_iter=int(rule.get("start_iter", 0)),
+            start_iter=max([int(rule.get("start_iter", 0))] + [int(m["iteration"]) for m in moves]),
         )
         if not r.decided:
             text = f"curve undecided ({len(its)} validations)"
@@ -127,6 +132,8 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             else:
                 state = "flat at the end" if flat else "still improving"
                 text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
+        for m in moves:
+            text += f", LR step brought forward to iteration {m['iteration']}"
         if saved.get("stopped_early_at") is not None:
             text += f", stopped at iteration {saved['stopped_early_at']}"
     return {
@@ -174,6 +181,7 @@ class ValidationHook(HookBase):
         plateau_min_delta: float = 1.0,
         plateau_start_iter: int = 0,
         stop_on_plateau: bool = False,
+        plateau_lr_step: bool = False,
         eval_best: bool = False,
     ) -> None:
         """
@@ -190,6 +198,8 @@ class ValidationHook(HookBase):
             plateau_window_frac, plateau_min_delta: the plateau rule's window and threshold.
             plateau_start_iter: the rule judges only the validations after this iteration.
             stop_on_plateau: end training once the curve of ``best_metric`` has plateaued.
+            plateau_lr_step: with ``stop_on_plateau``, a plateau first brings the scheduler's
+                next milestone forward to it; only a plateau with none left ahead stops.
             eval_best: after training, load the best weights into the model for the final
                 (test) evaluation.
         """
@@ -218,6 +228,14 @@ class ValidationHook(HookBase):
         self._min_delta = float(plateau_min_delta)
         self._start_iter = int(plateau_start_iter)
         self._stop_on_plateau = bool(stop_on_plateau)
+        self._plateau_lr_step = bool(plateau_lr_step)
+        if self._plateau_lr_step and not self._stop_on_plateau:
+            raise ValueError(
+                "SOLVER.PLATEAU_LR_STEP moves the LR steps at the plateaus that "
+                "SOLVER.STOP_ON_PLATEAU stops at: set SOLVER.STOP_ON_PLATEAU True with it"
+            )
+        # The LR steps brought forward: [{"iteration": at, "moved_from": the milestone}].
+        self.lr_steps_moved: list[dict[str, int]] = []
         self._eval_best = bool(eval_best)
         self.best_value: float | None = None
         self.best_iteration: int | None = None
@@ -246,6 +264,7 @@ class ValidationHook(HookBase):
             plateau_min_delta=cfg.TEST.PLATEAU_MIN_DELTA,
             plateau_start_iter=cfg.TEST.PLATEAU_START_ITER,
             stop_on_plateau=cfg.SOLVER.STOP_ON_PLATEAU,
+            plateau_lr_step=cfg.SOLVER.PLATEAU_LR_STEP,
             eval_best=cfg.TEST.EVAL_BEST,
         )
 
@@ -257,6 +276,12 @@ class ValidationHook(HookBase):
     def before_train(self) -> None:
         self._start = time.perf_counter()
         start_iter = int(self.trainer.start_iter)
+        if self._plateau_lr_step and not hasattr(self._scheduler(), "milestones"):
+            raise ValueError(
+                "SOLVER.PLATEAU_LR_STEP brings the next of SOLVER.STEPS forward: it needs a "
+                "step schedule (SOLVER.LR_SCHEDULER_NAME WarmupMultiStepLR), not "
+                f"{type(self._scheduler()).__name__}"
+            )
         if not self._output_dir:  # nothing is written, nothing to resume
             return
         if start_iter > 0:
@@ -272,6 +297,13 @@ class ValidationHook(HookBase):
         """Continue the curve and the best value of the run being resumed."""
         saved = read_validation_file(self._output_dir) or {}
         self.history = [e for e in saved.get("curve", []) if int(e["iteration"]) < start_iter]
+        moved = [m for m in saved.get("lr_steps_moved", []) if int(m["iteration"]) < start_iter]
+        if self._plateau_lr_step:
+            # The checkpoint may predate the move (saved before that validation) or carry this
+            # config's schedule: the moves the curve went through are made again.
+            for m in moved:
+                self._move_milestone(int(m["moved_from"]), int(m["iteration"]))
+            self.lr_steps_moved = moved
         if self.history:
             last = self.history[-1]
             # Time to the resumed checkpoint, extrapolated from the last evaluation before it.
@@ -366,7 +398,21 @@ class ValidationHook(HookBase):
             if self._is_better(value):
                 self._save_best(iteration, value)
             self.plateau = self._judge(iteration)
-            if self._stop_on_plateau and self.plateau.plateaued:
+            ahead = self._next_milestone(iteration) if self._plateau_lr_step else None
+            if self._stop_on_plateau and self.plateau.plateaued and ahead is not None:
+                self._move_milestone(ahead, iteration)
+                self.lr_steps_moved.append({"iteration": iteration, "moved_from": ahead})
+                logger.info(
+                    "The validation curve of %s is %s at iteration %d: the LR step of "
+                    "iteration %d is brought forward to it (LR now %g); the curve is judged "
+                    "afresh from here",
+                    self.best_metric,
+                    self.plateau.reason,
+                    iteration,
+                    ahead,
+                    self._scheduler().optimizer.param_groups[0]["lr"],
+                )
+            elif self._stop_on_plateau and self.plateau.plateaued:
                 logger.info(
                     "Stopping at iteration %d: the validation curve of %s is %s",
                     iteration,
@@ -422,6 +468,8 @@ class ValidationHook(HookBase):
 
     def _judge(self, iteration: int) -> PlateauResult:
         its, vals = self.curve()
+        # After an LR step brought forward, only the curve at the new rate is judged.
+        start = max([self._start_iter] + [int(m["iteration"]) for m in self.lr_steps_moved])
         return detect_plateau(
             its,
             vals,
@@ -429,8 +477,37 @@ class ValidationHook(HookBase):
             window_frac=self._window_frac,
             min_delta=self._min_delta,
             last_iter=iteration,
-            start_iter=self._start_iter,
+            start_iter=start,
         )
+
+    # ------------------------------------------------------------------ LR steps on plateaus
+    def _scheduler(self) -> Any:
+        return getattr(self.trainer, "scheduler", None)
+
+    def _next_milestone(self, iteration: int) -> int | None:
+        """The scheduler's first LR step after ``iteration`` and before the end, or None."""
+        ahead = [
+            int(m)
+            for m in getattr(self._scheduler(), "milestones", [])
+            if iteration + 1 < int(m) < self.trainer.max_iter
+        ]
+        return min(ahead) if ahead else None
+
+    def _move_milestone(self, milestone: int, iteration: int) -> None:
+        """Move the LR step at ``milestone`` to ``iteration + 1`` (the next step's LR) and set
+        the optimizer's rates at once; nothing when it has moved already."""
+        scheduler = self._scheduler()
+        milestones = list(scheduler.milestones)
+        if milestone not in milestones:
+            return
+        milestones[milestones.index(milestone)] = iteration + 1
+        scheduler.milestones = sorted(milestones)
+        # Rates in closed form at the scheduler's position: dropped for the next step if the
+        # scheduler has stepped past this iteration already, else at its coming step.
+        lrs = scheduler._get_closed_form_lr()
+        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        scheduler._last_lr = list(lrs)
 
     def _write_file(self, stopped: int | None = None) -> None:
         if not self._output_dir:
@@ -448,6 +525,7 @@ class ValidationHook(HookBase):
             },
             "plateau": None if self.plateau is None else dict(self.plateau.__dict__),
             "stopped_early_at": stopped if stopped is not None else self.stopped_early_at,
+            "lr_steps_moved": self.lr_steps_moved,
             "final_evaluation": self.final_evaluation,
             "curve": self.history,
         }

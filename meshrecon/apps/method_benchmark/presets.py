@@ -13,9 +13,11 @@ validation where the curve of ``MethodSpec.val_metric`` is flat by
 :func:`meshrecon.engine.plateau.detect_plateau`'s rule: the best value of the last 20% of the
 iterations so far (``TEST.PLATEAU_WINDOW_FRAC``) beats the best value before them by less than
 ``MethodSpec.val_min_delta`` (``TEST.PLATEAU_MIN_DELTA``: one point, i.e. 1.0 for F1 in %, 0.01
-for IoU, AP and δ<1.25), with at least two validations inside that window. The test split is
-then evaluated once with the best validation checkpoint (``TEST.EVAL_BEST``), and the report
-says which iteration that was.
+for IoU, AP and δ<1.25), with at least two validations inside that window. A plateau first
+brings the config's LR step forward to it (``SOLVER.PLATEAU_LR_STEP``: the rate drops there and
+the curve is judged afresh); the run stops at a plateau with no step left ahead, so a curve flat
+at the high rate still gets the low rate's gain. The test split is then evaluated once with the
+best validation checkpoint (``TEST.EVAL_BEST``), and the report says which iteration that was.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ DEFAULT_VALIDATIONS = 4
 # The full preset: the cap on each schedule (times the config's) and the validations up to it.
 # The plateau rule needs two validations in the last 20%, so the earliest stop is at the 10th
 # validation (10/24 of the cap, ~3.3x the config's schedule). The LR drop of each config moves
-# with the cap (to 80% of it): a run that stops on its plateau stops before it.
+# with the cap (to 80% of it) or, at an earlier plateau, to that plateau (SOLVER.PLATEAU_LR_STEP).
 FULL_CAP_FACTOR = 8.0
 FULL_VALIDATIONS = 24
 
@@ -139,7 +141,9 @@ FULL_VALIDATIONS = 24
 def validation_opts(
     spec: MethodSpec, period: int, *, eval_best: bool = True, stop_on_plateau: bool = False
 ) -> list[str]:
-    """``KEY VALUE`` overrides that validate ``spec`` every ``period`` iterations.
+    """``KEY VALUE`` overrides that validate ``spec`` every ``period`` iterations (with
+    ``stop_on_plateau``: stop at a plateau once no LR step is left, bringing the next step
+    forward at each plateau before that).
 
     Raises ValueError for a method without a validation split or metric, or ``period < 1``.
     """
@@ -161,6 +165,8 @@ def validation_opts(
         "TEST.EVAL_BEST",
         str(bool(eval_best)),
         "SOLVER.STOP_ON_PLATEAU",
+        str(bool(stop_on_plateau)),
+        "SOLVER.PLATEAU_LR_STEP",
         str(bool(stop_on_plateau)),
     ]
 
