@@ -303,6 +303,39 @@ def test_plateau_lr_step_brings_the_step_forward_then_stops(tmp_path):
     CURVE.clear()
 
 
+@pytest.mark.slow
+def test_plateau_lr_step_moves_the_rate_of_every_process(tmp_path):
+    # Two processes; only the main one judges the curve (min(iteration, 19), validated every 5
+    # iterations): the plateau at 29 must drop the rate of both, or their replicas diverge.
+    # Judged afresh from 29, the curve is flat again at 44: the stop.
+    from toy_task import TOY_CURVE_VAL, read_records, train_toy_record_main
+
+    from meshrecon.engine import launch
+
+    overrides = {
+        "DATASETS.VAL": (TOY_CURVE_VAL,),
+        "TEST.EVAL_PERIOD": 5,
+        "TEST.BEST_METRIC": "curve/score",
+        "TEST.PLATEAU_MIN_DELTA": 0.5,
+        "SOLVER.STOP_ON_PLATEAU": True,
+        "SOLVER.PLATEAU_LR_STEP": True,
+        "SOLVER.MAX_ITER": 200,
+        "SOLVER.STEPS": (150,),
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+    }
+    out, rec = tmp_path / "run", tmp_path / "records"
+    launch(train_toy_record_main, 2, dist_url="auto", args=(str(out), overrides, str(rec)))
+    saved = json.loads((out / "validation.json").read_text())
+    assert saved["lr_steps_moved"] == [{"iteration": 29, "moved_from": 150}]
+    assert saved["stopped_early_at"] == 44
+    records = read_records(str(rec))
+    assert sorted(records) == [0, 1]
+    for steps in records.values():
+        assert max(steps) == 44
+        assert steps[29]["lr"] == pytest.approx(0.01)
+        assert steps[30]["lr"] == pytest.approx(0.001) and steps[44]["lr"] == pytest.approx(0.001)
+
+
 def test_plateau_lr_step_needs_the_stop_and_a_step_schedule(tmp_path):
     with pytest.raises(ValueError, match="SOLVER.STOP_ON_PLATEAU True"):
         DefaultTrainer(_cfg(tmp_path, **{"SOLVER.PLATEAU_LR_STEP": True}))

@@ -21,6 +21,8 @@ from meshrecon.utils import comm
 
 TOY_DIM = 4
 TOY_TRAIN, TOY_TEST = "toy_train", "toy_test"
+# A validation split whose score is a fixed function of the iteration (see IterationCurve).
+TOY_CURVE_VAL = "toy_val_iteration_curve"
 
 
 def toy_dicts(num: int, seed: int) -> list[dict]:
@@ -104,6 +106,27 @@ class ToyEvaluator(DatasetEvaluator):
         }
 
 
+class IterationCurveEvaluator(DatasetEvaluator):
+    """Scores ``curve/score = min(iteration, 19)`` whatever the model predicts: a curve that
+    rises to 19 and stays flat, the same in every process and run."""
+
+    def __init__(self, cfg=None, dataset_name: str = TOY_CURVE_VAL, output_dir=None):
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def process(self, inputs, outputs) -> None:
+        pass
+
+    def evaluate(self):
+        from meshrecon.utils.events import get_event_storage
+
+        if not comm.is_main_process():
+            return {}
+        return {"curve": {"score": float(min(get_event_storage().iter, 19))}}
+
+
 def register() -> None:
     """Register the toy model, datasets and evaluator (once per process)."""
     for cls in (ToyRegressor, ToyImageModel):
@@ -117,6 +140,11 @@ def register() -> None:
     if TOY_TEST not in DatasetCatalog:
         DatasetCatalog.register(TOY_TEST, lambda: toy_dicts(13, seed=1))
         MetadataCatalog.get(TOY_TEST).evaluator_type = "toy"
+    if "iteration_curve" not in registered_evaluator_types():
+        register_evaluator("iteration_curve", IterationCurveEvaluator)
+    if TOY_CURVE_VAL not in DatasetCatalog:
+        DatasetCatalog.register(TOY_CURVE_VAL, lambda: toy_dicts(4, seed=3))
+        MetadataCatalog.get(TOY_CURVE_VAL).evaluator_type = "iteration_curve"
 
 
 register()

@@ -236,6 +236,7 @@ class ValidationHook(HookBase):
             )
         # The LR steps brought forward: [{"iteration": at, "moved_from": the milestone}].
         self.lr_steps_moved: list[dict[str, int]] = []
+        self._step_to_move: int | None = None  # decided by the last validation (main process)
         self._eval_best = bool(eval_best)
         self.best_value: float | None = None
         self.best_iteration: int | None = None
@@ -346,6 +347,7 @@ class ValidationHook(HookBase):
         results = self._func()
         self._val_seconds += time.perf_counter() - t0
         stop = False
+        self._step_to_move = None
         if comm.is_main_process():
             if not isinstance(results, Mapping) or not results:
                 raise ValueError(
@@ -353,8 +355,20 @@ class ValidationHook(HookBase):
                     f"evaluator?), got {results!r}"
                 )
             stop = self._record(iteration, results)
+        move = self._step_to_move
         if comm.get_world_size() > 1:
             stop = any(comm.all_gather(stop))
+            move = next((m for m in comm.all_gather(move) if m is not None), None)
+        if move is not None:  # every process: their optimizers must keep one rate
+            self._move_milestone(move, iteration)
+            if not comm.is_main_process():
+                self.lr_steps_moved.append({"iteration": iteration, "moved_from": move})
+            logger.info(
+                "LR step of iteration %d brought forward to iteration %d (LR now %g)",
+                move,
+                iteration + 1,
+                self._scheduler().optimizer.param_groups[0]["lr"],
+            )
         if stop:
             self.stopped_early_at = iteration
             # TrainerBase ends its loop after this step; iter == max_iter then marks training
@@ -400,17 +414,16 @@ class ValidationHook(HookBase):
             self.plateau = self._judge(iteration)
             ahead = self._next_milestone(iteration) if self._plateau_lr_step else None
             if self._stop_on_plateau and self.plateau.plateaued and ahead is not None:
-                self._move_milestone(ahead, iteration)
+                # Made by _validate in every process; recorded (and judged from) here.
+                self._step_to_move = ahead
                 self.lr_steps_moved.append({"iteration": iteration, "moved_from": ahead})
                 logger.info(
                     "The validation curve of %s is %s at iteration %d: the LR step of "
-                    "iteration %d is brought forward to it (LR now %g); the curve is judged "
-                    "afresh from here",
+                    "iteration %d comes forward to it; the curve is judged afresh from here",
                     self.best_metric,
                     self.plateau.reason,
                     iteration,
                     ahead,
-                    self._scheduler().optimizer.param_groups[0]["lr"],
                 )
             elif self._stop_on_plateau and self.plateau.plateaued:
                 logger.info(
