@@ -71,6 +71,16 @@ def test_last_iter_widens_the_window_to_the_planned_end():
     assert not r.decided
 
 
+def test_a_max_curve_at_zero_is_undecided():
+    # A score at its floor has not started: no plateau, however long it stays there.
+    r = detect_plateau(_its(20), [0.0] * 20, mode="max", window_frac=0.2, min_delta=0.01)
+    assert not r.decided and not r.plateaued and "has not left 0" in r.reason
+    # Once it moves it is judged as usual; a loss (mode "min") at 0 is a flat curve.
+    r = detect_plateau(_its(20), [0.0] * 19 + [0.02], mode="max", min_delta=0.01)
+    assert r.decided and not r.plateaued
+    assert detect_plateau(_its(20), [0.0] * 20, mode="min").plateaued
+
+
 def test_start_iter_leaves_a_first_phase_out():
     # Flat at 30 through a first phase (iterations 99-999: the voxel-only steps), then rising
     # 2 points per evaluation, then flat at 48 from 1899 on.

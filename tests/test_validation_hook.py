@@ -351,9 +351,34 @@ def test_plateau_lr_step_needs_the_stop_and_a_step_schedule(tmp_path):
         _train(cosine)
 
 
+def test_a_curve_at_zero_does_not_stop_training(tmp_path):
+    # AP^mesh at 0 for the first validations must neither stop the run nor drop its rate.
+    CURVE.clear()
+    CURVE.update({it: 0.0 if it < 150 else 1.0 for it in range(9, 200, 10)})
+    opts = {
+        "SOLVER.MAX_ITER": 200,
+        "SOLVER.STEPS": (180,),
+        "SOLVER.STOP_ON_PLATEAU": True,
+        "SOLVER.PLATEAU_LR_STEP": True,
+        "TEST.PLATEAU_MIN_DELTA": 0.01,
+        "SOLVER.CHECKPOINT_PERIOD": 1000,
+    }
+    trainer, _ = _train(_cfg(tmp_path, **opts))
+    CURVE.clear()
+    saved = json.loads((tmp_path / "validation.json").read_text())
+    # Judged on zeros alone the rule found it flat at 59 (window 49-59 against 9-39): the step
+    # would have come forward there and training stopped at 99. Undecided while at 0, rising
+    # from 159, flat only at 199 (window > 159.2 against 1.0 at 159), the last validation,
+    # with the step at 180 behind it.
+    assert saved["lr_steps_moved"] == []
+    assert saved["stopped_early_at"] == 199 and trainer.iter == 200
+    assert [e["iteration"] for e in saved["curve"]][-1] == 199
+
+
 def test_summary_names_a_curve_that_never_moved(tmp_path):
-    # An all-zero curve (a detector's AP^mesh early in training) is flat by the plateau rule;
-    # the report must not read it as a plateau reached by learning.
+    # An all-zero curve (a detector's AP^mesh early in training) has not started: undecided;
+    # a constant non-zero one is flat by the rule. Neither is a plateau reached by learning,
+    # and the report says so.
     def write(values):
         curve = [{"iteration": 10 * (k + 1) - 1, "metrics": {"m": v}} for k, v in enumerate(values)]
         saved = {"metric": "m", "mode": "max", "curve": curve}
@@ -362,8 +387,11 @@ def test_summary_names_a_curve_that_never_moved(tmp_path):
         return validation_module.summarize_validation(str(tmp_path))
 
     summary = write([0.0] * 6)
-    assert summary["flat"] is True
+    assert summary["flat"] is None
     assert summary["text"] == "curve never moved (0 at all 6 validations)"
+    constant = write([5.0] * 6)
+    assert constant["flat"] is True
+    assert constant["text"] == "curve never moved (5 at all 6 validations)"
     moving = write([0.0, 2.0, 2.5, 2.6, 2.6, 2.6])
     assert moving["flat"] is True and moving["text"].startswith("curve flat at the end (")
 

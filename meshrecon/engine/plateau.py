@@ -6,7 +6,8 @@ evaluations at iterations ``> (1 - window_frac) T``) improves on the best value 
 window by less than ``min_delta``, in the metric's own units (F1 in %: one point is 1.0; IoU,
 AP or delta < 1.25 as fractions: one point is 0.01). Comparing best values, not the last one
 with the first, keeps a noisy flat curve flat and lets a curve that rose and then fell
-(overfitting) count as finished: its window does not beat its earlier best.
+(overfitting) count as finished: its window does not beat its earlier best. A "max" curve that
+is 0 at every evaluation (a score that has not left its floor) is undecided, never flat.
 
 A schedule whose first phase trains part of the model (VoxMesh's voxel-only iterations) can be
 flat there and rise once the rest trains: ``start_iter`` (``TEST.PLATEAU_START_ITER``) leaves the
@@ -112,6 +113,16 @@ def detect_plateau(
             f"undecided: {len(before)} evaluation(s) before iteration {start:.0f} and "
             f"{len(inside)} after it (need 1 and {min_points})"
             + (f", counting those after iteration {start_iter}" if start_iter else ""),
+        )
+    if mode == "max" and all(v == 0.0 for _, v in points):
+        # A score still at its floor (a detector's AP^mesh before its boxes are good) has not
+        # started to learn: not a plateau to stop, or drop the rate, at.
+        return PlateauResult(
+            False,
+            False,
+            math.nan,
+            start,
+            f"undecided: the curve has not left 0 ({len(points)} evaluations)",
         )
     best = max if mode == "max" else min
     sign = 1.0 if mode == "max" else -1.0

@@ -121,17 +121,16 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             min_delta=float(rule.get("min_delta", 1.0)),
             start_iter=max([int(rule.get("start_iter", 0))] + [int(m["iteration"]) for m in moves]),
         )
-        if not r.decided:
+        finite = [v for v in vals if math.isfinite(v)]
+        flat = r.plateaued if r.decided else None
+        if len(set(finite)) == 1:
+            # whatever the rule says: not a plateau reached by learning
+            text = f"curve never moved ({finite[0]:.3g} at all {len(finite)} validations)"
+        elif not r.decided:
             text = f"curve undecided ({len(its)} validations)"
         else:
-            flat = r.plateaued
-            finite = [v for v in vals if math.isfinite(v)]
-            if len(set(finite)) == 1:
-                # flat by the rule, but it never moved: not a plateau reached by learning
-                text = f"curve never moved ({finite[0]:.3g} at all {len(finite)} validations)"
-            else:
-                state = "flat at the end" if flat else "still improving"
-                text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
+            state = "flat at the end" if flat else "still improving"
+            text = f"curve {state} ({r.improvement:+.3g} in the last {frac:.0%})"
         for m in moves:
             text += f", LR step brought forward to iteration {m['iteration']}"
         if saved.get("stopped_early_at") is not None:
