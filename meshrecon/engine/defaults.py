@@ -39,7 +39,12 @@ from ..modeling import build_model
 from ..modeling.backbone.pretrained import load_pretrained_backbone
 from ..modeling.heads.build import declared_evaluator_type
 from ..render.frustum import R2N2_IMAGE_SIZE
-from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
+from ..solver import (
+    apply_scheduled_lr,
+    build_gradient_clipper,
+    build_lr_scheduler,
+    build_optimizer,
+)
 from ..utils import comm
 from ..utils.env import collect_env_info, seed_all_rng
 from ..utils.events import (
@@ -275,17 +280,13 @@ def restart_lr_schedule(scheduler: Any, schedule: dict[str, Any], iteration: int
     config) from the iteration holding the same sample, rather than the checkpoint's.
     The scheduler must compute its LR in closed form from ``last_epoch``, as meshrecon's do.
     """
-    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
-    if closed_form is None:
+    if not hasattr(scheduler, "_get_closed_form_lr"):
         raise TypeError(
             f"{type(scheduler).__name__} has no closed-form LR (_get_closed_form_lr); it cannot "
             f"be moved to iteration {iteration} of a resumed run with another total batch"
         )
     scheduler.load_state_dict(dict(schedule, last_epoch=int(iteration)))
-    lrs = closed_form()
-    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
-        group["lr"] = lr
-    scheduler._last_lr = list(lrs)
+    apply_scheduled_lr(scheduler)
 
 
 def create_ddp_model(model: nn.Module, **kwargs: Any) -> nn.Module:

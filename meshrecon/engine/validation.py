@@ -40,6 +40,7 @@ from torch import nn
 
 from ..checkpoint.checkpointer import _atomic_write
 from ..evaluation.testing import flatten_results_dict
+from ..solver import apply_scheduled_lr
 from ..utils import comm
 from .hooks import PeriodicWriter
 from .plateau import PlateauResult, detect_plateau
@@ -90,6 +91,13 @@ def read_validation_file(output_dir: str) -> dict[str, Any] | None:
         return json.load(f)
 
 
+def _judged_from(start_iter: int, lr_steps_moved: list[dict[str, int]]) -> int:
+    """The iteration after which the plateau rule judges a curve (the hook's stop and the
+    report alike): ``TEST.PLATEAU_START_ITER``, or the last LR step brought forward, after
+    which only the curve at the new rate counts."""
+    return max([int(start_iter)] + [int(m["iteration"]) for m in lr_steps_moved])
+
+
 def summarize_validation(output_dir: str) -> dict[str, Any] | None:
     """What a run's ``validation.json`` says about its end, for reports (None without one).
 
@@ -119,7 +127,7 @@ def summarize_validation(output_dir: str) -> dict[str, Any] | None:
             mode=saved.get("mode", "max"),
             window_frac=frac,
             min_delta=float(rule.get("min_delta", 1.0)),
-            start_iter=max([int(rule.get("start_iter", 0))] + [int(m["iteration"]) for m in moves]),
+            start_iter=_judged_from(int(rule.get("start_iter", 0)), moves),
         )
         finite = [v for v in vals if math.isfinite(v)]
         flat = r.plateaued if r.decided else None
@@ -480,8 +488,7 @@ class ValidationHook(HookBase):
 
     def _judge(self, iteration: int) -> PlateauResult:
         its, vals = self.curve()
-        # After an LR step brought forward, only the curve at the new rate is judged.
-        start = max([self._start_iter] + [int(m["iteration"]) for m in self.lr_steps_moved])
+        start = _judged_from(self._start_iter, self.lr_steps_moved)
         return detect_plateau(
             its,
             vals,
@@ -514,12 +521,9 @@ class ValidationHook(HookBase):
             return
         milestones[milestones.index(milestone)] = iteration + 1
         scheduler.milestones = sorted(milestones)
-        # Rates in closed form at the scheduler's position: dropped for the next step if the
-        # scheduler has stepped past this iteration already, else at its coming step.
-        lrs = scheduler._get_closed_form_lr()
-        for group, lr in zip(scheduler.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        scheduler._last_lr = list(lrs)
+        # At the scheduler's position: dropped for the next step if the scheduler has stepped
+        # past this iteration already, else at its coming step.
+        apply_scheduled_lr(scheduler)
 
     def _write_file(self, stopped: int | None = None) -> None:
         if not self._output_dir:

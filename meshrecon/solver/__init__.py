@@ -6,11 +6,17 @@ from .build import (
     build_optimizer,
     get_default_optimizer_params,
 )
-from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR, get_warmup_factor_at_iter
+from .lr_scheduler import (
+    WarmupCosineLR,
+    WarmupMultiStepLR,
+    apply_scheduled_lr,
+    get_warmup_factor_at_iter,
+)
 
 __all__ = [
     "WarmupCosineLR",
     "WarmupMultiStepLR",
+    "apply_scheduled_lr",
     "build_gradient_clipper",
     "build_lr_scheduler",
     "build_optimizer",

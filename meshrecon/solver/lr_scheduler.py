@@ -11,7 +11,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["WarmupCosineLR", "WarmupMultiStepLR", "get_warmup_factor_at_iter"]
+__all__ = ["WarmupCosineLR", "WarmupMultiStepLR", "apply_scheduled_lr", "get_warmup_factor_at_iter"]
 
 _WARMUP_METHODS = ("constant", "linear")
 
@@ -132,3 +132,23 @@ class WarmupCosineLR(_WarmupScheduler):
         progress = min(self.last_epoch, self.max_iters) / self.max_iters
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.end_factor + (1.0 - self.end_factor) * cosine
+
+
+def apply_scheduled_lr(scheduler: LRScheduler) -> list[float]:
+    """Set the optimizer's rates to what ``scheduler`` gives at its position; return them.
+
+    For a scheduler whose state was changed in place (moved to another iteration, a milestone
+    moved): the rates at ``last_epoch`` in closed form. meshrecon's schedulers have the closed
+    form; others raise TypeError.
+    """
+    closed_form = getattr(scheduler, "_get_closed_form_lr", None)
+    if closed_form is None:
+        raise TypeError(
+            f"{type(scheduler).__name__} has no closed-form LR (_get_closed_form_lr): its rate "
+            "cannot be set from a changed schedule"
+        )
+    lrs = list(closed_form())
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = list(lrs)
+    return lrs
