@@ -19,9 +19,13 @@ from meshrecon.engine import (
     default_argument_parser,
     default_setup,
 )
+from meshrecon.utils.env import seed_all_rng
 
 
 def _train(cfg):
+    # As default_setup does: the model's initialization and the sampler's stream (whose seed is
+    # drawn from NumPy's generator) follow cfg.SEED, not whatever ran before in this process.
+    seed_all_rng(cfg.SEED)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=False)
     return trainer, trainer.train()
