@@ -157,6 +157,16 @@ def test_plan_orders_stages_and_skips_missing_configs(tmp_path):
     assert mine.cfg.SOLVER.CHECKPOINT_MAX_KEEP == 0
     assert first.output_dir == str(tmp_path / "first")
     assert second.cfg.MODEL.WEIGHTS == str(tmp_path / "first" / "model_final.pth")
+    # A first stage validated and tested with its best checkpoint (the full preset; the default
+    # preset's Eigen): the next stage starts from that checkpoint, the one its row reports.
+    val = {
+        "first": [
+            *("DATASETS.VAL", "('synthetic_shapenet_val',)", "TEST.EVAL_PERIOD", "5"),
+            *("TEST.BEST_METRIC", "shapenet/F1@0.300000", "TEST.EVAL_BEST", "True"),
+        ]
+    }
+    _, validated = plan_methods(specs[:2], runs_dir=str(tmp_path), method_opts=val)[0]
+    assert validated.cfg.MODEL.WEIGHTS == str(tmp_path / "first" / "model_best.pth")
     reasons = {r.name: r.reason for r in skipped}
     assert "not in the model zoo" in reasons["absent"]
     assert "absent" in reasons["orphan"]
@@ -164,6 +174,22 @@ def test_plan_orders_stages_and_skips_missing_configs(tmp_path):
         plan_methods(specs, iters={"nope": 3})
     with pytest.raises(ValueError, match="KEY VALUE"):
         plan_methods(specs, opts=["SEED"])
+
+
+def test_tested_checkpoint_is_the_best_only_where_the_test_used_it(tmp_path):
+    from meshrecon.apps.method_benchmark.runner import tested_checkpoint
+
+    plain, best = _cfg(), _cfg()
+    best.DATASETS.VAL = ("synthetic_shapenet_val",)
+    best.TEST.EVAL_BEST = True
+    final_path, best_path = str(tmp_path / "model_final.pth"), str(tmp_path / "model_best.pth")
+    assert tested_checkpoint(plain, str(tmp_path), must_exist=False) == final_path
+    assert tested_checkpoint(best, str(tmp_path), must_exist=False) == best_path
+    # A run made before it validated: no model_best.pth, its test used the final weights.
+    assert tested_checkpoint(best, str(tmp_path)) == final_path
+    (tmp_path / "model_best.pth").write_bytes(b"")
+    assert tested_checkpoint(best, str(tmp_path)) == best_path
+    assert tested_checkpoint(plain, str(tmp_path)) == final_path
 
 
 def test_every_method_config_and_task_exist():

@@ -48,6 +48,7 @@ from meshrecon.apps.method_benchmark.runner import (
     pretrained_weights_needed,
     run_plan,
     synthetic_weights_named,
+    tested_checkpoint,
 )
 from meshrecon.utils.logger import setup_logger
 
@@ -410,12 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                 rec = by_name[plan.spec.name]
                 if plan.spec.task != key or not rec.ok:
                     continue
-                # The model the table's numbers come from: the best validation checkpoint when
-                # the test evaluation used it (TEST.EVAL_BEST), else the final one.
-                weights = os.path.join(plan.output_dir, "model_final.pth")
-                best = os.path.join(plan.output_dir, "model_best.pth")
-                if plan.cfg.TEST.EVAL_BEST and os.path.isfile(best):
-                    weights = best
+                # The model the table's numbers come from.
+                weights = tested_checkpoint(plan.cfg, plan.output_dir)
                 runs.append((plan.spec, plan.cfg, weights if plan.spec.train else ""))
             if runs:
                 print(f"[benchmark] rendering the gallery of {task.title}")

@@ -1,7 +1,7 @@
 """The benchmark's tasks and methods: one table row per method, one table per task.
 
 A method is one :class:`MethodSpec` in :data:`METHODS`: its name, task, config, whether it
-trains, an optional method whose ``model_final.pth`` it starts from (a later stage), and how to
+trains, an optional method whose trained weights it starts from (a later stage), and how to
 read the task's columns from its evaluator's results. Adding a method to the comparison is
 adding an entry here; a method whose config is not in the model zoo yet is skipped with that
 reason in the report.
@@ -73,8 +73,9 @@ class MethodSpec:
         read_metrics: evaluator results -> ``{column key: value or None}``; None marks a
             metric that does not apply to the method (e.g. normals of a point cloud).
         train: False for methods evaluated without training (``--eval-only``).
-        init_from: name of a method whose ``model_final.pth`` is this one's ``MODEL.WEIGHTS``
-            (a second training stage); it runs first.
+        init_from: name of a method whose trained weights are this one's ``MODEL.WEIGHTS`` (a
+            second training stage; ``runner.tested_checkpoint``: its best validation checkpoint
+            where its test used that, else its ``model_final.pth``); it runs first.
         overrides: extra ``KEY VALUE`` config overrides.
         output: what the gallery renders: ``"mesh"``, ``"points"``, ``"voxels"``,
             ``"detections"`` or ``"depth"``.

@@ -43,6 +43,7 @@ __all__ = [
     "pretrained_weights_needed",
     "run_plan",
     "synthetic_weights_named",
+    "tested_checkpoint",
 ]
 
 RUN_INFO = "benchmark_run.json"
@@ -132,6 +133,22 @@ def iteration_overrides(cfg, scale: float = 1.0, max_iter: int | None = None) ->
             floor = 1 if key == "SOLVER.CHECKPOINT_PERIOD" else 0
             out += [key, str(max(floor, round(value * factor)))]
     return out
+
+
+def tested_checkpoint(cfg, output_dir: str, *, must_exist: bool = True) -> str:
+    """The checkpoint a run's test numbers come from: ``model_best.pth`` when the run validates
+    and tests its best validation checkpoint (``TEST.EVAL_BEST`` with ``DATASETS.VAL``; the
+    validation hook writes it, at the latest at the last iteration), else ``model_final.pth``.
+
+    A stage that starts from this run (``MethodSpec.init_from``) starts from these weights, and
+    the gallery shows them. With ``must_exist`` (for runs already made), a missing
+    ``model_best.pth`` (a run older than its validation) gives ``model_final.pth``.
+    """
+    final = os.path.join(output_dir, "model_final.pth")
+    if not (cfg.TEST.EVAL_BEST and len(cfg.DATASETS.VAL)):
+        return final
+    best = os.path.join(output_dir, "model_best.pth")
+    return final if must_exist and not os.path.isfile(best) else best
 
 
 def _merge(config_file: str, overrides: Sequence[str]):
@@ -225,7 +242,10 @@ def plan_methods(
         if len(method_opts.get(spec.name, ())) % 2:
             raise ValueError(f"overrides of {spec.name} must be KEY VALUE pairs")
         if spec.init_from:
-            weights = os.path.join(plans[spec.init_from].output_dir, "model_final.pth")
+            # The weights of the stage's table row (its best validation checkpoint when it is
+            # tested with that), written when that stage has trained.
+            upstream = plans[spec.init_from]
+            weights = tested_checkpoint(upstream.cfg, upstream.output_dir, must_exist=False)
             overrides += ["MODEL.WEIGHTS", weights]
         cfg = _merge(config_file, overrides)
         output_dir = os.path.join(runs_dir, spec.name) if runs_dir else cfg.OUTPUT_DIR
@@ -554,7 +574,7 @@ def run_plan(
             # Trained before runs wrote results.json: evaluate into a side folder, so that the
             # run's own config.yaml (the reuse key) stays as it is.
             eval_dir = os.path.join(plan.output_dir, EVAL_SUBDIR)
-            weights = os.path.join(plan.output_dir, "model_final.pth")
+            weights = tested_checkpoint(cfg, plan.output_dir)
             rc, wall = _run_train_net(
                 plan,
                 train_script,
