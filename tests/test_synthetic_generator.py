@@ -165,6 +165,32 @@ def test_env_config_and_errors():
         synthetic_config_from_env({"MESHRECON_SYNTHETIC_NYU_IMAGE_SIZE": "64"})
     with pytest.raises(ValueError, match="scale"):
         SyntheticConfig(scale=0)
+    with pytest.raises(ValueError, match="train_scale must be > 0, got -1"):
+        SyntheticConfig(train_scale=-1)
+    assert synthetic_config_from_env({"MESHRECON_SYNTHETIC_TRAIN_SCALE": "3"}).train_scale == 3
+
+
+def test_train_scale_grows_the_training_splits_only(tmp_path):
+    base, more = SyntheticConfig(), SyntheticConfig(train_scale=5)
+    for kind, key in (("shapenet", "models_per_category"), ("pix3d", "images"), ("nyu", "images")):
+        assert split_spec(kind, "train", more)[key] == 5 * split_spec(kind, "train", base)[key]
+        for split in ("val", "test"):
+            assert split_spec(kind, split, more) == split_spec(kind, split, base)
+            assert dataset_dir(kind, split, more) == dataset_dir(kind, split, base)
+    assert dataset_dir("nyu", "train", more) != dataset_dir("nyu", "train", base)
+    assert split_spec("pix3d", "train", more)["models_per_category"] == 20
+    # With SCALE: multiplied together. The larger split holds the smaller one's items (each item
+    # draws from its own stream), so more data adds rooms and does not replace them.
+    small = tiny(tmp_path)
+    large = dataclasses.replace(small, train_scale=3)
+    assert (
+        split_spec("nyu", "train", large)["images"]
+        == 3 * split_spec("nyu", "train", small)["images"]
+    )
+    records = {c: load_synthetic("nyu", "train", c) for c in (small, large)}
+    digests = {c: [_sha1(r["file_name"]) for r in recs] for c, recs in records.items()}
+    assert len(digests[large]) == 3 * len(digests[small])
+    assert set(digests[small]) <= set(digests[large])
 
 
 def test_configure_synthetic_precedence(monkeypatch):

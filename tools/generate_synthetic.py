@@ -43,6 +43,9 @@ def folder_bytes(folder: str) -> int:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=None, help="DATASETS.SYNTHETIC.SCALE")
+    parser.add_argument(
+        "--train-scale", type=float, default=None, help="DATASETS.SYNTHETIC.TRAIN_SCALE"
+    )
     parser.add_argument("--seed", type=int, default=None, help="DATASETS.SYNTHETIC.SEED")
     parser.add_argument("--root", default=None, help="datasets root (default: as training)")
     parser.add_argument("--kinds", default=",".join(SPLITS), help="comma-separated kinds")
@@ -53,7 +56,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     changes = {
         k: v
-        for k, v in (("scale", args.scale), ("seed", args.seed), ("root", args.root))
+        for k, v in (
+            ("scale", args.scale),
+            ("train_scale", args.train_scale),
+            ("seed", args.seed),
+            ("root", args.root),
+        )
         if v is not None
     }
     config = dataclasses.replace(synthetic_config_from_env(), **changes)
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "folder": folder,
                 }
             )
-    print(f"\nscale {config.scale}, seed {config.seed}")
+    print(f"\nscale {config.scale}, train scale {config.train_scale}, seed {config.seed}")
     print(f"{'split':<28}{'records':>9}{'wall (s)':>10}{'CPU (s)':>10}{'disk (MB)':>11}")
     total = {"split": "total"}
     for key in ("records", "seconds", "cpu_seconds", "megabytes"):

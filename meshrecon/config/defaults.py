@@ -470,6 +470,9 @@ _C.DATASETS.SYNTHETIC = CN()
 _C.DATASETS.SYNTHETIC.SEED = 0
 # Multiplies every default count (models per category, images); 0.1 for smoke runs.
 _C.DATASETS.SYNTHETIC.SCALE = 1.0
+# Multiplies the training splits' counts once more (validation and test stay as they are), to
+# measure what more training shapes / rooms / scenes buy on the same test split.
+_C.DATASETS.SYNTHETIC.TRAIN_SCALE = 1.0
 # Datasets root of the generated splits; "" means $MESHRECON_DATASETS, else ./datasets.
 _C.DATASETS.SYNTHETIC.ROOT = ""
 # Views rendered per ShapeNet-style model (R2N2 renders 24).

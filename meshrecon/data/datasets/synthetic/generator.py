@@ -98,6 +98,10 @@ class SyntheticConfig:
     Attributes:
         seed: seed of every split (each split and item draws from its own derived stream).
         scale: multiplies every count of ``_BASE_COUNTS`` (at least 1 item each).
+        train_scale: multiplies the counts of the training splits once more (models per
+            category, images), leaving validation and test as they are: more training data
+            measured on the same test split. Items keep their own random streams, so a larger
+            training split holds the smaller one's items and more.
         root: datasets root; "" means ``$MESHRECON_DATASETS`` or else ``./datasets``.
         shapenet_views: views rendered per ShapeNet-style model (R2N2: 24).
         pix3d_image_size: (width, height) of the Pix3D-style images.
@@ -106,6 +110,7 @@ class SyntheticConfig:
 
     seed: int = 0
     scale: float = 1.0
+    train_scale: float = 1.0
     root: str = ""
     shapenet_views: int = 24
     pix3d_image_size: tuple[int, int] = (320, 240)
@@ -114,6 +119,8 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         if not self.scale > 0:
             raise ValueError(f"synthetic scale must be > 0, got {self.scale}")
+        if not self.train_scale > 0:
+            raise ValueError(f"synthetic train_scale must be > 0, got {self.train_scale}")
         if not 1 <= self.shapenet_views <= 24:
             raise ValueError(f"shapenet_views must be in 1..24, got {self.shapenet_views}")
         for name in ("pix3d_image_size", "nyu_image_size"):
@@ -138,6 +145,7 @@ def synthetic_config_from_env(environ: dict[str, str] | None = None) -> Syntheti
     readers = {
         "seed": ("MESHRECON_SYNTHETIC_SEED", int),
         "scale": ("MESHRECON_SYNTHETIC_SCALE", float),
+        "train_scale": ("MESHRECON_SYNTHETIC_TRAIN_SCALE", float),
         "root": ("MESHRECON_SYNTHETIC_ROOT", str),
         "shapenet_views": ("MESHRECON_SYNTHETIC_SHAPENET_VIEWS", int),
     }
@@ -180,6 +188,7 @@ def set_synthetic_config(config: SyntheticConfig) -> SyntheticConfig:
 _CFG_FIELDS = {
     "SEED": "seed",
     "SCALE": "scale",
+    "TRAIN_SCALE": "train_scale",
     "ROOT": "root",
     "SHAPENET_VIEWS": "shapenet_views",
     "PIX3D_IMAGE_SIZE": "pix3d_image_size",
@@ -235,7 +244,8 @@ def split_spec(kind: str, split: str, config: SyntheticConfig | None = None) -> 
     """
     _check_kind_split(kind, split)
     config = config or _ACTIVE
-    counts = {k: max(1, round(v * config.scale)) for k, v in _BASE_COUNTS[(kind, split)].items()}
+    factor = config.scale * (config.train_scale if split == "train" else 1.0)
+    counts = {k: max(1, round(v * factor)) for k, v in _BASE_COUNTS[(kind, split)].items()}
     spec: dict[str, Any] = {"kind": kind, "split": split, "seed": int(config.seed), **counts}
     if kind == "shapenet":
         spec.update(
@@ -403,6 +413,8 @@ _SPEC_KEYS = {
 
 
 def _config_key(spec: dict[str, Any], entry: str) -> str:
+    if entry in ("models_per_category", "images") and spec.get("split") == "train":
+        return "DATASETS.SYNTHETIC.SCALE / TRAIN_SCALE"
     if entry == "image_size":
         return f"DATASETS.SYNTHETIC.{spec['kind'].upper()}_IMAGE_SIZE"
     return "DATASETS.SYNTHETIC." + _SPEC_KEYS.get(entry, entry.upper())
