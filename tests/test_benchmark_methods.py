@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,38 @@ def test_tested_checkpoint_is_the_best_only_where_the_test_used_it(tmp_path):
     (tmp_path / "model_best.pth").write_bytes(b"")
     assert tested_checkpoint(best, str(tmp_path)) == best_path
     assert tested_checkpoint(plain, str(tmp_path)) == final_path
+
+
+def test_prepare_datasets_generates_each_plans_own_version_of_a_split(tmp_path):
+    # Two plans train on synthetic_nyu_train with different DATASETS.SYNTHETIC (the full preset
+    # gives Eigen TRAIN_SCALE 5): both versions are generated up front, not only the first.
+    from meshrecon.apps.method_benchmark.runner import MethodPlan, prepare_datasets
+    from meshrecon.data.datasets.synthetic.generator import (
+        dataset_dir,
+        get_synthetic_config,
+        set_synthetic_config,
+    )
+
+    def plan(train_scale):
+        cfg = get_cfg()
+        cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("synthetic_nyu_train",), ("synthetic_nyu_test",)
+        cfg.DATASETS.SYNTHETIC.SCALE = 0.02
+        cfg.DATASETS.SYNTHETIC.TRAIN_SCALE = train_scale
+        cfg.DATASETS.SYNTHETIC.ROOT = str(tmp_path)
+        cfg.DATASETS.SYNTHETIC.NYU_IMAGE_SIZE = (64, 48)
+        return MethodPlan(_spec(f"ts{train_scale}"), "", str(tmp_path / "run"), [], cfg)
+
+    previous = get_synthetic_config()
+    try:
+        names = prepare_datasets([plan(1.0), plan(3.0)])
+        last = get_synthetic_config()  # the second plan's
+    finally:
+        set_synthetic_config(previous)
+    assert names == ["synthetic_nyu_train", "synthetic_nyu_test"]
+    folders = {dataset_dir("nyu", "train", replace(last, train_scale=t)) for t in (1.0, 3.0)}
+    assert len(folders) == 2
+    for folder in folders:
+        assert os.path.isfile(os.path.join(folder, "records.json")), folder
 
 
 def test_every_method_config_and_task_exist():

@@ -267,13 +267,18 @@ def prepare_datasets(plans: Sequence[MethodPlan]) -> list[str]:
     from meshrecon.data.datasets import configure_synthetic
 
     done: list[str] = []
+    seen: set[tuple[str, Any]] = set()
     for plan in plans:
-        configure_synthetic(plan.cfg)
+        # A split's content depends on the plan's DATASETS.SYNTHETIC (e.g. the full preset's
+        # TRAIN_SCALE for Eigen): one name may stand for several folders.
+        synthetic = configure_synthetic(plan.cfg)
         cfg_data = plan.cfg.DATASETS
         for name in list(cfg_data.TRAIN) + list(cfg_data.VAL) + list(cfg_data.TEST):
-            if name not in done:
+            if (name, synthetic) not in seen:
                 DatasetCatalog.get(name)
-                done.append(name)
+                seen.add((name, synthetic))
+                if name not in done:
+                    done.append(name)
     return done
 
 
