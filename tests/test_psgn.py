@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from meshrecon.modeling.heads.psgn import PSGNHead, min_of_n
+from meshrecon.modeling.heads.psgn import PSGNHead, chamfer_l1, min_of_n
 from meshrecon.modeling.meta_arch.single_view import ViewBatch
 from meshrecon.ops import chamfer_distance
 
@@ -66,6 +66,45 @@ def test_training_loss_is_the_min_over_draws():
     # Gradients reach only the chosen draws' noise path, and the network.
     loss.backward()
     assert head.conv_points.weight.grad is not None
+
+
+def test_chamfer_l1_known_answer_and_gradients():
+    # x: two points; y: one point. x -> y: distances 5 and 3 (mean 4); y -> x: 3. Total 7.
+    x = torch.tensor([[[3.0, 4.0, 0.0], [0.0, 0.0, 3.0]]])
+    y = torch.zeros(1, 1, 3)
+    torch.testing.assert_close(chamfer_l1(x, y), torch.tensor([7.0]))
+    # Not the squared distances' mean: (25 + 9) / 2 + 9 = 26.
+    sq, _ = chamfer_distance(x, y, batch_reduction=None)
+    assert float(sq[0]) == pytest.approx(26.0)
+    # Its gradient on a point is the unit vector away from its neighbour, whatever the distance
+    # (the squared form's fades as 2 d): halving every distance leaves the slope as it was.
+    xs = x.clone().requires_grad_(True)
+    chamfer_l1(xs, y).sum().backward()
+    xh = (x / 2).requires_grad_(True)
+    chamfer_l1(xh, y).sum().backward()
+    torch.testing.assert_close(xs.grad, xh.grad)
+    torch.testing.assert_close(xs.grad[0, 0], torch.tensor([0.6, 0.8, 0.0]) / 2)
+    # A point on its neighbour gets a zero gradient, not NaN.
+    z = torch.zeros(1, 1, 3, requires_grad=True)
+    chamfer_l1(z, y).sum().backward()
+    assert torch.equal(z.grad, torch.zeros(1, 1, 3))
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(chamfer_l1, (a, b))
+
+
+def test_chamfer_l1_loss_trains_through_the_head():
+    head = _head(mon_samples=2, loss="chamfer_l1").train()
+    gt = torch.randn(2, 300, 3) * 0.2 + torch.tensor([0.0, 0.0, 1.4])
+    feats = _feats()
+    torch.manual_seed(5)
+    loss = head(feats, _views(gt))["loss_points"]
+    torch.manual_seed(5)
+    noise = torch.randn(4, 4)
+    pred = head.decode([f.repeat_interleave(2, 0) for f in feats], noise)
+    want = chamfer_l1(pred, gt.repeat_interleave(2, 0)).view(2, 2).min(1).values.mean()
+    torch.testing.assert_close(loss, want)
 
 
 def test_emd_loss_and_bad_arguments():

@@ -726,7 +726,8 @@ _C.MODEL.PSGN.DECONV_DIM = 128
 # image and keeps the lowest loss. Inference uses r = 0.
 _C.MODEL.PSGN.NOISE_DIM = 32
 _C.MODEL.PSGN.MON_SAMPLES = 2
-# "chamfer" (mean squared NN distance both ways) or "emd" (auction matching; slow on CPU).
+# "chamfer" (mean squared NN distance both ways, the paper's), "chamfer_l1" (mean Euclidean NN
+# distance both ways) or "emd" (auction matching; slow on CPU).
 _C.MODEL.PSGN.LOSS = "chamfer"
 _C.MODEL.PSGN.LOSS_WEIGHT = 1.0
 # Points are predicted around this camera-frame centre (R2N2 cameras sit 1.1-1.7 away).

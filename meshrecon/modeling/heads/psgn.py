@@ -15,8 +15,9 @@ The points are camera-frame coordinates around ``CENTER``.
 Training uses Min-of-N (MoN): every image is decoded with ``MON_SAMPLES`` draws of r ~ N(0, I)
 and only the best draw's loss counts, ``E_I[min_j D(G(I, r_j), S_gt)]``, so the network can
 spread its guesses over the shapes an image leaves ambiguous. D is Chamfer (mean squared
-nearest-neighbour distance both ways) or EMD (against as many ground-truth points, drawn at
-random). Inference decodes r = 0.
+nearest-neighbour distance both ways, the paper's), Chamfer-L1 (mean Euclidean nearest-neighbour
+distance both ways: its pull on a point does not fade as the point nears the surface) or EMD
+(against as many ground-truth points, drawn at random). Inference decodes r = 0.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from meshrecon.ops import chamfer_distance, earth_movers_distance
 from meshrecon.structures import ViewBatch
 from meshrecon.utils.stage_timer import stage
 
-__all__ = ["PSGNHead", "min_of_n"]
+__all__ = ["PSGNHead", "chamfer_l1", "min_of_n"]
 
-_LOSSES = ("chamfer", "emd")
+_LOSSES = ("chamfer", "chamfer_l1", "emd")
 
 
 def min_of_n(losses: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,6 +55,17 @@ def min_of_n(losses: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"losses must be (B * {n},), got {tuple(losses.shape)}")
     best, idx = losses.view(-1, n).min(dim=1)
     return best.mean(), idx
+
+
+def chamfer_l1(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """(B, P, 3) and (B, Q, 3) clouds -> (B,) mean Euclidean (not squared) distance from each
+    point of x to its nearest point of y, plus the same from y to x.
+
+    The square root's slope is cut off below ``eps`` squared distance (a point on its
+    neighbour gets no gradient instead of an infinite one).
+    """
+    (d_x, d_y), _ = chamfer_distance(x, y, batch_reduction=None, point_reduction=None)
+    return d_x.clamp_min(eps).sqrt().mean(dim=1) + d_y.clamp_min(eps).sqrt().mean(dim=1)
 
 
 def _uniform_in_ball(n: int, radius: float) -> torch.Tensor:
@@ -96,7 +108,7 @@ class PSGNHead(nn.Module):
             deconv_dim: width of the top-down path.
             noise_dim: size of r (0: deterministic network, MoN then needs mon_samples 1).
             mon_samples: n of Min-of-N in training.
-            loss: "chamfer" or "emd".
+            loss: "chamfer", "chamfer_l1" or "emd".
             loss_weight: multiplies the loss.
             center: camera-frame point the predicted coordinates are offsets from.
             init_spread: > 0: every point starts at its own random position, uniform in a ball
@@ -208,6 +220,8 @@ class PSGNHead(nn.Module):
         if self.loss_name == "chamfer":
             loss, _ = chamfer_distance(pred, gt, batch_reduction=None)
             return loss
+        if self.loss_name == "chamfer_l1":
+            return chamfer_l1(pred, gt)
         P = pred.shape[1]
         pick = torch.stack([torch.randperm(gt.shape[1], device=gt.device)[:P] for _ in gt])
         if pick.shape[1] < P:
