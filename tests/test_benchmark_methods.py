@@ -21,6 +21,7 @@ from meshrecon.apps.method_benchmark.report import NOT_APPLICABLE, format_second
 from meshrecon.apps.method_benchmark.runner import (
     config_fingerprint,
     iteration_overrides,
+    log_progress,
     plan_methods,
 )
 from meshrecon.config import get_cfg
@@ -565,3 +566,27 @@ def test_per_category_readers_and_tables():
     assert rows[0] == ["chair", "1.0000", "—"] and rows[2] == ["table", "3.0000", "—"]
     assert rows[-2] == ["mean over categories", "2.0000", "5.0000"]
     assert rows[-1] == ["mean over instances", "1.5000", "—"]
+
+
+def test_log_progress_follows_training_and_each_validation():
+    """The benchmark's progress bar reads a train_net log's tail: iterations while training,
+    an evaluation's batches while it runs, and iterations again once training goes on."""
+    train = "[12/07 04:37:24 meshrecon.utils.events INFO] eta: 0:53:01  iter: 119  total_loss: 1\n"
+    start = "[12/07 04:37:35 meshrecon.evaluation.evaluator INFO] Start inference on 432 batches\n"
+    bar0 = "inference:   0%|          | 0/432 [00:00<?, ?it/s]\n"
+    bar1 = "inference:  20%|██        | 87/432 [00:20<01:20,  4.28it/s]\r"
+    later = train.replace("iter: 119", "iter: 139")
+    assert log_progress("") == ("train", None, None)
+    assert log_progress(train) == ("train", 119, None)
+    assert log_progress(train + start) == ("eval", 0, None)
+    assert log_progress(train + start + bar0 + bar1) == ("eval", 87, 432)
+    # Training goes on after the validation: back to iterations (the old bar stayed on eval).
+    assert log_progress(train + start + bar0 + bar1 + later) == ("train", 139, None)
+    # A second validation's bar counts from its own start, not the first one's last count.
+    assert log_progress(train + start + bar1 + later + start) == ("eval", 0, None)
+    # The test evaluation after training, whose start line has left the tail.
+    assert log_progress("inference:  50%|█   | 216/432 [00:50<00:50,  4.2it/s]") == (
+        "eval",
+        216,
+        432,
+    )

@@ -37,6 +37,7 @@ __all__ = [
     "count_parameters",
     "iteration_overrides",
     "load_curve",
+    "log_progress",
     "plan_methods",
     "prepare_datasets",
     "prepare_pretrained",
@@ -462,14 +463,36 @@ def reusable(plan: MethodPlan) -> tuple[bool, str]:
 
 _ITER_RE = re.compile(r"\biter: (\d+)")
 _INFER_RE = re.compile(r"inference:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+_INFER_START = "Start inference"
+
+
+def log_progress(tail: str) -> tuple[str, int | None, int | None]:
+    """What the end of a train_net log shows: ``(phase, done, eval_total)``.
+
+    ``phase`` is "eval" when the last thing logged belongs to an evaluation (its start or its
+    progress bar) and "train" otherwise, so a run that validates periodically goes back to
+    "train" at its next iteration line. ``done`` is that phase's count (the last iteration, or
+    the batches evaluated so far: 0 right after the start line), None when nothing was logged;
+    ``eval_total`` the evaluation's number of batches when its bar has shown it.
+    """
+    iters = list(_ITER_RE.finditer(tail))
+    last_iter = iters[-1].start() if iters else -1
+    infers = [m for m in _INFER_RE.finditer(tail) if m.start() > tail.rfind(_INFER_START)]
+    eval_at = max(tail.rfind(_INFER_START), infers[-1].start() if infers else -1)
+    if eval_at > last_iter:
+        if infers:
+            return "eval", int(infers[-1].group(1)), int(infers[-1].group(2))
+        return "eval", 0, None
+    return "train", (int(iters[-1].group(1)) if iters else None), None
 
 
 def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
-    """Show a progress bar fed by the child's log until it exits."""
+    """Show a progress bar fed by the child's log until it exits: the training's iterations,
+    and each evaluation's batches while it runs (periodic validations included)."""
     from meshrecon.utils.progress import progress_bar
 
     bar = progress_bar(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
-    phase = "train"
+    shown = ("train", None)
     try:
         while proc.poll() is None:
             time.sleep(1.0)
@@ -479,18 +502,13 @@ def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None)
                     tail = f.read()
             except OSError:
                 continue
-            infer = _INFER_RE.findall(tail)
-            if infer or "Start inference" in tail:
-                if phase != "eval":
-                    phase = "eval"
-                    bar.set_description(f"{desc} (evaluating)")
-                    bar.reset(total=int(infer[-1][1]) if infer else None)
-                if infer:
-                    bar.n = int(infer[-1][0])
-            else:
-                iters = _ITER_RE.findall(tail)
-                if iters:
-                    bar.n = int(iters[-1])
+            phase, done, eval_total = log_progress(tail)
+            if (phase, eval_total) != shown:
+                shown = (phase, eval_total)
+                bar.set_description(desc if phase == "train" else f"{desc} (evaluating)")
+                bar.reset(total=total if phase == "train" else eval_total)
+            if done is not None:
+                bar.n = done
             bar.refresh()
     finally:
         bar.close()
