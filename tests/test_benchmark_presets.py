@@ -65,9 +65,10 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         assert cfg.TEST.PLATEAU_MIN_DELTA == spec.val_min_delta
         assert tuple(cfg.DATASETS.VAL) == (spec.val_dataset,)
         assert not set(cfg.DATASETS.VAL) & set(cfg.DATASETS.TEST)
-        # Eigen's stages train on five times the rooms (they overfit 200); the rest as usual.
-        depth = spec.name in ("eigen_coarse", "eigen_fine")
-        assert cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == (5.0 if depth else 1.0), spec.name
+        # Eigen's stages train on five times the rooms (they overfit 200), R2N2 on three times
+        # the shapes (it overfits 90); the rest as usual.
+        scale = {"eigen_coarse": 5.0, "eigen_fine": 5.0, "r2n2_res_gru": 3.0}.get(spec.name, 1.0)
+        assert cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == scale, spec.name
     # --iters / --iter-scale move the validation period with the cap.
     short = _pairs(P.full_method_opts(M.METHODS, iter_scale=8.0, iters={"psgn": 240})["psgn"])
     assert short["TEST.EVAL_PERIOD"] == "10"
