@@ -477,8 +477,9 @@ def log_progress(tail: str) -> tuple[str, int | None, int | None]:
     """
     iters = list(_ITER_RE.finditer(tail))
     last_iter = iters[-1].start() if iters else -1
-    infers = [m for m in _INFER_RE.finditer(tail) if m.start() > tail.rfind(_INFER_START)]
-    eval_at = max(tail.rfind(_INFER_START), infers[-1].start() if infers else -1)
+    started = tail.rfind(_INFER_START)
+    infers = [m for m in _INFER_RE.finditer(tail) if m.start() > started]
+    eval_at = max(started, infers[-1].start() if infers else -1)
     if eval_at > last_iter:
         if infers:
             return "eval", int(infers[-1].group(1)), int(infers[-1].group(2))
