@@ -47,6 +47,46 @@ def test_identical_meshes():
     assert res["shapenet_p2m"]["Chamfer-L2"] == pytest.approx(want, rel=1e-4)
 
 
+def test_one_search_serves_every_protocol():
+    """The evaluator searches nearest neighbours once, on Mesh R-CNN's rescaled samples; the
+    Pixel2Mesh, Tatarchenko and Occupancy Networks metrics rescale those distances. Each must
+    equal its own search on its own scale."""
+    from meshrecon.evaluation.protocols import (
+        fscore_metrics,
+        onet_metrics,
+        reference_length,
+        surface_distances,
+    )
+    from meshrecon.evaluation.shape_metrics import compute_sampling_metrics
+    from meshrecon.evaluation.shapenet_evaluation import _pair_metrics_and_distances
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(700, 3, generator=g) * torch.tensor([0.6, 1.0, 0.4])
+    pred = gt[:500] + 0.03 * torch.randn(500, 3, generator=g)
+    gn = torch.nn.functional.normalize(torch.randn(700, 3, generator=g), dim=1)
+    pn = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=1)
+    extent = reference_length(gt, "side")
+    p2m_ts = (0.01, 0.014142, 0.02)
+    metrics, d = _pair_metrics_and_distances(
+        pred, pn, gt, gn, gt_scale=10.0, thresholds=(0.1, 0.3, 0.5), p2m_scale=0.57,
+        p2m_thresholds=p2m_ts, gt_extent=extent,
+    )  # fmt: skip
+    for name, scale, ts in (("meshrcnn", 10.0 / extent, (0.1, 0.3, 0.5)), ("p2m", 0.57, p2m_ts)):
+        want = compute_sampling_metrics(
+            (pred * scale)[None], pn[None], (gt * scale)[None], gn[None], thresholds=ts
+        )
+        assert set(metrics[name]) == set(want)
+        for k, v in want.items():
+            assert metrics[name][k] == pytest.approx(float(v[0]), rel=1e-5, abs=1e-6), (name, k)
+    # The p2m thresholds are met by some points and not others: the check is not vacuous.
+    assert 0 < metrics["p2m"]["F1@0.014142"] < 100
+    ref = surface_distances(pred, gt, pn, gn)
+    for field in ("pred_to_gt", "gt_to_pred", "pred_cos", "gt_cos"):
+        assert torch.allclose(getattr(d, field), getattr(ref, field), rtol=1e-5, atol=1e-6)
+    assert fscore_metrics(d, extent, (0.05,)) == pytest.approx(fscore_metrics(ref, extent, (0.05,)))
+    assert onet_metrics(d, extent) == pytest.approx(onet_metrics(ref, extent), nan_ok=True)
+
+
 def test_shifted_points_give_known_values():
     ev = _evaluator()
     ev.process(*map(list, zip(_shifted_points_item(0.02))))

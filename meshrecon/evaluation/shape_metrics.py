@@ -96,20 +96,63 @@ def compute_sampling_metrics(
             )
     len_pred = _lengths(pred_points, pred_lengths)
     len_gt = _lengths(gt_points, gt_lengths)
+    nearest = nearest_neighbours(pred_points, pred_normals, gt_points, gt_normals, len_pred, len_gt)
+    return metrics_from_nearest(nearest, thresholds, eps, len_pred, len_gt)
 
+
+@torch.no_grad()
+def nearest_neighbours(
+    pred_points: torch.Tensor,
+    pred_normals: torch.Tensor | None,
+    gt_points: torch.Tensor,
+    gt_normals: torch.Tensor | None,
+    len_pred: torch.Tensor,
+    len_gt: torch.Tensor,
+) -> dict[str, torch.Tensor | None]:
+    """The nearest-neighbour search behind :func:`compute_sampling_metrics`, both ways.
+
+    Returns ``pred_to_gt2`` (N, S1) and ``gt_to_pred2`` (N, S2), squared distances, and
+    ``cos_pred`` / ``cos_gt``, the cosines between each point's normal and its neighbour's
+    (None unless both normals are given). A distance scales with the points and a neighbour
+    does not change, so one search serves several protocols that only rescale the same samples.
+    """
     knn_pred = knn_points(pred_points, gt_points, lengths1=len_pred, lengths2=len_gt, K=1)
     knn_gt = knn_points(gt_points, pred_points, lengths1=len_gt, lengths2=len_pred, K=1)
-    pred_to_gt2 = knn_pred.dists[..., 0]
-    gt_to_pred2 = knn_gt.dists[..., 0]
-
-    metrics = {
-        "Chamfer-L2": _masked_mean(pred_to_gt2, len_pred) + _masked_mean(gt_to_pred2, len_gt)
+    out: dict[str, torch.Tensor | None] = {
+        "pred_to_gt2": knn_pred.dists[..., 0],
+        "gt_to_pred2": knn_gt.dists[..., 0],
+        "cos_pred": None,
+        "cos_gt": None,
     }
     if pred_normals is not None and gt_normals is not None:
         near_gt_normals = knn_gather(gt_normals, knn_pred.idx, len_gt)[..., 0, :]
         near_pred_normals = knn_gather(pred_normals, knn_gt.idx, len_pred)[..., 0, :]
-        cos_pred = F.cosine_similarity(pred_normals, near_gt_normals, dim=2)
-        cos_gt = F.cosine_similarity(gt_normals, near_pred_normals, dim=2)
+        out["cos_pred"] = F.cosine_similarity(pred_normals, near_gt_normals, dim=2)
+        out["cos_gt"] = F.cosine_similarity(gt_normals, near_pred_normals, dim=2)
+    return out
+
+
+def metrics_from_nearest(
+    nearest: dict[str, torch.Tensor | None],
+    thresholds: Sequence[float],
+    eps: float,
+    len_pred: torch.Tensor,
+    len_gt: torch.Tensor,
+    scale: float = 1.0,
+) -> dict[str, torch.Tensor]:
+    """:func:`compute_sampling_metrics`'s results from :func:`nearest_neighbours`' output, for
+    both point sets multiplied by ``scale`` (> 0) after the search."""
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    pred_to_gt2, gt_to_pred2 = nearest["pred_to_gt2"], nearest["gt_to_pred2"]
+    assert pred_to_gt2 is not None and gt_to_pred2 is not None
+    if scale != 1.0:
+        pred_to_gt2, gt_to_pred2 = pred_to_gt2 * scale**2, gt_to_pred2 * scale**2
+    metrics = {
+        "Chamfer-L2": _masked_mean(pred_to_gt2, len_pred) + _masked_mean(gt_to_pred2, len_gt)
+    }
+    cos_pred, cos_gt = nearest["cos_pred"], nearest["cos_gt"]
+    if cos_pred is not None and cos_gt is not None:
         metrics["NormalConsistency"] = 0.5 * (
             _masked_mean(cos_pred, len_pred) + _masked_mean(cos_gt, len_gt)
         )
@@ -120,8 +163,8 @@ def compute_sampling_metrics(
     pred_to_gt = pred_to_gt2.sqrt()
     gt_to_pred = gt_to_pred2.sqrt()
     for t in thresholds:
-        precision = 100.0 * _masked_mean((pred_to_gt < t).to(pred_points.dtype), len_pred)
-        recall = 100.0 * _masked_mean((gt_to_pred < t).to(gt_points.dtype), len_gt)
+        precision = 100.0 * _masked_mean((pred_to_gt < t).to(pred_to_gt.dtype), len_pred)
+        recall = 100.0 * _masked_mean((gt_to_pred < t).to(gt_to_pred.dtype), len_gt)
         metrics[threshold_key("Precision", t)] = precision
         metrics[threshold_key("Recall", t)] = recall
         metrics[threshold_key("F1", t)] = 2.0 * precision * recall / (precision + recall + eps)

@@ -49,15 +49,20 @@ from meshrecon.utils import comm
 
 from .evaluator import DatasetEvaluator, register_evaluator
 from .protocols import (
+    SurfaceDistances,
     fscore_key,
     fscore_metrics,
     is_closed,
     onet_metrics,
     reference_length,
-    surface_distances,
     volumetric_iou,
 )
-from .shape_metrics import DEFAULT_THRESHOLDS, compute_sampling_metrics, threshold_key
+from .shape_metrics import (
+    DEFAULT_THRESHOLDS,
+    metrics_from_nearest,
+    nearest_neighbours,
+    threshold_key,
+)
 from .testing import create_small_table
 
 __all__ = ["ShapeNetEvaluator", "shapenet_pair_metrics"]
@@ -115,25 +120,65 @@ def shapenet_pair_metrics(
     Returns:
         ``{"meshrcnn": {metric: value}, "p2m": {...}}`` (keys as :func:`compute_sampling_metrics`).
     """
+    return _pair_metrics_and_distances(
+        pred_points,
+        pred_normals,
+        gt_points,
+        gt_normals,
+        gt_scale=gt_scale,
+        thresholds=thresholds,
+        p2m_scale=p2m_scale,
+        p2m_thresholds=p2m_thresholds,
+        gt_extent=gt_extent,
+    )[0]
+
+
+def _pair_metrics_and_distances(
+    pred_points: torch.Tensor,
+    pred_normals: torch.Tensor | None,
+    gt_points: torch.Tensor,
+    gt_normals: torch.Tensor | None,
+    *,
+    gt_scale: float,
+    thresholds: Sequence[float],
+    p2m_scale: float | None,
+    p2m_thresholds: Sequence[float],
+    gt_extent: float | None,
+) -> tuple[dict[str, dict[str, float]], SurfaceDistances]:
+    """:func:`shapenet_pair_metrics` and the samples' :class:`SurfaceDistances` in their own
+    units, from one nearest-neighbour search (on Mesh R-CNN's rescaled samples, as it does;
+    the other protocols rescale those distances)."""
     if gt_extent is None:
         gt_extent = float((gt_points.max(dim=0).values - gt_points.min(dim=0).values).max())
     extent = float(gt_extent)
     if not extent > 0:
         raise ValueError("ground truth with a degenerate bounding box cannot be rescaled")
-    out = {}
-    protocols = [("meshrcnn", gt_scale / extent, thresholds)]
+    scale = gt_scale / extent
+    one = torch.ones(1, dtype=torch.int64, device=pred_points.device)
+    len_pred, len_gt = one * len(pred_points), one * len(gt_points)
+    nearest = nearest_neighbours(
+        (pred_points * scale)[None],
+        None if pred_normals is None else pred_normals[None],
+        (gt_points * scale)[None],
+        None if gt_normals is None else gt_normals[None],
+        len_pred,
+        len_gt,
+    )
+    protocols = [("meshrcnn", 1.0, thresholds)]
     if p2m_scale is not None:
-        protocols.append(("p2m", float(p2m_scale), p2m_thresholds))
-    for name, scale, ts in protocols:
-        metrics = compute_sampling_metrics(
-            (pred_points * scale)[None],
-            None if pred_normals is None else pred_normals[None],
-            (gt_points * scale)[None],
-            None if gt_normals is None else gt_normals[None],
-            thresholds=ts,
-        )
+        protocols.append(("p2m", float(p2m_scale) / scale, p2m_thresholds))
+    out = {}
+    for name, rescale, ts in protocols:
+        metrics = metrics_from_nearest(nearest, ts, 1e-8, len_pred, len_gt, rescale)
         out[name] = {k: float(v[0]) for k, v in metrics.items()}
-    return out
+    cos_pred, cos_gt = nearest["cos_pred"], nearest["cos_gt"]
+    distances = SurfaceDistances(
+        nearest["pred_to_gt2"][0].sqrt() / scale,
+        nearest["gt_to_pred2"][0].sqrt() / scale,
+        None if cos_pred is None else cos_pred[0],
+        None if cos_gt is None else cos_gt[0],
+    )
+    return out, distances
 
 
 def _empty_metrics(thresholds: Sequence[float]) -> dict[str, float]:
@@ -317,22 +362,21 @@ class ShapeNetEvaluator(DatasetEvaluator):
             rec["meshrcnn"] = _empty_metrics(self.thresholds)
             if self.p2m_scale is not None:
                 rec["p2m"] = _empty_metrics(self.p2m_thresholds)
-            self._score_other_protocols(inp, out, None, gt_pts, gt_nrm, extent, rec)
+            self._score_other_protocols(inp, out, None, gt_pts, extent, rec)
             return
-        rec.update(
-            shapenet_pair_metrics(
-                pred[0],
-                pred[1],
-                gt_pts,
-                gt_nrm,
-                gt_scale=self.gt_scale,
-                thresholds=self.thresholds,
-                p2m_scale=self.p2m_scale,
-                p2m_thresholds=self.p2m_thresholds,
-                gt_extent=extent,
-            )
+        metrics, distances = _pair_metrics_and_distances(
+            pred[0],
+            pred[1],
+            gt_pts,
+            gt_nrm,
+            gt_scale=self.gt_scale,
+            thresholds=self.thresholds,
+            p2m_scale=self.p2m_scale,
+            p2m_thresholds=self.p2m_thresholds,
+            gt_extent=extent,
         )
-        self._score_other_protocols(inp, out, pred, gt_pts, gt_nrm, extent, rec)
+        rec.update(metrics)
+        self._score_other_protocols(inp, out, distances, gt_pts, extent, rec)
         if self.equal_points:
             n = self.equal_points
             pred_n = _subsample(pred[0], n)
@@ -354,12 +398,11 @@ class ShapeNetEvaluator(DatasetEvaluator):
             )
             rec["points"] = equal["meshrcnn"]
 
-    def _score_other_protocols(self, inp, out, pred, gt_pts, gt_nrm, extent, rec) -> None:
-        """Tatarchenko et al.'s and Occupancy Networks' metrics from one more pair of nearest
-        neighbour searches on the same samples (``pred`` None: an empty prediction)."""
+    def _score_other_protocols(self, inp, out, d, gt_pts, extent, rec) -> None:
+        """Tatarchenko et al.'s and Occupancy Networks' metrics from the nearest-neighbour
+        distances of the same samples (``d``; None: an empty prediction)."""
         if not self.fscore_thresholds and not self.onet_protocol:
             return
-        d = None if pred is None else surface_distances(pred[0], gt_pts, pred[1], gt_nrm)
         gt_ref = gt_pts
         if inp.get("mesh") is not None and len(inp["mesh"][0]):
             gt_ref = torch.as_tensor(inp["mesh"][0]).float()
