@@ -286,6 +286,46 @@ def test_multiview_mapper(view_record):
         train({"model_id": "x", "views": []})
 
 
+def test_multiview_test_view_sets(view_record):
+    """TEST_VIEW_SETS scores each model from disjoint blocks of views, through the test loader."""
+    from meshrecon.data import DatasetCatalog, build_test_loader
+
+    views = [dict(view_record, view_index=i, image_id=f"chair/m1/{i:02d}") for i in range(7)]
+    rec = {"synset_id": "chair", "model_id": "m1", "category_id": 4, "views": views,
+           "voxel": view_record["voxel"], "samples": view_record["samples"]}  # fmt: skip
+    cfg = get_cfg()
+    cfg.INPUT.MULTIVIEW.NUM_VIEWS = 2
+    cfg.INPUT.MULTIVIEW.TEST_VIEW_SETS = 3
+    cfg.INPUT.MULTIVIEW.CROP_SIZE = 0
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.INPUT.SHAPENET.VOXEL_SIZE = 6
+    cfg.INPUT.SHAPENET.NUM_SAMPLES = 10
+    mapper = MultiViewMapper(cfg, is_train=False)
+    expanded = mapper.expand_test_records([rec, dict(rec, model_id="m2")])
+    assert [(r["model_id"], r["first_view"]) for r in expanded] == [
+        ("m1", 0), ("m1", 2), ("m1", 4), ("m2", 0), ("m2", 2), ("m2", 4)
+    ]  # fmt: skip
+    assert "first_view" not in rec  # the dataset's records are not changed
+    name = "_test_multiview_view_sets"
+    DatasetCatalog.register(name, lambda: [rec])
+    try:
+        items = [x for batch in build_test_loader(cfg, name, mapper=mapper) for x in batch]
+    finally:
+        DatasetCatalog.remove(name)
+    assert [x["view_indices"].tolist() for x in items] == [[0, 1], [2, 3], [4, 5]]
+    assert all(x["image_id"] == "chair/m1" and x["images"].shape[0] == 2 for x in items)
+    # One set (the default) is the first NUM_VIEWS views, as before; training ignores the sets.
+    cfg.INPUT.MULTIVIEW.TEST_VIEW_SETS = 1
+    assert MultiViewMapper(cfg, is_train=False).expand_test_records([rec]) == [rec]
+    assert MultiViewMapper(cfg, is_train=False)(rec)["view_indices"].tolist() == [0, 1]
+    cfg.INPUT.MULTIVIEW.TEST_VIEW_SETS = 4
+    assert MultiViewMapper(cfg, is_train=True).expand_test_records([rec]) == [rec]
+    with pytest.raises(ValueError, match="needs 8 views per model; chair/m1 has 7"):
+        MultiViewMapper(cfg, is_train=False).expand_test_records([rec])
+    with pytest.raises(ValueError, match="test_view_sets must be >= 1"):
+        MultiViewMapper(is_train=False, test_view_sets=0)
+
+
 # ------------------------------------------------------------------------------------------
 @pytest.fixture
 def depth_record(tmp_path):

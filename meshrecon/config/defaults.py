@@ -432,6 +432,10 @@ _C.INPUT.MULTIVIEW.CROP_SIZE = 127
 # Training composites RGBA views over a random colour (R2N2) instead of BACKGROUND_COLOR.
 _C.INPUT.MULTIVIEW.RANDOM_BACKGROUND = True
 _C.INPUT.MULTIVIEW.FLIP = True
+# Test and validation score each model this many times, from disjoint sets of NUM_VIEWS views
+# (views s * NUM_VIEWS .. (s + 1) * NUM_VIEWS - 1 for set s): the metrics average over the sets,
+# with less spread on a small split. 1: the first NUM_VIEWS views only.
+_C.INPUT.MULTIVIEW.TEST_VIEW_SETS = 1
 # Eigen-style depth augmentation (DepthMapper, training only).
 _C.INPUT.DEPTH = CN()
 # Resize every image to this (H, W) first (K scales with it); empty: keep the size.

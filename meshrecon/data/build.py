@@ -149,12 +149,16 @@ def build_test_loader(
     """Build a loader that goes once through ``dataset_name``, sharded over the processes.
 
     Every sample is seen exactly once over all processes; a corrupt sample is skipped (and
-    counted), not replaced.
+    counted), not replaced. A mapper with an ``expand_test_records(records)`` method chooses the
+    records it maps from the dataset's (the multi-view mapper's view sets).
 
     Args:
         batch_size: items per batch in each process (1 keeps the timing per image meaningful).
     """
     dicts = get_dataset_dicts(dataset_name)
+    expand = getattr(mapper, "expand_test_records", None)
+    if expand is not None:
+        dicts = expand(dicts)
     dataset = MapDataset(DatasetFromList(dicts, copy=False), mapper or _default_mapper, retry=False)
     sampler = InferenceSampler(len(dataset))
     batch_sampler = torchdata.BatchSampler(sampler, batch_size, drop_last=False)

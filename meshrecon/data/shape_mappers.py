@@ -161,7 +161,8 @@ class MultiViewMapper:
     In training a random number of views (1..``num_views``) is drawn in random order, each
     view is cropped at random to ``crop_size`` (R2N2: 127 of 137), composited over a random
     background colour and flipped with probability 1/2; otherwise the first ``num_views`` views
-    in order, centre-cropped over ``background``.
+    in order, centre-cropped over ``background`` (from the record's ``first_view`` on, 0 if
+    absent: see :meth:`expand_test_records`).
 
     Output: ``images`` (V, 3, h, w), ``K`` (V, 4), ``R`` (V, 3, 3), ``t`` (V, 3) per view after
     its transforms, ``view_indices`` (V,), ``voxels`` the canonical (model-frame) grid (flips
@@ -188,9 +189,13 @@ class MultiViewMapper:
         voxel_size: int = 32,
         load_annotations: bool | None = None,
         cache_shapes: bool = True,
+        test_view_sets: int = 1,
     ):
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
+        if test_view_sets < 1:
+            raise ValueError(f"test_view_sets must be >= 1, got {test_view_sets}")
+        self.test_view_sets = int(test_view_sets)
         self.is_train, self.image_format = is_train, image_format
         self.num_views, self.random_num_views = num_views, random_num_views
         self.crop_size, self.random_background = crop_size, random_background
@@ -223,12 +228,45 @@ class MultiViewMapper:
             "sample_online": cfg.INPUT.SHAPENET.SAMPLE_ONLINE,
             "voxel_size": cfg.INPUT.SHAPENET.VOXEL_SIZE,
             "load_annotations": True if is_train else cfg.INPUT.LOAD_TEST_ANNOTATIONS,
+            "test_view_sets": m.TEST_VIEW_SETS,
         }
 
-    def _choose_views(self, n: int, rng: np.random.Generator) -> list[int]:
-        k = min(self.num_views, n)
+    def expand_test_records(self, records: list[dict]) -> list[dict]:
+        """The records a test or validation pass maps: each model ``test_view_sets`` times.
+
+        Copy ``s`` of a model starts at view ``s * num_views`` (``first_view``), so the copies
+        see disjoint sets of views and a metric averaged over them is the same expectation
+        over view choices as one set, with less of the spread of a small split. With one set
+        (the default) the records are returned as they are.
+
+        Raises:
+            ValueError: naming a model with fewer than ``test_view_sets * num_views`` views.
+        """
+        if self.is_train or self.test_view_sets == 1:
+            return records
+        need = self.test_view_sets * self.num_views
+        out = []
+        for record in records:
+            n = len(record.get("views") or ())
+            if n < need:
+                name = record.get("image_id") or (
+                    f"{record.get('synset_id')}/{record.get('model_id')}"
+                )
+                raise ValueError(
+                    f"INPUT.MULTIVIEW.TEST_VIEW_SETS {self.test_view_sets} x NUM_VIEWS "
+                    f"{self.num_views} needs {need} views per model; {name} has {n}"
+                )
+            out.extend(
+                {**record, "first_view": s * self.num_views} for s in range(self.test_view_sets)
+            )
+        return out
+
+    def _choose_views(self, n: int, rng: np.random.Generator, first: int = 0) -> list[int]:
         if not self.is_train:
-            return list(range(k))
+            if not 0 <= first < n:
+                raise ValueError(f"first_view {first} outside the {n} views")
+            return list(range(first, min(first + self.num_views, n)))
+        k = min(self.num_views, n)
         if self.random_num_views:
             k = int(rng.integers(1, k + 1))
         return [int(i) for i in rng.permutation(n)[:k]]
@@ -240,7 +278,8 @@ class MultiViewMapper:
             raise ValueError(f"model record {name} has no 'views'")
         rng = _rng(None)
         images, Ks, Rs, ts, depths, indices = [], [], [], [], [], []
-        for i in self._choose_views(len(views), rng):
+        first = int(record.get("first_view", 0))
+        for i in self._choose_views(len(views), rng, first):
             view = views[i]
             where = f"view {view.get('image_id', i)} of {name}"
             train = self.is_train
@@ -293,6 +332,8 @@ class MultiViewMapper:
             "t": torch.stack(ts),
             "view_indices": torch.as_tensor(indices, dtype=torch.int64),
         }
+        if first:
+            out["first_view"] = first
         if len(depths) == len(images):
             out["depth"] = torch.stack(depths)
         if not self.load_annotations:
