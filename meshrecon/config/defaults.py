@@ -596,7 +596,9 @@ _C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
 _C.TEST.AUG.MAX_SIZE = 4000
 _C.TEST.AUG.FLIP = True
 
-# Recompute BatchNorm statistics on training data before evaluation.
+# Recompute the batch norms' running statistics on NUM_ITER training batches before each
+# validation / evaluation (every TEST.EVAL_PERIOD iterations and after the last one), as
+# Detectron2's PreciseBN hook (meshrecon.engine.hooks.PreciseBN).
 _C.TEST.PRECISE_BN = CN({"ENABLED": False})
 _C.TEST.PRECISE_BN.NUM_ITER = 200
 

@@ -521,9 +521,22 @@ class DefaultTrainer(TrainerBase):
             )
 
     def build_hooks(self) -> list[hooks.HookBase]:
-        """Return the hooks: timer, LR schedule, checkpoints, evaluation, writers (in order)."""
+        """Return the hooks: timer, LR schedule, precise BN (``TEST.PRECISE_BN``), validation,
+        checkpoints, evaluation, writers (in order)."""
         cfg = self.cfg
         result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
+        # A weak reference: the hooks must not keep the trainer alive.
+        trainer_ref = weakref.ref(self)
+        if cfg.TEST.PRECISE_BN.ENABLED:
+            # Before every hook that evaluates: they see the recomputed statistics.
+            result.append(
+                hooks.PreciseBN(
+                    cfg.TEST.EVAL_PERIOD,
+                    self.model,
+                    lambda: trainer_ref().build_train_loader(cfg),
+                    cfg.TEST.PRECISE_BN.NUM_ITER,
+                )
+            )
         # Before the checkpointer and the test evaluation (see ValidationHook).
         result.append(self.build_validation_hook())
         if comm.is_main_process():
@@ -534,8 +547,6 @@ class DefaultTrainer(TrainerBase):
                     self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=keep or None
                 )
             )
-        # A weak reference: the hook must not keep the trainer alive.
-        trainer_ref = weakref.ref(self)
 
         def test_and_save_results() -> dict[str, Any]:
             trainer = trainer_ref()

@@ -15,8 +15,9 @@ from fvcore.common.timer import Timer
 
 from ..checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
 from ..evaluation.testing import flatten_results_dict
+from ..layers.batch_norm import update_bn_stats
 from ..utils import comm
-from ..utils.events import EventWriter
+from ..utils.events import EventStorage, EventWriter
 from .train_loop import HookBase
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PreciseBN",
 ]
 
 logger = logging.getLogger(__name__)
@@ -241,6 +243,74 @@ class EvalHook(HookBase):
             self._do_eval()
         # Drop the closure, which may hold the model and the data.
         del self._func
+
+
+class PreciseBN(HookBase):
+    """Recompute the model's batch-norm statistics before each evaluation (``TEST.PRECISE_BN``).
+
+    Every ``period`` iterations and after the last one it runs
+    :func:`~meshrecon.layers.update_bn_stats` on ``num_iter`` batches of a training loader of
+    its own (built on first use by ``data_loader_fn``, so training's data order is untouched).
+    Placed before the hooks that validate or test at those iterations, it makes them (and a
+    ``model_best.pth`` they keep) see statistics of the current weights instead of the running
+    average over weights that kept changing. The forward passes log nothing into the training's
+    metrics. A model without a training-mode batch norm makes it do nothing (logged once).
+    """
+
+    def __init__(
+        self,
+        period: int,
+        model: torch.nn.Module,
+        data_loader_fn: Callable[[], Any],
+        num_iter: int,
+    ) -> None:
+        """
+        Args:
+            period: recompute after every this many iterations (0: only after the last one).
+            model: the model being trained (in training mode).
+            data_loader_fn: returns an iterable of training batches (called once).
+            num_iter: batches per recomputation.
+        """
+        if num_iter < 1:
+            raise ValueError(f"PreciseBN needs num_iter >= 1, got {num_iter}")
+        self._period, self._model, self._num_iter = int(period), model, int(num_iter)
+        self._data_loader_fn: Callable[[], Any] | None = data_loader_fn
+        self._data_iter: Any = None
+        self._has_bn: bool | None = None
+
+    def after_step(self) -> None:
+        next_iter = self.trainer.iter + 1
+        if next_iter >= self.trainer.max_iter or (
+            self._period > 0 and next_iter % self._period == 0
+        ):
+            self.update_stats()
+
+    def update_stats(self) -> None:
+        if self._has_bn is None:
+            self._has_bn = any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+                for m in self._model.modules()
+            )
+            if not self._has_bn:
+                logger.info("TEST.PRECISE_BN: the model has no batch norm in training mode")
+        if not self._has_bn:
+            return
+        if self._data_iter is None:
+            assert self._data_loader_fn is not None
+            self._data_iter = iter(self._data_loader_fn())
+        start = time.perf_counter()
+        with EventStorage(int(self.trainer.iter)):  # what the model logs is dropped
+            n = update_bn_stats(self._model, self._data_iter, self._num_iter)
+        logger.info(
+            "Recomputed the running statistics of %d batch norms on %d training batches "
+            "(TEST.PRECISE_BN) in %.1f s",
+            n,
+            self._num_iter,
+            time.perf_counter() - start,
+        )
+
+    def after_train(self) -> None:
+        self._data_iter = self._data_loader_fn = None
 
 
 class PeriodicWriter(HookBase):

@@ -4,7 +4,7 @@ Detectron2-compatible normalization, convolution wrappers, ``ShapeSpec``, ``ROIA
 models' input ``PixelNormalization``.
 """
 
-from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm
+from meshrecon.layers.batch_norm import FrozenBatchNorm2d, LayerNorm, get_norm, update_bn_stats
 from meshrecon.layers.mask_ops import paste_masks_in_image
 from meshrecon.layers.pixel_normalization import PixelNormalization
 from meshrecon.layers.roi_align import ROIAlign
@@ -24,4 +24,5 @@ __all__ = [
     "nonzero_tuple",
     "paste_masks_in_image",
     "shapes_to_tensor",
+    "update_bn_stats",
 ]

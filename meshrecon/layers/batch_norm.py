@@ -1,18 +1,20 @@
 """Normalization layers.
 
-``FrozenBatchNorm2d`` (Detectron2-compatible), ``LayerNorm`` over channels, and ``get_norm``,
-which maps a config string (``"FrozenBN"``, ``"GN"``, ...) to one.
+``FrozenBatchNorm2d`` (Detectron2-compatible), ``LayerNorm`` over channels, ``get_norm``,
+which maps a config string (``"FrozenBN"``, ``"GN"``, ...) to one, and ``update_bn_stats``,
+which recomputes batch norms' running statistics on training data ("precise BN").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FrozenBatchNorm2d", "LayerNorm", "get_norm"]
+__all__ = ["FrozenBatchNorm2d", "LayerNorm", "get_norm", "update_bn_stats"]
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -165,3 +167,71 @@ def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -
             raise ValueError(f"norm={norm!r} is not one of {sorted(_NORMS)} (or '' for none)")
         norm = _NORMS[norm]
     return norm(out_channels)
+
+
+@torch.no_grad()
+def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
+    """Recompute the running statistics of ``model``'s training-mode batch norms.
+
+    The running mean and variance a batch norm keeps during training are an exponential average
+    over batches computed by weights that kept changing; after a large step they can describe
+    none of the recent batches, and evaluation (which normalizes with them) then sees features
+    that training never produced. This runs ``model`` forward (in training mode, without
+    gradients) on ``num_iters`` batches of ``data`` and sets each batch norm's running mean and
+    variance to the average of those batches' statistics, all computed by the current weights
+    (Detectron2's PreciseBN, after Wu and Johnson, "Rethinking 'Batch' in BatchNorm"). Layers
+    in eval mode and frozen batch norms are left as they are; so are the momenta and the
+    model's mode.
+
+    Returns:
+        The number of batch norms updated (0: nothing to do, ``data`` is not read).
+
+    Raises:
+        ValueError: for ``num_iters < 1`` or when ``data`` ends before ``num_iters`` batches.
+    """
+    if num_iters < 1:
+        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    if not layers:
+        return 0
+    momenta = [bn.momentum for bn in layers]
+    saved = [
+        (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+        for bn in layers
+    ]
+    means = [torch.zeros_like(bn.running_mean) for bn in layers]
+    variances = [torch.zeros_like(bn.running_var) for bn in layers]
+    count = 0
+    try:
+        for bn in layers:
+            # With momentum 1 a forward pass leaves exactly its batch's statistics behind.
+            bn.momentum = 1.0
+        for batch in itertools.islice(data, num_iters):
+            model(batch)
+            count += 1
+            for bn, mean, var in zip(layers, means, variances):
+                mean += (bn.running_mean - mean) / count
+                var += (bn.running_var - var) / count
+        if count < num_iters:
+            raise ValueError(
+                f"update_bn_stats: the data ended after {count} of {num_iters} batches"
+            )
+    except BaseException:
+        # A failed update leaves the statistics it found.
+        for bn, (mean, var, _) in zip(layers, saved):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+        raise
+    else:
+        for bn, mean, var in zip(layers, means, variances):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+    finally:
+        for bn, momentum, (_, _, tracked) in zip(layers, momenta, saved):
+            bn.momentum = momentum
+            bn.num_batches_tracked.copy_(tracked)
+    return len(layers)
