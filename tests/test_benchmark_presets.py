@@ -65,6 +65,8 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         assert cfg.TEST.PLATEAU_MIN_DELTA == spec.val_min_delta
         assert tuple(cfg.DATASETS.VAL) == (spec.val_dataset,)
         assert not set(cfg.DATASETS.VAL) & set(cfg.DATASETS.TEST)
+        # Batch-norm statistics of the current weights at each validation.
+        assert cfg.TEST.PRECISE_BN.ENABLED and cfg.TEST.PRECISE_BN.NUM_ITER == 20
         # Eigen's stages train on five times the rooms (they overfit 200), R2N2 on three times
         # the shapes (it overfits 90); the rest as usual.
         scale = {"eigen_coarse": 5.0, "eigen_fine": 5.0, "r2n2_res_gru": 3.0}.get(spec.name, 1.0)
