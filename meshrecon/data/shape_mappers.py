@@ -154,6 +154,11 @@ class ShapeNetMapper:
         return out
 
 
+def _model_name(record: dict) -> str:
+    """A grouped model record's name: its ``image_id``, else ``"<synset_id>/<model_id>"``."""
+    return record.get("image_id") or f"{record.get('synset_id')}/{record.get('model_id')}"
+
+
 # ------------------------------------------------------------------------------------------
 class MultiViewMapper:
     """Grouped model records (``views``) to multi-view inputs (R2N2, OptimizeMVS).
@@ -249,9 +254,7 @@ class MultiViewMapper:
         for record in records:
             n = len(record.get("views") or ())
             if n < need:
-                name = record.get("image_id") or (
-                    f"{record.get('synset_id')}/{record.get('model_id')}"
-                )
+                name = _model_name(record)
                 raise ValueError(
                     f"INPUT.MULTIVIEW.TEST_VIEW_SETS {self.test_view_sets} x NUM_VIEWS "
                     f"{self.num_views} needs {need} views per model; {name} has {n}"
@@ -273,7 +276,7 @@ class MultiViewMapper:
 
     def __call__(self, record: dict) -> dict:
         views = record.get("views")
-        name = record.get("image_id") or f"{record.get('synset_id')}/{record.get('model_id')}"
+        name = _model_name(record)
         if not views:
             raise ValueError(f"model record {name} has no 'views'")
         rng = _rng(None)

@@ -15,7 +15,7 @@ from fvcore.common.timer import Timer
 
 from ..checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
 from ..evaluation.testing import flatten_results_dict
-from ..layers.batch_norm import update_bn_stats
+from ..layers.batch_norm import training_batch_norms, update_bn_stats
 from ..utils import comm
 from ..utils.events import EventStorage, EventWriter
 from .train_loop import HookBase
@@ -31,6 +31,16 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def at_period_or_end(trainer: Any, period: int) -> bool:
+    """Whether the step just done ends a ``period`` (0: none) or the training.
+
+    When :class:`PreciseBN` recomputes statistics and the validation hook validates: the two
+    must agree.
+    """
+    next_iter = trainer.iter + 1
+    return next_iter >= trainer.max_iter or (period > 0 and next_iter % period == 0)
 
 
 class CallbackHook(HookBase):
@@ -279,20 +289,17 @@ class PreciseBN(HookBase):
         self._has_bn: bool | None = None
 
     def after_step(self) -> None:
-        next_iter = self.trainer.iter + 1
-        if next_iter >= self.trainer.max_iter or (
-            self._period > 0 and next_iter % self._period == 0
-        ):
+        if at_period_or_end(self.trainer, self._period):
             self.update_stats()
 
     def update_stats(self) -> None:
         if self._has_bn is None:
-            self._has_bn = any(
-                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
-                for m in self._model.modules()
-            )
+            self._has_bn = bool(training_batch_norms(self._model))
             if not self._has_bn:
-                logger.info("TEST.PRECISE_BN: the model has no batch norm in training mode")
+                logger.info(
+                    "TEST.PRECISE_BN: the model has no batch norm in training mode (with "
+                    "running statistics)"
+                )
         if not self._has_bn:
             return
         if self._data_iter is None:

@@ -42,7 +42,7 @@ from ..checkpoint.checkpointer import _atomic_write
 from ..evaluation.testing import flatten_results_dict
 from ..solver import apply_scheduled_lr
 from ..utils import comm
-from .hooks import PeriodicWriter
+from .hooks import PeriodicWriter, at_period_or_end
 from .plateau import PlateauResult, detect_plateau
 from .train_loop import HookBase
 
@@ -342,10 +342,7 @@ class ValidationHook(HookBase):
 
     # ------------------------------------------------------------------ validating
     def after_step(self) -> None:
-        next_iter = self.trainer.iter + 1
-        if next_iter >= self.trainer.max_iter or (
-            self._period > 0 and next_iter % self._period == 0
-        ):
+        if at_period_or_end(self.trainer, self._period):
             self._validate()
 
     def _validate(self) -> None:

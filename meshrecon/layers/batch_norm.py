@@ -169,6 +169,18 @@ def get_norm(norm: str | Callable[[int], nn.Module] | None, out_channels: int) -
     return norm(out_channels)
 
 
+def training_batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch norms of ``model`` that :func:`update_bn_stats` recomputes.
+
+    Those in training mode that keep running statistics.
+    """
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+
+
 @torch.no_grad()
 def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
     """Recompute the running statistics of ``model``'s training-mode batch norms.
@@ -191,11 +203,7 @@ def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
     """
     if num_iters < 1:
         raise ValueError(f"num_iters must be >= 1, got {num_iters}")
-    layers = [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
-    ]
+    layers = training_batch_norms(model)
     if not layers:
         return 0
     momenta = [bn.momentum for bn in layers]
