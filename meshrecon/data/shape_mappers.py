@@ -250,7 +250,7 @@ class MultiViewMapper:
         if self.is_train or self.test_view_sets == 1:
             return records
         need = self.test_view_sets * self.num_views
-        out = []
+        out: list[dict] = []
         for record in records:
             n = len(record.get("views") or ())
             if n < need:

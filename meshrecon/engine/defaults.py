@@ -527,13 +527,14 @@ class DefaultTrainer(TrainerBase):
         result: list[hooks.HookBase] = [hooks.IterationTimer(), hooks.LRScheduler()]
         # A weak reference: the hooks must not keep the trainer alive.
         trainer_ref = weakref.ref(self)
+        cls = type(self)
         if cfg.TEST.PRECISE_BN.ENABLED:
             # Before every hook that evaluates: they see the recomputed statistics.
             result.append(
                 hooks.PreciseBN(
                     cfg.TEST.EVAL_PERIOD,
                     self.model,
-                    lambda: trainer_ref().build_train_loader(cfg),
+                    lambda: cls.build_train_loader(cfg),
                     cfg.TEST.PRECISE_BN.NUM_ITER,
                 )
             )

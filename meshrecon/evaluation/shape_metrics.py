@@ -8,6 +8,7 @@ for the ShapeNet evaluator and for Pix3D's AP^mesh.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +101,23 @@ def compute_sampling_metrics(
     return metrics_from_nearest(nearest, thresholds, eps, len_pred, len_gt)
 
 
+@dataclass
+class NearestNeighbours:
+    """Squared distances from each point to its nearest neighbour in the other set, both ways.
+
+    Attributes:
+        pred_to_gt2: (N, S1) from each predicted point to the ground truth.
+        gt_to_pred2: (N, S2) from each ground-truth point to the prediction.
+        cos_pred, cos_gt: (N, S1), (N, S2) cosine between each point's normal and its
+            neighbour's; None unless both sets have normals.
+    """
+
+    pred_to_gt2: torch.Tensor
+    gt_to_pred2: torch.Tensor
+    cos_pred: torch.Tensor | None = None
+    cos_gt: torch.Tensor | None = None
+
+
 @torch.no_grad()
 def nearest_neighbours(
     pred_points: torch.Tensor,
@@ -108,32 +126,25 @@ def nearest_neighbours(
     gt_normals: torch.Tensor | None,
     len_pred: torch.Tensor,
     len_gt: torch.Tensor,
-) -> dict[str, torch.Tensor | None]:
+) -> NearestNeighbours:
     """The nearest-neighbour search behind :func:`compute_sampling_metrics`, both ways.
 
-    Returns ``pred_to_gt2`` (N, S1) and ``gt_to_pred2`` (N, S2), squared distances, and
-    ``cos_pred`` / ``cos_gt``, the cosines between each point's normal and its neighbour's
-    (None unless both normals are given). A distance scales with the points and a neighbour
-    does not change, so one search serves several protocols that only rescale the same samples.
+    A distance scales with the points and a neighbour does not change, so one search serves
+    several protocols that only rescale the same samples (:func:`metrics_from_nearest`).
     """
     knn_pred = knn_points(pred_points, gt_points, lengths1=len_pred, lengths2=len_gt, K=1)
     knn_gt = knn_points(gt_points, pred_points, lengths1=len_gt, lengths2=len_pred, K=1)
-    out: dict[str, torch.Tensor | None] = {
-        "pred_to_gt2": knn_pred.dists[..., 0],
-        "gt_to_pred2": knn_gt.dists[..., 0],
-        "cos_pred": None,
-        "cos_gt": None,
-    }
+    out = NearestNeighbours(knn_pred.dists[..., 0], knn_gt.dists[..., 0])
     if pred_normals is not None and gt_normals is not None:
         near_gt_normals = knn_gather(gt_normals, knn_pred.idx, len_gt)[..., 0, :]
         near_pred_normals = knn_gather(pred_normals, knn_gt.idx, len_pred)[..., 0, :]
-        out["cos_pred"] = F.cosine_similarity(pred_normals, near_gt_normals, dim=2)
-        out["cos_gt"] = F.cosine_similarity(gt_normals, near_pred_normals, dim=2)
+        out.cos_pred = F.cosine_similarity(pred_normals, near_gt_normals, dim=2)
+        out.cos_gt = F.cosine_similarity(gt_normals, near_pred_normals, dim=2)
     return out
 
 
 def metrics_from_nearest(
-    nearest: dict[str, torch.Tensor | None],
+    nearest: NearestNeighbours,
     thresholds: Sequence[float],
     eps: float,
     len_pred: torch.Tensor,
@@ -144,14 +155,13 @@ def metrics_from_nearest(
     both point sets multiplied by ``scale`` (> 0) after the search."""
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
-    pred_to_gt2, gt_to_pred2 = nearest["pred_to_gt2"], nearest["gt_to_pred2"]
-    assert pred_to_gt2 is not None and gt_to_pred2 is not None
+    pred_to_gt2, gt_to_pred2 = nearest.pred_to_gt2, nearest.gt_to_pred2
     if scale != 1.0:
         pred_to_gt2, gt_to_pred2 = pred_to_gt2 * scale**2, gt_to_pred2 * scale**2
     metrics = {
         "Chamfer-L2": _masked_mean(pred_to_gt2, len_pred) + _masked_mean(gt_to_pred2, len_gt)
     }
-    cos_pred, cos_gt = nearest["cos_pred"], nearest["cos_gt"]
+    cos_pred, cos_gt = nearest.cos_pred, nearest.cos_gt
     if cos_pred is not None and cos_gt is not None:
         metrics["NormalConsistency"] = 0.5 * (
             _masked_mean(cos_pred, len_pred) + _masked_mean(cos_gt, len_gt)

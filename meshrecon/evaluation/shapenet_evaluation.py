@@ -171,10 +171,10 @@ def _pair_metrics_and_distances(
     for name, rescale, ts in protocols:
         metrics = metrics_from_nearest(nearest, ts, 1e-8, len_pred, len_gt, rescale)
         out[name] = {k: float(v[0]) for k, v in metrics.items()}
-    cos_pred, cos_gt = nearest["cos_pred"], nearest["cos_gt"]
+    cos_pred, cos_gt = nearest.cos_pred, nearest.cos_gt
     distances = SurfaceDistances(
-        nearest["pred_to_gt2"][0].sqrt() / scale,
-        nearest["gt_to_pred2"][0].sqrt() / scale,
+        nearest.pred_to_gt2[0].sqrt() / scale,
+        nearest.gt_to_pred2[0].sqrt() / scale,
         None if cos_pred is None else cos_pred[0],
         None if cos_gt is None else cos_gt[0],
     )

@@ -181,6 +181,15 @@ def training_batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNo
     ]
 
 
+def _running_buffers(
+    bn: nn.modules.batchnorm._BatchNorm,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mean, var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    if mean is None or var is None or tracked is None:
+        raise ValueError(f"{bn} keeps no running statistics")
+    return mean, var, tracked
+
+
 @torch.no_grad()
 def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
     """Recompute the running statistics of ``model``'s training-mode batch norms.
@@ -206,13 +215,12 @@ def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
     layers = training_batch_norms(model)
     if not layers:
         return 0
+    # (running mean, running var, batch count) of each layer: forward passes update them in place.
+    buffers = [_running_buffers(bn) for bn in layers]
     momenta = [bn.momentum for bn in layers]
-    saved = [
-        (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
-        for bn in layers
-    ]
-    means = [torch.zeros_like(bn.running_mean) for bn in layers]
-    variances = [torch.zeros_like(bn.running_var) for bn in layers]
+    saved = [tuple(b.clone() for b in bufs) for bufs in buffers]
+    means = [torch.zeros_like(mean) for mean, _, _ in buffers]
+    variances = [torch.zeros_like(var) for _, var, _ in buffers]
     count = 0
     try:
         for bn in layers:
@@ -221,25 +229,25 @@ def update_bn_stats(model: nn.Module, data: Iterable, num_iters: int) -> int:
         for batch in itertools.islice(data, num_iters):
             model(batch)
             count += 1
-            for bn, mean, var in zip(layers, means, variances):
-                mean += (bn.running_mean - mean) / count
-                var += (bn.running_var - var) / count
+            for (running_mean, running_var, _), mean, var in zip(buffers, means, variances):
+                mean += (running_mean - mean) / count
+                var += (running_var - var) / count
         if count < num_iters:
             raise ValueError(
                 f"update_bn_stats: the data ended after {count} of {num_iters} batches"
             )
     except BaseException:
         # A failed update leaves the statistics it found.
-        for bn, (mean, var, _) in zip(layers, saved):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+        for (running_mean, running_var, _), (mean, var, _) in zip(buffers, saved):
+            running_mean.copy_(mean)
+            running_var.copy_(var)
         raise
     else:
-        for bn, mean, var in zip(layers, means, variances):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+        for (running_mean, running_var, _), mean, var in zip(buffers, means, variances):
+            running_mean.copy_(mean)
+            running_var.copy_(var)
     finally:
-        for bn, momentum, (_, _, tracked) in zip(layers, momenta, saved):
+        for bn, momentum, (_, _, tracked), (_, _, tracked0) in zip(layers, momenta, buffers, saved):
             bn.momentum = momentum
-            bn.num_batches_tracked.copy_(tracked)
+            tracked.copy_(tracked0)
     return len(layers)
