@@ -130,6 +130,32 @@ def test_eval_hook_runs_periodically_and_after_training():
     assert trainer.storage.latest()["task/metric"] == (3.0, 10)
 
 
+def test_periodic_writer_writes_every_period_the_last_step_and_at_the_end():
+    from meshrecon.engine.hooks import PeriodicWriter
+    from meshrecon.utils.events import EventWriter
+
+    model = _LossModel()
+    trainer = SimpleTrainer(model, _forever(), torch.optim.SGD(model.parameters(), lr=0.01))
+
+    class Recorder(EventWriter):
+        def __init__(self):
+            self.iters, self.closed = [], False
+
+        def write(self):
+            self.iters.append(trainer.iter)
+
+        def close(self):
+            self.closed = True
+
+    recorder = Recorder()
+    trainer.register_hooks([PeriodicWriter([recorder], period=4)])
+    trainer.train(0, 10)
+    # After steps 3 and 7 (each fourth), after the last step (9), and once more at the end.
+    assert recorder.iters == [3, 7, 9, 10] and recorder.closed
+    with pytest.raises(TypeError, match="EventWriter"):
+        PeriodicWriter([object()])
+
+
 def test_skipped_samples_are_counted_in_the_event_storage(tmp_path):
     cfg = toy_cfg(str(tmp_path), **{"SOLVER.MAX_ITER": 3, "DATASETS.TEST": ()})
 

@@ -331,9 +331,7 @@ class PeriodicWriter(HookBase):
         self._period = period
 
     def after_step(self) -> None:
-        if (self.trainer.iter + 1) % self._period == 0 or self.trainer.iter == (
-            self.trainer.max_iter - 1
-        ):
+        if at_period_or_end(self.trainer, self._period):
             self.write()
 
     def write(self) -> None:
