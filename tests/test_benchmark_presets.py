@@ -73,13 +73,12 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         assert cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == scale, spec.name
         # VoxMesh and its ablation predict (and are supervised on) a 32^3 grid, whose cubes can
         # score higher; the other methods keep their configs' grids.
-        base = get_config(spec.config)
-        grid = (
-            32 if spec.name in ("voxmesh", "voxmesh_scratch") else base.MODEL.VOXEL_HEAD.VOXEL_SIZE
-        )
-        assert cfg.MODEL.VOXEL_HEAD.VOXEL_SIZE == grid, spec.name
-        if spec.name.startswith("voxmesh"):
-            assert cfg.INPUT.SHAPENET.VOXEL_SIZE == 32 and cfg.MODEL.MESH_ON, spec.name
+        if spec.name in ("voxmesh", "voxmesh_scratch"):
+            assert cfg.MODEL.VOXEL_HEAD.VOXEL_SIZE == cfg.INPUT.SHAPENET.VOXEL_SIZE == 32
+            assert cfg.MODEL.MESH_ON, spec.name
+        else:
+            base = get_config(spec.config).MODEL.VOXEL_HEAD.VOXEL_SIZE
+            assert cfg.MODEL.VOXEL_HEAD.VOXEL_SIZE == base, spec.name
     # --iters / --iter-scale move the validation period with the cap.
     short = _pairs(P.full_method_opts(M.METHODS, iter_scale=8.0, iters={"psgn": 240})["psgn"])
     assert short["TEST.EVAL_PERIOD"] == "10"
