@@ -239,7 +239,9 @@ class ValidationHook(HookBase):
         if self._plateau_lr_step and not self._stop_on_plateau:
             raise ValueError(
                 "SOLVER.PLATEAU_LR_STEP moves the LR steps at the plateaus that "
-                "SOLVER.STOP_ON_PLATEAU stops at: set SOLVER.STOP_ON_PLATEAU True with it"
+                "SOLVER.STOP_ON_PLATEAU stops at: set SOLVER.STOP_ON_PLATEAU True with it, "
+                "or both False to train on past a plateau (e.g. resuming a run that stopped at "
+                "one with a larger SOLVER.MAX_ITER)"
             )
         # The LR steps brought forward: [{"iteration": at, "moved_from": the milestone}].
         self.lr_steps_moved: list[dict[str, int]] = []
