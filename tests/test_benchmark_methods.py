@@ -169,6 +169,15 @@ def test_plan_orders_stages_and_skips_missing_configs(tmp_path):
     }
     _, validated = plan_methods(specs[:2], runs_dir=str(tmp_path), method_opts=val)[0]
     assert validated.cfg.MODEL.WEIGHTS == str(tmp_path / "first" / "model_best.pth")
+    # The command line wins over a preset's per-method override of the same key (the full
+    # preset's TRAIN_SCALE); the preset's other keys stay.
+    extra = {"first": ["DATASETS.SYNTHETIC.TRAIN_SCALE", "5", "SEED", "4"]}
+    (preset,), _ = plan_methods(specs[1:2], method_opts=extra)
+    assert preset.cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == 5 and preset.cfg.SEED == 4
+    (mine,), _ = plan_methods(
+        specs[1:2], method_opts=extra, opts=["DATASETS.SYNTHETIC.TRAIN_SCALE", "10"]
+    )
+    assert mine.cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == 10 and mine.cfg.SEED == 4
     reasons = {r.name: r.reason for r in skipped}
     assert "not in the model zoo" in reasons["absent"]
     assert "absent" in reasons["orphan"]

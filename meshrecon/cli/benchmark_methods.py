@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--opts",
         nargs=argparse.REMAINDER,
         default=[],
-        help="config KEY VALUE overrides for every method (must come last)",
+        help="config KEY VALUE overrides for every method; they win over the preset's "
+        "(must come last)",
     )
     return p
 

@@ -193,8 +193,9 @@ def plan_methods(
             reused.
         iter_scale: multiplies every schedule (see :func:`iteration_overrides`).
         iters: ``{method: MAX_ITER}`` overrides; they win over ``iter_scale``.
-        opts: ``KEY VALUE`` overrides for every method.
-        method_opts: ``{method: [KEY, VALUE, ...]}`` overrides for one method.
+        opts: ``KEY VALUE`` overrides for every method; they win over ``method_opts`` for the
+            same key.
+        method_opts: ``{method: [KEY, VALUE, ...]}`` overrides for one method (a preset's).
 
     Returns:
         ``(plans, skipped)``: plans in run order (a stage after the method it starts from) and
@@ -210,6 +211,7 @@ def plan_methods(
             raise KeyError(f"override for unknown method {key!r}; known: {', '.join(names)}")
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs, got {list(opts)}")
+    user_keys = set(opts[::2])
     plans: dict[str, MethodPlan] = {}
     skipped: list[RunRecord] = []
     pending = list(methods)
@@ -239,9 +241,17 @@ def plan_methods(
         overrides = list(RUN_DEFAULTS) + list(opts) + list(spec.overrides)
         base = _merge(config_file, overrides)
         overrides += iteration_overrides(base, iter_scale, iters.get(spec.name))
-        overrides += list(method_opts.get(spec.name, ()))
-        if len(method_opts.get(spec.name, ())) % 2:
+        mine = list(method_opts.get(spec.name, ()))
+        if len(mine) % 2:
             raise ValueError(f"overrides of {spec.name} must be KEY VALUE pairs")
+        # The command line's overrides win over a preset's for the same key (e.g. the full
+        # preset's DATASETS.SYNTHETIC.TRAIN_SCALE): the preset's pair is left out.
+        overrides += [
+            item
+            for k, v in zip(mine[::2], mine[1::2], strict=True)
+            if k not in user_keys
+            for item in (k, v)
+        ]
         if spec.init_from:
             # The weights of the stage's table row (its best validation checkpoint when it is
             # tested with that), written when that stage has trained.
