@@ -4,6 +4,7 @@ results.json, and the whole pipeline at toy size checked file by file and in a r
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import os
@@ -19,6 +20,7 @@ from torch import nn
 from meshrecon.apps.method_benchmark import methods as M
 from meshrecon.apps.method_benchmark.report import NOT_APPLICABLE, format_seconds
 from meshrecon.apps.method_benchmark.runner import (
+    LogProgress,
     config_fingerprint,
     iteration_overrides,
     log_progress,
@@ -28,6 +30,7 @@ from meshrecon.config import get_cfg
 from meshrecon.engine import DefaultTrainer
 from meshrecon.engine.defaults import write_results_json
 from meshrecon.evaluation import DatasetEvaluator
+from meshrecon.utils.progress import progress_bar
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "benchmark_methods.py"
@@ -599,3 +602,23 @@ def test_log_progress_follows_training_and_each_validation():
         216,
         432,
     )
+    # The bar those tails feed: each phase starts it over at the first count the log shows.
+    out = io.StringIO()
+    bar = progress_bar(total=6400, desc="voxmesh", file=out, mininterval=0, miniters=1)
+    follow = LogProgress(bar, "voxmesh", 6400)
+    resumed = train.replace("iter: 119", "iter: 3019")
+    tails = ["", resumed, resumed + start, resumed + start + bar1, resumed + start + bar1 + later]
+    seen = []
+    for tail in tails:
+        follow.show(tail)
+        seen.append((bar.desc.rstrip(": "), bar.initial, bar.n, bar.total))
+    assert seen == [
+        ("voxmesh", 0, 0, 6400),
+        ("voxmesh", 3019, 3019, 6400),  # a resumed run: 3019 is not progress made in a second
+        ("voxmesh (evaluating)", 0, 0, None),
+        ("voxmesh (evaluating)", 87, 87, 432),
+        ("voxmesh", 139, 139, 6400),
+    ]
+    follow.show(resumed + start + bar1 + later.replace("iter: 139", "iter: 159"))
+    assert (bar.initial, bar.n) == (139, 159)
+    bar.close()

@@ -5,7 +5,7 @@ import io
 import pytest
 from tqdm import tqdm
 
-from meshrecon.utils.progress import LineProgressBar, progress_bar
+from meshrecon.utils.progress import LineProgressBar, progress_bar, restart
 
 
 class _Terminal(io.StringIO):
@@ -46,6 +46,36 @@ def test_step_interval_reset_and_close():
     assert out.getvalue().count("\n") == 2 and "5it" in out.getvalue().splitlines()[-1]
     with pytest.raises(ValueError, match="step_percent"):
         progress_bar(total=3, file=io.StringIO(), step_percent=0)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_restart_resumes_a_count_without_counting_it_in_the_rate(terminal):
+    # The benchmark's bar: training, a validation, then training again from iteration 1199.
+    out = _Terminal() if terminal else io.StringIO()
+    bar = progress_bar(total=4800, file=out, mininterval=0, miniters=1)
+    bar.n = 1000
+    bar.refresh()
+    restart(bar, total=40, start=0)
+    bar.update(20)
+    restart(bar, total=4800, start=1199)
+    # The 1199 iterations done before are not progress made since the restart: no rate yet
+    # (not 1199 items in the microseconds since it), and no time left.
+    assert bar.format_dict["initial"] == 1199 and bar.n == 1199
+    assert "?it/s" in str(bar) and "<?" in str(bar)
+    bar.update(1)
+    assert bar.format_dict["elapsed"] < 60 and bar.format_dict["n"] - bar.initial == 1
+    bar.close()
+    if not terminal:
+        lines = out.getvalue().splitlines()
+        # A line at each phase's start, none for the interim zero of the phase resumed at 1199.
+        assert [line.split("|")[-1].split()[0] for line in lines] == [
+            "0/4800",
+            "1000/4800",
+            "0/40",
+            "20/40",
+            "1199/4800",
+            "1200/4800",
+        ]
 
 
 def test_terminal_gets_tqdm_live_bar():

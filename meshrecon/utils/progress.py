@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-__all__ = ["LineProgressBar", "progress_bar"]
+__all__ = ["LineProgressBar", "progress_bar", "restart"]
 
 
 def _is_terminal(stream: IO) -> bool:
@@ -46,6 +46,7 @@ class LineProgressBar(tqdm):
             raise ValueError(f"step_percent must be in (0, 100], got {step_percent}")
         self._step_percent = step_percent
         self._interval = interval
+        self._quiet = False
         self._forget_lines()
         # A bar that is left in place would add an empty line after the final one.
         kwargs["leave"] = False
@@ -62,8 +63,8 @@ class LineProgressBar(tqdm):
         super().reset(total)
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        if msg is not None and msg != "":
-            return False  # tqdm's "more hidden" notice of nested bars
+        if self._quiet or (msg is not None and msg != ""):
+            return False  # restart()'s interim zero, or tqdm's "more hidden" notice
         now = time.monotonic()
         step = None
         if msg == "":  # close(): the final state, unless that line is already written
@@ -101,3 +102,24 @@ def progress_bar(
         kwargs.pop("interval", None)
         return tqdm(iterable, file=stream, **kwargs)
     return LineProgressBar(iterable, file=stream, **kwargs)
+
+
+def restart(bar: tqdm, *, total: float | None, start: float = 0) -> None:
+    """Start ``bar`` over for a new phase whose count resumes at ``start``.
+
+    For a bar fed from outside (a training's iterations, then a validation's batches, then the
+    training again at iteration ``start``): its rate and time left count only what is done from
+    here, not the ``start`` it picks up at, and a line bar writes no line for the interim zero.
+    """
+    line_bar = isinstance(bar, LineProgressBar)
+    if line_bar:
+        bar._quiet = True
+    try:
+        bar.reset(total=total)
+    finally:
+        if line_bar:
+            bar._quiet = False
+    bar.total = total  # reset() keeps the old total for None; here None means unknown
+    bar.initial = start
+    bar.n = bar.last_print_n = start
+    bar.refresh()

@@ -497,13 +497,40 @@ def log_progress(tail: str) -> tuple[str, int | None, int | None]:
     return "train", (int(iters[-1].group(1)) if iters else None), None
 
 
+class LogProgress:
+    """Feeds a progress bar from the tails of a train_net log (:func:`log_progress`).
+
+    Each phase (the training, each evaluation) restarts the bar at the first count the log
+    shows for it: a training resumed at iteration 3000, or going on at 1199 after a validation,
+    shows its rate and time left from the iterations made since, not 3000 items in a second.
+    """
+
+    def __init__(self, bar: Any, desc: str, total: int | None) -> None:
+        self.bar, self.desc, self.total = bar, desc, total
+        self._shown: tuple[str, int | None, bool] | None = None
+
+    def show(self, tail: str) -> None:
+        from meshrecon.utils.progress import restart
+
+        phase, done, eval_total = log_progress(tail)
+        key = (phase, eval_total, done is None)
+        if key != self._shown:
+            self._shown = key
+            label = self.desc if phase == "train" else f"{self.desc} (evaluating)"
+            self.bar.set_description(label, refresh=False)
+            restart(self.bar, total=self.total if phase == "train" else eval_total, start=done or 0)
+        elif done is not None:
+            self.bar.n = done
+        self.bar.refresh()
+
+
 def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None) -> None:
     """Show a progress bar fed by the child's log until it exits: the training's iterations,
     and each evaluation's batches while it runs (periodic validations included)."""
     from meshrecon.utils.progress import progress_bar
 
     bar = progress_bar(total=total, desc=desc, unit="it", dynamic_ncols=True, leave=False)
-    shown = ("train", None)
+    follower = LogProgress(bar, desc, total)
     try:
         while proc.poll() is None:
             time.sleep(1.0)
@@ -513,14 +540,7 @@ def _follow(proc: subprocess.Popen, log_path: str, desc: str, total: int | None)
                     tail = f.read()
             except OSError:
                 continue
-            phase, done, eval_total = log_progress(tail)
-            if (phase, eval_total) != shown:
-                shown = (phase, eval_total)
-                bar.set_description(desc if phase == "train" else f"{desc} (evaluating)")
-                bar.reset(total=total if phase == "train" else eval_total)
-            if done is not None:
-                bar.n = done
-            bar.refresh()
+            follower.show(tail)
     finally:
         bar.close()
 
