@@ -519,7 +519,8 @@ class LogProgress:
             label = self.desc if phase == "train" else f"{self.desc} (evaluating)"
             self.bar.set_description(label, refresh=False)
             restart(self.bar, total=self.total if phase == "train" else eval_total, start=done or 0)
-        elif done is not None:
+            return  # restart() has drawn the bar
+        if done is not None:
             self.bar.n = done
         self.bar.refresh()
 
