@@ -20,6 +20,7 @@ from meshrecon.apps.method_benchmark.quality import (
 from meshrecon.apps.method_benchmark.report import NO_VALIDATION, write_report
 from meshrecon.apps.method_benchmark.runner import (
     RunRecord,
+    config_fingerprint,
     prepare_pretrained,
     pretrained_weights_needed,
 )
@@ -101,6 +102,38 @@ def _model_ids(name: str) -> set[str]:
             if isinstance(ann.get("mesh"), str):
                 ids.add(hashlib.sha256(Path(ann["mesh"]).read_bytes()).hexdigest())
     return ids
+
+
+def test_method_opts_change_one_method_and_win_over_every_other_override():
+    # Eigen's fine stage tuned from the command line while its coarse stage keeps the preset's
+    # config, so a coarse run already trained is reused (its fingerprint is unchanged).
+    methods = ["--methods", "eigen_coarse,eigen_fine"]
+    plain = {p.spec.name: p.cfg for p in _setup("full", *methods).plans}
+    tuned = _setup(
+        "full",
+        *methods,
+        *("--method-opts", "eigen_fine", "SOLVER.BASE_LR", "0.0005", "SOLVER.WARMUP_ITERS", "7"),
+        *("--method-opts", "eigen_fine", "DATASETS.SYNTHETIC.TRAIN_SCALE", "3"),
+        *("--opts", "SEED", "5", "SOLVER.BASE_LR", "0.002"),
+    )
+    cfg = {p.spec.name: p.cfg for p in tuned.plans}
+    fine, coarse = cfg["eigen_fine"], cfg["eigen_coarse"]
+    assert fine.SOLVER.BASE_LR == 0.0005 and fine.SOLVER.WARMUP_ITERS == 7
+    # It wins over the full preset's TRAIN_SCALE (5) for that method only.
+    assert fine.DATASETS.SYNTHETIC.TRAIN_SCALE == 3
+    assert coarse.DATASETS.SYNTHETIC.TRAIN_SCALE == 5
+    assert coarse.SOLVER.BASE_LR == 0.002 and coarse.SEED == fine.SEED == 5
+    only_fine = _setup(
+        "full", *methods, "--method-opts", "eigen_fine", "SOLVER.BASE_LR", "0.0005"
+    ).plans
+    assert config_fingerprint(only_fine[0].cfg) == config_fingerprint(plain["eigen_coarse"])
+    assert only_fine[1].cfg.SOLVER.BASE_LR == 0.0005 != plain["eigen_fine"].SOLVER.BASE_LR
+    with pytest.raises(SystemExit, match="not a method of this run"):
+        _setup("full", *methods, "--method-opts", "psgn", "SEED", "1")
+    with pytest.raises(SystemExit, match="KEY VALUE pairs"):
+        _setup("full", *methods, "--method-opts", "eigen_fine", "SEED")
+    with pytest.raises(SystemExit, match="KEY VALUE pairs"):
+        _setup("full", *methods, "--method-opts", "eigen_fine")
 
 
 @pytest.mark.slow

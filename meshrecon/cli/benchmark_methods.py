@@ -6,6 +6,7 @@
     meshrecon benchmark --iter-scale 1               # every method at its config's schedule
     meshrecon benchmark --methods psgn,sphereinit --iter-scale 0.25
     meshrecon benchmark --iters meshrcnn_R18_FPN=2000 --retrain
+    meshrecon benchmark --preset full --method-opts eigen_fine SOLVER.BASE_LR 5e-4
     meshrecon benchmark --real                       # also the real datasets present
 
 In a clone, ``python tools/benchmark_methods.py ARGS`` is the same command.
@@ -216,6 +217,24 @@ def _parse_iters(text: str | dict, names: list[str]) -> dict[str, int]:
     return out
 
 
+def _parse_method_opts(groups: list[list[str]], names: list[str]) -> dict[str, list[str]]:
+    """``--method-opts METHOD KEY VALUE ...`` (repeatable) as ``{METHOD: [KEY, VALUE, ...]}``."""
+    out: dict[str, list[str]] = {}
+    for group in groups:
+        name, pairs = group[0], group[1:]
+        if name not in names:
+            raise SystemExit(
+                f"--method-opts: {name!r} is not a method of this run; its methods: "
+                f"{', '.join(names)}"
+            )
+        if not pairs or len(pairs) % 2:
+            raise SystemExit(
+                f"--method-opts {name}: expected KEY VALUE pairs after the method, got {pairs}"
+            )
+        out.setdefault(name, []).extend(pairs)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Train and evaluate every method on the synthetic benchmark and write one "
@@ -267,6 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--real",
         action="store_true",
         help="also run the paper configs on the real datasets found under $MESHRECON_DATASETS",
+    )
+    p.add_argument(
+        "--method-opts",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("METHOD", "KEY VALUE"),
+        help="config KEY VALUE overrides for one method, e.g. --method-opts eigen_fine "
+        "SOLVER.BASE_LR 5e-4 (repeat for more methods); they win over --opts and the preset's",
     )
     p.add_argument(
         "--opts",
@@ -334,6 +362,7 @@ def plan_invocation(args: argparse.Namespace) -> Setup:
     if callable(method_opts):
         method_opts = method_opts(methods, iter_scale=iter_scale, iters=iters)
     method_opts = {k: v for k, v in method_opts.items() if k in names}
+    user_method_opts = _parse_method_opts(args.method_opts or [], names)
 
     plans, skipped = plan_methods(
         methods,
@@ -342,6 +371,7 @@ def plan_invocation(args: argparse.Namespace) -> Setup:
         iters=iters,
         opts=opts,
         method_opts=method_opts,
+        user_method_opts=user_method_opts,
         tasks=tasks,
     )
     return Setup(plans, skipped, methods, tasks, output, samples, threads, missing_real)

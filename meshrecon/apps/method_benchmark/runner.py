@@ -183,6 +183,7 @@ def plan_methods(
     iters: Mapping[str, int] | None = None,
     opts: Sequence[str] = (),
     method_opts: Mapping[str, Sequence[str]] | None = None,
+    user_method_opts: Mapping[str, Sequence[str]] | None = None,
     tasks: Mapping[str, Any] = TASKS,
 ) -> tuple[list[MethodPlan], list[RunRecord]]:
     """Resolve every method's config, output folder and overrides.
@@ -196,6 +197,8 @@ def plan_methods(
         opts: ``KEY VALUE`` overrides for every method; they win over ``method_opts`` for the
             same key.
         method_opts: ``{method: [KEY, VALUE, ...]}`` overrides for one method (a preset's).
+        user_method_opts: ``{method: [KEY, VALUE, ...]}`` overrides for one method given by
+            the user (``--method-opts``); they win over ``opts`` and ``method_opts``.
 
     Returns:
         ``(plans, skipped)``: plans in run order (a stage after the method it starts from) and
@@ -205,12 +208,16 @@ def plan_methods(
 
     iters = dict(iters or {})
     method_opts = dict(method_opts or {})
+    user_method_opts = dict(user_method_opts or {})
     names = {m.name for m in methods}
-    for key in list(iters) + list(method_opts):
+    for key in list(iters) + list(method_opts) + list(user_method_opts):
         if key not in names:
             raise KeyError(f"override for unknown method {key!r}; known: {', '.join(names)}")
     if len(opts) % 2:
         raise ValueError(f"config overrides must be KEY VALUE pairs, got {list(opts)}")
+    for name, pairs in user_method_opts.items():
+        if len(pairs) % 2:
+            raise ValueError(f"overrides of {name} must be KEY VALUE pairs, got {list(pairs)}")
     user_keys = set(opts[::2])
     plans: dict[str, MethodPlan] = {}
     skipped: list[RunRecord] = []
@@ -252,6 +259,8 @@ def plan_methods(
             if k not in user_keys
             for item in (k, v)
         ]
+        # The user's overrides of this one method come last: they win over everything above.
+        overrides += list(user_method_opts.get(spec.name, ()))
         if spec.init_from:
             # The weights of the stage's table row (its best validation checkpoint when it is
             # tested with that), written when that stage has trained.
