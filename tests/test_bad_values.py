@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
         ("SOLVER.STEPS", (10, -3), "positive iterations"),
         ("INPUT.SHAPENET.NUM_SAMPLES", 0, "positive integer"),
         ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 0, "positive integer"),
+        ("TEST.R2N2.MESH_SAMPLES", -1, "integer >= 0"),
     ],
 )
 def test_bad_training_value_names_its_key_before_anything_is_written(tmp_path, key, value, words):
@@ -52,6 +53,11 @@ def test_bad_training_value_names_its_key_before_anything_is_written(tmp_path, k
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         default_setup(cfg)  # tools/train_net.py checks before it writes config.yaml
     assert not out.exists()
+
+
+def test_r2n2_evaluation_without_mesh_metrics_is_allowed():
+    # TEST.R2N2.MESH_SAMPLES 0 scores the voxel IoU alone (refused as "not positive" before).
+    check_config(toy_cfg("", **{"TEST.R2N2.MESH_SAMPLES": 0}))
 
 
 def test_every_problem_is_listed_at_once():

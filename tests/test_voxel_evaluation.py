@@ -63,6 +63,34 @@ def test_iou_per_view_count_and_category():
     assert ev.evaluate() == {}
 
 
+def test_paired_gains_with_more_views_and_their_standard_errors():
+    gt = _cube_grid()  # 8 voxels
+    quarter, half = torch.zeros(4, 4, 4), torch.zeros(4, 4, 4)
+    quarter[1, 1, 1:3] = 1.0  # IoU 0.25
+    half[1, 1:3, 1:3] = 1.0  # IoU 0.5
+    full = gt.float()  # IoU 1
+    grids = {0.25: quarter, 0.5: half, 1.0: full}
+    seen = {"a": (0.25, 0.5, 1.0), "b": (0.5, 0.5, 0.5), "c": (0.25, 1.0, 1.0), "d": (1.0,)}
+    ev = R2N2Evaluator(iou_thresh=0.4, max_views=3, mesh_samples=0)
+    for name, ious in seen.items():
+        views = [{"voxels": grids[v]} for v in ious]
+        ev.process([{"voxels": gt, "image_id": name}], [{**views[-1], "by_num_views": views}])
+    v = ev.evaluate()["voxel"]
+    # 2 views against 1 (a, b, c; d has one view): +0.25, 0, +0.75.
+    assert v["gain@2"] == pytest.approx(1 / 3) and v["step@2"] == pytest.approx(1 / 3)
+    assert v["gain_se@2"] == pytest.approx(np.std([0.25, 0, 0.75], ddof=1) / np.sqrt(3))
+    # 3 views against 1: +0.75, 0, +0.75 (mean 0.5, standard error 0.25); against 2: +0.5, 0, 0.
+    assert v["gain@3"] == pytest.approx(0.5) and v["gain_se@3"] == pytest.approx(0.25)
+    assert v["step@3"] == pytest.approx(1 / 6) and v["step_se@3"] == pytest.approx(1 / 6)
+    assert "gain@1" not in v and "step@1" not in v
+    # One object seen in several views: no spread to measure, no gain reported.
+    ev.reset()
+    views = [{"voxels": half}, {"voxels": full}]
+    ev.process([{"voxels": gt}], [{**views[-1], "by_num_views": views}])
+    v = ev.evaluate()["voxel"]
+    assert v["IoU@2"] == 1.0 and "gain@2" not in v
+
+
 def test_bad_arguments_and_missing_ground_truth():
     with pytest.raises(ValueError, match="iou_thresh"):
         R2N2Evaluator(iou_thresh=1.5)

@@ -88,7 +88,7 @@ _MODEL_RULES: list[_Rule] = [
     ("MODEL.ROI_VOXEL_HEAD.NUM_DEPTH", "positive", "the voxel grid's side"),
     ("MODEL.VOXEL_HEAD.VOXEL_SIZE", "positive", "the voxel grid's side"),
     ("MODEL.R2N2.VOXEL_SIZE", "positive", "the voxel grid's side"),
-    ("TEST.R2N2.MESH_SAMPLES", "positive", "points sampled for evaluation"),
+    ("TEST.R2N2.MESH_SAMPLES", "non-negative", "surface points of the mesh metrics; 0: IoU only"),
     ("MODEL.MEAN_SHAPE.VOXEL_SIZE", "positive", "the voxel grid's side"),
     ("INPUT.SHAPENET.VOXEL_SIZE", "non-negative", "the ground-truth voxel grid's side; 0: none"),
     ("INPUT.MULTIVIEW.NUM_VIEWS", "positive", "views per item"),

@@ -101,7 +101,11 @@ class R2N2Evaluator(DatasetEvaluator):
     """Voxel IoU and cubified-mesh metrics for view counts 1 .. ``max_views``.
 
     Results: ``{"voxel": {"IoU@k": mean over objects, "mIoU@k": mean over categories,
-    "IoU@k-<category>": ...}}`` plus, per view count k, the tasks of a
+    "IoU@k-<category>": ..., "gain@k" / "gain_se@k": the mean over objects of IoU@k − IoU@1 of
+    the same object and its standard error, "step@k" / "step_se@k": the same of IoU@k −
+    IoU@(k−1)}}`` (the paired differences, for k ≥ 2 over the objects seen in at least k
+    views, with at least two such objects; they say whether more views help beyond the spread
+    between objects) plus, per view count k, the tasks of a
     :class:`ShapeNetEvaluator` with ``shapenet`` renamed ``mesh`` and ``@k`` appended
     (``"mesh@k"``: Chamfer-L2, NormalConsistency, AbsNormalConsistency, Precision / Recall / F1
     at each threshold, EmptyPredictions, ...; ``"mesh_category_mean@k"``, ``"mesh_p2m@k"``, ...).
@@ -167,6 +171,7 @@ class R2N2Evaluator(DatasetEvaluator):
 
     def reset(self) -> None:
         self._rows: list[dict[str, Any]] = []
+        self._per_object: list[list[float]] = []
         for ev in self._mesh_evaluators.values():
             ev.reset()
 
@@ -200,6 +205,7 @@ class R2N2Evaluator(DatasetEvaluator):
             first = 1 if "by_num_views" in out else len(x["images"]) if "images" in x else 1
             gt_surface = {k: x[k] for k in ("points", "normals", "category_id") if k in x}
             gt_surface["image_id"] = x.get("image_id")
+            ious: list[float] = []
             for k, pred in enumerate(preds, start=first):
                 if k > self.max_views:
                     break
@@ -210,12 +216,9 @@ class R2N2Evaluator(DatasetEvaluator):
                         f"ground truth {tuple(gt.shape)}"
                     )
                 occupied = probs >= self.iou_thresh
+                ious.append(float(voxel_iou(occupied[None], gt[None])[0]))
                 self._rows.append(
-                    {
-                        "category_id": x.get("category_id"),
-                        "num_views": k,
-                        "IoU": float(voxel_iou(occupied[None], gt[None])[0]),
-                    }
+                    {"category_id": x.get("category_id"), "num_views": k, "IoU": ious[-1]}
                 )
                 if self._mesh_evaluators and "points" in x:
                     if pred.get("mesh") is not None:
@@ -226,6 +229,9 @@ class R2N2Evaluator(DatasetEvaluator):
                         mesh = occupancy_to_mesh(occupied.float(), 0.5, box, align)
                         pred_mesh = {"mesh": (mesh.verts_list()[0], mesh.faces_list()[0])}
                     self._mesh_evaluators[k].process([gt_surface], [pred_mesh])
+            if first == 1 and len(ious) > 1:
+                # IoU after 1, 2, ... views of one object: the paired gains of evaluate().
+                self._per_object.append(ious)
 
     def _category(self, cid: Any) -> str:
         if cid is None:
@@ -236,6 +242,7 @@ class R2N2Evaluator(DatasetEvaluator):
 
     def evaluate(self) -> dict[str, Any] | None:
         rows = [r for part in comm.gather(self._rows) for r in part]
+        per_object = [r for part in comm.gather(self._per_object) for r in part]
         mesh_results = {k: ev.evaluate() for k, ev in self._mesh_evaluators.items()}
         if not comm.is_main_process():
             return None
@@ -256,14 +263,23 @@ class R2N2Evaluator(DatasetEvaluator):
             voxel[f"mIoU@{k}"] = float(np.mean([np.mean(v) for v in per_cat.values()]))
             for name in sorted(per_cat):
                 voxel[f"IoU@{k}-{name}"] = float(np.mean(per_cat[name]))
+            voxel.update(_paired_gains(per_object, k))
+
+        def gain(name: str, k: int) -> str:
+            if f"{name}@{k}" not in voxel:
+                return ""
+            return f"{100 * voxel[f'{name}@{k}']:+.2f} ± {100 * voxel[f'{name}_se@{k}']:.2f}"
+
         logger.info(
-            "R2N2 evaluation, voxel IoU by number of views (%%):\n%s",
+            "R2N2 evaluation, voxel IoU by number of views (%%; gains paired over the objects, "
+            "± their standard error):\n%s",
             create_small_table(
                 [
                     [k, len(by_k[k]), 100 * voxel[f"IoU@{k}"], 100 * voxel[f"mIoU@{k}"]]
+                    + [gain("gain", k), gain("step", k)]
                     for k in sorted(by_k)
                 ],
-                headers=["views", "#", "IoU", "category mean IoU"],
+                headers=["views", "#", "IoU", "category mean IoU", "vs 1 view", "vs k-1 views"],
             ),
         )
         for k, res in mesh_results.items():
@@ -271,6 +287,21 @@ class R2N2Evaluator(DatasetEvaluator):
                 if task.startswith("shapenet"):
                     results[task.replace("shapenet", "mesh", 1) + f"@{k}"] = metrics
         return results
+
+
+def _paired_gains(per_object: Sequence[Sequence[float]], k: int) -> dict[str, float]:
+    """``gain@k`` / ``gain_se@k`` (IoU after k views minus after 1, mean over the objects and
+    its standard error) and ``step@k`` / ``step_se@k`` (k minus k−1 views), over the objects
+    with at least k views; {} for k < 2 or fewer than two such objects."""
+    seen = np.array([r[:k] for r in per_object if len(r) >= k], dtype=np.float64)
+    if k < 2 or len(seen) < 2:
+        return {}
+    out: dict[str, float] = {}
+    for name, base in (("gain", 0), ("step", k - 2)):
+        diff = seen[:, k - 1] - seen[:, base]
+        out[f"{name}@{k}"] = float(diff.mean())
+        out[f"{name}_se@{k}"] = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return out
 
 
 @register_evaluator("r2n2")
