@@ -72,6 +72,9 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         # the shapes (it overfits 90); the rest as usual.
         scale = {"eigen_coarse": 5.0, "eigen_fine": 5.0, "r2n2_res_gru": 3.0}.get(spec.name, 1.0)
         assert cfg.DATASETS.SYNTHETIC.TRAIN_SCALE == scale, spec.name
+        # R2N2's recurrent state has the paper's 128 channels (its config: 32).
+        if spec.name == "r2n2_res_gru":
+            assert cfg.MODEL.R2N2.HIDDEN == 128 != get_config(spec.config).MODEL.R2N2.HIDDEN
         # VoxMesh and its ablation predict (and are supervised on) a 32^3 grid, whose cubes can
         # score higher; the other methods keep their configs' grids.
         if spec.name in ("voxmesh", "voxmesh_scratch"):
