@@ -75,6 +75,12 @@ def test_full_preset_validates_every_trained_method_and_stops_on_its_plateau():
         # R2N2's recurrent state has the paper's 128 channels (its config: 32).
         if spec.name == "r2n2_res_gru":
             assert cfg.MODEL.R2N2.HIDDEN == 128 != get_config(spec.config).MODEL.R2N2.HIDDEN
+        # PSGN: 3328 points (a 48 x 64 deconvolution map and 256 FC points) and Chamfer-L1.
+        if spec.name == "psgn":
+            assert (
+                list(cfg.MODEL.PSGN.CONV_GRID) == [48, 64] and cfg.MODEL.PSGN.LOSS == "chamfer_l1"
+            )
+            assert get_config(spec.config).MODEL.PSGN.LOSS == "chamfer"
         # VoxMesh and its ablation predict (and are supervised on) a 32^3 grid, whose cubes can
         # score higher; the other methods keep their configs' grids.
         if spec.name in ("voxmesh", "voxmesh_scratch"):
